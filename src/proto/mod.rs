@@ -6,7 +6,7 @@
 //! this module produces.
 //!
 //! - [`key`]: `K = SHA-256(key file)` (§1.1).
-//! - [`kdf`]: dk_1 and dk_2, PBKDF2-HMAC-SHA256 with one iteration (§1.4, §1.7).
+//! - [`crypt`]: dk_1, the DH-value MACs and their checks, dk_2 (§1.4–§1.7).
 //! - [`dh`]: RFC 3526 group 14 Diffie-Hellman, constant time (§1.5).
 //! - [`handshake`]: the client and server handshake state machines (§1.3–§1.7).
 //! - [`packet`]: one 1060-byte packet sealed or opened, and contiguous batches of them (§2).
@@ -14,10 +14,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod crypt;
 pub mod dh;
 pub mod error;
 pub mod handshake;
-pub mod kdf;
 pub mod key;
 pub mod packet;
 pub mod stream;

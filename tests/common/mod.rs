@@ -1,0 +1,156 @@
+//! Helpers shared by the protocol tests.
+#![allow(dead_code, unreachable_pub)]
+
+use spiperelay::proto::HandshakeError;
+use spiperelay::proto::crypt::{DhKeyPair, DhMode, Role};
+use spiperelay::proto::handshake::{Handshake, Session};
+use spiperelay::proto::key::{Key, KeySet};
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes lower-case hex; panics on bad input (test vectors only).
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// SHA-256 of `bytes`, as hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+/// A small deterministic PRNG (xorshift64*) so every test run is reproducible.
+pub struct TestRng(u64);
+
+impl TestRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next_u64() as u8;
+        }
+    }
+    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.fill(&mut b);
+        b
+    }
+}
+
+/// Which `-f`/`-g` flag one side runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pfs {
+    /// Default.
+    Default,
+    /// `-f`.
+    NoPfs,
+    /// `-g`.
+    Require,
+}
+
+/// Builds the DH mode for `pfs`, drawing the private value from `rng`.
+pub fn dh_mode(pfs: Pfs, rng: &mut TestRng) -> DhMode {
+    match pfs {
+        Pfs::Default => DhMode::Pfs(DhKeyPair::from_private(rng.bytes())),
+        Pfs::Require => DhMode::RequirePfs(DhKeyPair::from_private(rng.bytes())),
+        Pfs::NoPfs => DhMode::NoPfs,
+    }
+}
+
+/// A client and a server handshake with the given keys and flags.
+pub fn pair(
+    client_key: &[u8],
+    server_keys: &[&[u8]],
+    client_pfs: Pfs,
+    server_pfs: Pfs,
+    rng: &mut TestRng,
+) -> (Handshake, Handshake) {
+    let ck = KeySet::single(Key::from_key_file(client_key));
+    let sk = KeySet::new(server_keys.iter().map(|k| Key::from_key_file(k)).collect())
+        .expect("at least one server key");
+    let c = Handshake::new(Role::Client, ck, rng.bytes(), dh_mode(client_pfs, rng));
+    let s = Handshake::new(Role::Server, sk, rng.bytes(), dh_mode(server_pfs, rng));
+    (c, s)
+}
+
+/// Moves all pending output of `from` through `filter` into `to`. Returns what `to` reported
+/// and any bytes it left unconsumed.
+pub fn transfer(
+    from: &mut Handshake,
+    to: &mut Handshake,
+    filter: &mut dyn FnMut(&mut Vec<u8>),
+) -> Result<(), HandshakeError> {
+    let mut bytes = from.output().to_vec();
+    from.consume_output(bytes.len());
+    filter(&mut bytes);
+    let mut off = 0;
+    while off < bytes.len() {
+        let n = to.read(&bytes[off..])?;
+        if n == 0 {
+            break;
+        }
+        off += n;
+    }
+    Ok(())
+}
+
+/// Which side failed, and how, when driving a pair.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both sides finished; the sessions (client, server).
+    Done,
+    /// The client reported an error.
+    ClientFailed(HandshakeError),
+    /// The server reported an error.
+    ServerFailed(HandshakeError),
+}
+
+/// Drives both handshakes to completion, passing client→server bytes through `c2s` and
+/// server→client bytes through `s2c`. Bounded: at most 8 rounds.
+pub fn drive(
+    c: &mut Handshake,
+    s: &mut Handshake,
+    c2s: &mut dyn FnMut(&mut Vec<u8>),
+    s2c: &mut dyn FnMut(&mut Vec<u8>),
+) -> Outcome {
+    for _ in 0..8 {
+        if let Err(e) = transfer(c, s, c2s) {
+            return Outcome::ServerFailed(e);
+        }
+        if let Err(e) = transfer(s, c, s2c) {
+            return Outcome::ClientFailed(e);
+        }
+        if c.is_done() && s.is_done() && c.output().is_empty() && s.output().is_empty() {
+            return Outcome::Done;
+        }
+    }
+    panic!("handshake did not finish in 8 rounds: {c:?} {s:?}");
+}
+
+/// Runs an untampered handshake and returns the two sessions (client, server).
+pub fn established(c: Handshake, s: Handshake) -> (Session, Session) {
+    let (mut c, mut s) = (c, s);
+    assert_eq!(
+        drive(&mut c, &mut s, &mut |_| {}, &mut |_| {}),
+        Outcome::Done
+    );
+    let c = c.finish().expect("client done");
+    let s = s.finish().expect("server done");
+    (c, s)
+}
