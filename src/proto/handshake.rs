@@ -27,7 +27,7 @@ enum State {
     /// Waiting for the peer's `y ‖ h`.
     ReadYh,
     /// Keys derived; the session is ready once the output has been sent.
-    Done(Session),
+    Done(Box<Session>),
     /// The handshake failed; every later call reports this error.
     Failed(HandshakeError),
 }
@@ -153,7 +153,7 @@ impl Handshake {
     /// byte has been consumed. Otherwise returns the handshake unchanged.
     pub fn finish(self) -> Result<Session, Box<Self>> {
         match self.state {
-            State::Done(session) if self.output_start == self.output_end => Ok(session),
+            State::Done(session) if self.output_start == self.output_end => Ok(*session),
             _ => Err(Box::new(self)),
         }
     }
@@ -197,11 +197,11 @@ impl Handshake {
                     // S: only now, with a valid y_C, send y_S ‖ h_S (§1.3).
                     self.queue_yh(&dk1);
                 }
-                self.state = State::Done(Session {
+                self.state = State::Done(Box::new(Session {
                     sealer: Sealer::new(&keys, self.role),
                     opener: Opener::new(&keys, peer_role),
                     key_index,
-                });
+                }));
                 Ok(())
             }
             State::Done(_) | State::Failed(_) => Ok(()),

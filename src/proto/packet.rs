@@ -285,3 +285,109 @@ impl Opener {
         self.0.next = next;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::crypt::DhMode;
+    use crate::proto::handshake::Handshake;
+    use crate::proto::key::{Key, KeySet};
+
+    /// A (client sealer, server opener) pair from an in-memory `-f` handshake.
+    fn c2s() -> (Sealer, Opener) {
+        let keys = KeySet::single(Key::from_key_file(b"k"));
+        let mut c = Handshake::new(Role::Client, keys.clone(), [1; 32], DhMode::NoPfs);
+        let mut s = Handshake::new(Role::Server, keys, [2; 32], DhMode::NoPfs);
+        for _ in 0..3 {
+            let out = c.output().to_vec();
+            c.consume_output(out.len());
+            assert_eq!(s.read(&out), Ok(out.len()));
+            let out = s.output().to_vec();
+            s.consume_output(out.len());
+            assert_eq!(c.read(&out), Ok(out.len()));
+        }
+        let (sealer, _) = c.finish().expect("client").into_parts();
+        let (_, opener) = s.finish().expect("server").into_parts();
+        (sealer, opener)
+    }
+
+    #[test]
+    fn seal_rejects_empty_and_oversized_payloads_without_using_a_counter() {
+        let (mut s, _) = c2s();
+        let mut p = [0u8; PACKET_LEN];
+        assert_eq!(s.seal(&[], &mut p), Err(PacketError::EmptyPayload));
+        assert_eq!(
+            s.seal(&[0; 1025], &mut p),
+            Err(PacketError::PayloadTooLarge { len: 1025 })
+        );
+        assert_eq!(s.next_packet_number(), Some(0));
+        assert_eq!(s.seal(&[0; 1024], &mut p), Ok(()));
+        assert_eq!(s.next_packet_number(), Some(1));
+    }
+
+    #[test]
+    fn seal_into_checks_the_buffer_and_cuts_like_spiped() {
+        let (mut s, mut o) = c2s();
+        let mut small = vec![0u8; 2 * PACKET_LEN - 1];
+        assert_eq!(
+            s.seal_into(&[5; 1025], &mut small),
+            Err(PacketError::BadBufferLength { len: small.len() })
+        );
+        assert_eq!(s.next_packet_number(), Some(0));
+        let mut buf = vec![0u8; 3 * PACKET_LEN];
+        assert_eq!(s.seal_into(&[5; 1025], &mut buf), Ok(2 * PACKET_LEN));
+        assert_eq!(s.seal_into(&[], &mut buf), Ok(0));
+        let mut out = Vec::new();
+        assert_eq!(o.open_append(&buf[..2 * PACKET_LEN], &mut out), Ok(1025));
+        assert_eq!(out, [5; 1025]);
+    }
+
+    #[test]
+    fn open_append_rejects_a_partial_packet_run() {
+        let (_, mut o) = c2s();
+        let mut out = Vec::new();
+        assert_eq!(
+            o.open_append(&[0; PACKET_LEN + 1], &mut out),
+            Err(PacketError::BadBufferLength {
+                len: PACKET_LEN + 1
+            })
+        );
+        assert!(out.is_empty());
+        assert_eq!(o.next_packet_number(), Some(0));
+    }
+
+    #[test]
+    fn the_last_packet_number_is_usable_and_the_counter_never_wraps() {
+        let (mut s, mut o) = c2s();
+        s.set_next_packet_number(Some(u64::MAX));
+        o.set_next_packet_number(Some(u64::MAX));
+        let mut p = [0u8; PACKET_LEN];
+        // A batch larger than what is left fails whole, leaving the counter alone.
+        let mut buf = vec![0u8; 2 * PACKET_LEN];
+        assert_eq!(
+            s.seal_into(&[1; 2000], &mut buf),
+            Err(PacketError::CounterExhausted)
+        );
+        let mut v = Vec::new();
+        assert_eq!(
+            s.seal_append(&[1; 2000], &mut v),
+            Err(PacketError::CounterExhausted)
+        );
+        assert!(v.is_empty());
+        assert_eq!(s.seal(b"last", &mut p), Ok(()));
+        assert_eq!(s.next_packet_number(), None);
+        assert_eq!(s.seal(b"more", &mut p), Err(PacketError::CounterExhausted));
+        let mut out = [0u8; MAX_PAYLOAD];
+        // The opener at u64::MAX accepts the last packet, then refuses any more.
+        let last = {
+            let (mut s2, _) = c2s();
+            s2.set_next_packet_number(Some(u64::MAX));
+            let mut q = [0u8; PACKET_LEN];
+            s2.seal(b"last", &mut q).expect("seal");
+            q
+        };
+        assert_eq!(o.open(&last, &mut out), Ok(4));
+        assert_eq!(&out[..4], b"last");
+        assert_eq!(o.open(&last, &mut out), Err(PacketError::CounterExhausted));
+    }
+}

@@ -53,9 +53,9 @@ impl TestRng {
     }
 }
 
-/// Which `-f`/`-g` flag one side runs with.
+/// Which of `-f`/`-g` (or neither) one side runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pfs {
+pub enum Flag {
     /// Default.
     Default,
     /// `-f`.
@@ -65,11 +65,11 @@ pub enum Pfs {
 }
 
 /// Builds the DH mode for `pfs`, drawing the private value from `rng`.
-pub fn dh_mode(pfs: Pfs, rng: &mut TestRng) -> DhMode {
+pub fn dh_mode(pfs: Flag, rng: &mut TestRng) -> DhMode {
     match pfs {
-        Pfs::Default => DhMode::Pfs(DhKeyPair::from_private(rng.bytes())),
-        Pfs::Require => DhMode::RequirePfs(DhKeyPair::from_private(rng.bytes())),
-        Pfs::NoPfs => DhMode::NoPfs,
+        Flag::Default => DhMode::Pfs(DhKeyPair::from_private(rng.bytes())),
+        Flag::Require => DhMode::RequirePfs(DhKeyPair::from_private(rng.bytes())),
+        Flag::NoPfs => DhMode::NoPfs,
     }
 }
 
@@ -77,8 +77,8 @@ pub fn dh_mode(pfs: Pfs, rng: &mut TestRng) -> DhMode {
 pub fn pair(
     client_key: &[u8],
     server_keys: &[&[u8]],
-    client_pfs: Pfs,
-    server_pfs: Pfs,
+    client_pfs: Flag,
+    server_pfs: Flag,
     rng: &mut TestRng,
 ) -> (Handshake, Handshake) {
     let ck = KeySet::single(Key::from_key_file(client_key));
