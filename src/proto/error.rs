@@ -83,7 +83,10 @@ impl fmt::Display for PacketError {
                 write!(f, "cannot seal {len} bytes into one packet (at most 1024)")
             }
             Self::BadBufferLength { len } => {
-                write!(f, "buffer of {len} bytes does not fit a whole number of packets")
+                write!(
+                    f,
+                    "buffer of {len} bytes does not fit a whole number of packets"
+                )
             }
         }
     }
