@@ -279,7 +279,22 @@ pub fn shared_secret(
 #[doc(hidden)]
 pub mod internals {
     pub use super::FixedBaseTable;
-    use super::{DH_PRIVATE_LEN, DH_PUBLIC_LEN, TWO, exponent, pow_window, to_be_bytes};
+
+    /// The Montgomery form of 2 (`2 * 2^2048 mod p`) as 32 little-endian limbs.
+    pub const MONT_TWO: [u64; super::LIMBS] = super::TWO;
+
+    /// Montgomery multiplication `a * b * 2^-2048 mod p` on 32 little-endian limbs; both inputs
+    /// must be below p, and so is the result. Constant time.
+    pub fn mont_mul(a: &[u64; super::LIMBS], b: &[u64; super::LIMBS]) -> [u64; super::LIMBS] {
+        super::mont_mul(a, b)
+    }
+
+    /// Montgomery squaring `a * a * 2^-2048 mod p` on 32 little-endian limbs; `a` must be below
+    /// p, and so is the result. Constant time.
+    pub fn mont_sqr(a: &[u64; super::LIMBS]) -> [u64; super::LIMBS] {
+        super::mont_sqr(a)
+    }
+    use super::{DH_PRIVATE_LEN, DH_PUBLIC_LEN, exponent, pow_window, to_be_bytes};
 
     /// `2^x mod p` (§1.5) by the generic fixed-window exponentiation with a table of `N`
     /// entries (`N` a power of two in `2..=64`), i.e. without the fixed-base table. Constant
@@ -289,7 +304,7 @@ pub mod internals {
     ) -> [u8; DH_PUBLIC_LEN] {
         use zeroize::Zeroize;
         let mut x = exponent(private);
-        let mut acc = pow_window::<N>(&TWO, &x);
+        let mut acc = pow_window::<N>(&MONT_TWO, &x);
         x.zeroize();
         let out = to_be_bytes(&super::from_mont(&acc));
         acc.zeroize();

@@ -11,8 +11,9 @@
 //!   clears the low word and carries `m` into the next one.
 //!
 //! Multiplication and squaring use product scanning with the reduction interleaved column by
-//! column ("finely integrated product scanning"), which keeps the 192-bit column accumulator in
-//! registers instead of re-reading and re-writing a 33-limb intermediate for every row.
+//! column ("finely integrated product scanning"), fully unrolled, which keeps the column
+//! accumulator in registers instead of re-reading and re-writing a 33-limb intermediate for
+//! every row.
 
 use super::GROUP14_P;
 use crate::proto::DH_PUBLIC_LEN;
@@ -114,140 +115,166 @@ pub(crate) const R2: Limbs = {
     r
 };
 
-/// A 192-bit column accumulator: `lh + top * 2^128`.
+/// A column accumulator holding `lo + hi * 2^64`. Low and high halves of the products are
+/// summed in separate 128-bit words, so each product costs two independent add/adc pairs and no
+/// carry has to be propagated between them until the column is finished.
 #[derive(Clone, Copy)]
 struct Acc {
-    lh: u128,
-    top: u64,
+    lo: u128,
+    hi: u128,
 }
 
 impl Acc {
-    const ZERO: Acc = Acc { lh: 0, top: 0 };
+    /// An accumulator holding `carry`.
+    #[inline(always)]
+    fn new(carry: u128) -> Acc {
+        Acc { lo: carry, hi: 0 }
+    }
 
     /// `self += a * b`.
     #[inline(always)]
     fn mac(&mut self, a: u64, b: u64) {
-        let (s, c) = self.lh.overflowing_add(u128::from(a) * u128::from(b));
-        self.lh = s;
-        self.top = self.top.wrapping_add(u64::from(c));
+        let p = u128::from(a) * u128::from(b);
+        self.lo = self.lo.wrapping_add(u128::from(p as u64));
+        self.hi = self.hi.wrapping_add(p >> 64);
     }
 
-    /// `self += v`.
+    /// `self = 2 * self + carry`.
     #[inline(always)]
-    fn add(&mut self, v: Acc) {
-        let (s, c) = self.lh.overflowing_add(v.lh);
-        self.lh = s;
-        self.top = self.top.wrapping_add(v.top).wrapping_add(u64::from(c));
+    fn double_plus(&self, carry: u128) -> Acc {
+        Acc {
+            lo: (self.lo << 1).wrapping_add(carry),
+            hi: self.hi << 1,
+        }
     }
 
-    /// `self *= 2`.
-    #[inline(always)]
-    fn double(&mut self) {
-        self.top = (self.top << 1) | (self.lh >> 127) as u64;
-        self.lh <<= 1;
-    }
-
-    /// The low 64 bits.
+    /// The low 64 bits of the column value.
     #[inline(always)]
     fn low(&self) -> u64 {
-        self.lh as u64
+        self.lo as u64
     }
 
-    /// `self >>= 64`.
+    /// The column value shifted right by 64 bits: the carry into the next column.
     #[inline(always)]
-    fn shift(&mut self) {
-        self.lh = (self.lh >> 64) | (u128::from(self.top) << 64);
-        self.top = 0;
-    }
-
-    /// Adds `m * p[0] = m * 2^64 - m` where `m` is the low word, then shifts right by 64: the
-    /// low word becomes zero and `m` carries into the next column.
-    #[inline(always)]
-    fn reduce_step(&mut self) {
-        let m = self.low();
-        self.shift();
-        let (s, c) = self.lh.overflowing_add(u128::from(m));
-        self.lh = s;
-        self.top = self.top.wrapping_add(u64::from(c));
+    fn carry(&self) -> u128 {
+        (self.lo >> 64).wrapping_add(self.hi)
     }
 }
 
-/// Finishes a Montgomery product: `acc` holds column sums of `t` (the plain product, or the
-/// off-diagonal plus diagonal terms for squaring) supplied by `column(k, &mut acc)`, which must
-/// add exactly the products of limbs `i + j = k` of t. Interleaves reduction and returns
-/// `t * R^-1 mod p`.
+/// Expands `$m!(k)` for every column `k` in `0..2 * LIMBS - 1` of a 32-limb product. Unrolling
+/// the columns makes every inner loop bound a compile-time constant, so LLVM emits straight-line
+/// multiply/add-with-carry code with constant offsets and no loop or bounds-check overhead.
+macro_rules! for_each_column {
+    ($m:ident) => {
+        for_each_column!(@ $m; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62)
+    };
+    (@ $m:ident; $($k:literal)*) => {
+        $( $m!($k); )*
+    };
+}
+
+/// Adds the reduction products `m_i * p_{K-i}` to column `K` of a Montgomery product and
+/// finishes the column, returning the carry into column `K + 1`.
+///
+/// For `K < LIMBS` the column's low word determines the reduction digit `m_K` (n0' = 1), which is
+/// stored in `m`; adding `m_K * p_0 = m_K * 2^64 - m_K` clears the low word and carries `m_K`. For
+/// `K >= LIMBS` the low word is result limb `K - LIMBS`.
 #[inline(always)]
-fn mont_reduce_columns(mut column: impl FnMut(usize, &mut Acc)) -> Limbs {
-    let mut m = [0u64; LIMBS];
-    let mut acc = Acc::ZERO;
-    for k in 0..LIMBS {
-        column(k, &mut acc);
-        // Reduction products m_i * p_{k-i} for i < k (p_0 is handled by reduce_step).
-        if let (Some(ms), Some(ps)) = (m.get(..k), P.get(1..=k)) {
-            for (&mi, &pj) in ms.iter().zip(ps.iter().rev()) {
-                acc.mac(mi, pj);
-            }
+fn reduce_column<const K: usize>(m: &mut Limbs, out: &mut Limbs, mut acc: Acc) -> u128 {
+    if K < LIMBS {
+        let mut i = 0;
+        while i < K {
+            acc.mac(m[i], P[K - i]);
+            i += 1;
         }
-        if let Some(slot) = m.get_mut(k) {
+        let mk = acc.low();
+        if let Some(slot) = m.get_mut(K) {
+            *slot = mk;
+        }
+        acc.carry().wrapping_add(u128::from(mk))
+    } else {
+        let mut i = K + 1 - LIMBS;
+        while i < LIMBS {
+            acc.mac(m[i], P[K - i]);
+            i += 1;
+        }
+        if let Some(slot) = out.get_mut(K - LIMBS) {
             *slot = acc.low();
         }
-        acc.reduce_step();
+        acc.carry()
     }
-    let mut out = [0u64; LIMBS];
-    for k in LIMBS..2 * LIMBS - 1 {
-        column(k, &mut acc);
-        let lo = k + 1 - LIMBS;
-        if let (Some(ms), Some(ps)) = (m.get(lo..), P.get(lo..)) {
-            for (&mi, &pj) in ms.iter().zip(ps.iter().rev()) {
-                acc.mac(mi, pj);
-            }
+}
+
+/// Column `K` of `a * b` plus `carry`: every `a_i * b_j` with `i + j = K`.
+#[inline(always)]
+fn mul_column<const K: usize>(a: &Limbs, b: &Limbs, carry: u128) -> Acc {
+    let mut acc = Acc::new(carry);
+    let mut i = (K + 1).saturating_sub(LIMBS);
+    let hi = if K < LIMBS { K } else { LIMBS - 1 };
+    while i <= hi {
+        acc.mac(a[i], b[K - i]);
+        i += 1;
+    }
+    acc
+}
+
+/// Column `K` of `a * a` plus `carry`: off-diagonal products computed once and doubled, plus the
+/// diagonal square when `K` is even.
+#[inline(always)]
+fn sqr_column<const K: usize>(a: &Limbs, carry: u128) -> Acc {
+    let mut off = Acc::new(0);
+    let mut i = (K + 1).saturating_sub(LIMBS);
+    let mid = K.div_ceil(2);
+    while i < mid {
+        off.mac(a[i], a[K - i]);
+        i += 1;
+    }
+    let mut acc = off.double_plus(carry);
+    if K % 2 == 0 {
+        if let Some(&d) = a.get(K / 2) {
+            acc.mac(d, d);
         }
-        if let Some(slot) = out.get_mut(k - LIMBS) {
-            *slot = acc.low();
-        }
-        acc.shift();
     }
-    if let Some(slot) = out.last_mut() {
-        *slot = acc.low();
-    }
-    acc.shift();
-    reduce_once(&out, acc.low())
+    acc
 }
 
 /// Montgomery multiplication: `a * b * R^-1 mod p`, for `a, b < p`. Constant time.
+///
+/// Product scanning with the reduction interleaved column by column; the result of the column
+/// sweep is below `2p` and one masked subtraction brings it below p.
 pub(crate) fn mont_mul(a: &Limbs, b: &Limbs) -> Limbs {
-    mont_reduce_columns(|k, acc| {
-        let lo = (k + 1).saturating_sub(LIMBS);
-        let hi = k.min(LIMBS - 1);
-        if let (Some(aa), Some(bb)) = (a.get(lo..=hi), b.get(k - hi..=k - lo)) {
-            for (&ai, &bj) in aa.iter().zip(bb.iter().rev()) {
-                acc.mac(ai, bj);
-            }
-        }
-    })
+    let mut m = [0u64; LIMBS];
+    let mut out = [0u64; LIMBS];
+    let mut carry = 0u128;
+    macro_rules! column {
+        ($k:literal) => {
+            carry = reduce_column::<$k>(&mut m, &mut out, mul_column::<$k>(a, b, carry))
+        };
+    }
+    for_each_column!(column);
+    if let Some(slot) = out.last_mut() {
+        *slot = carry as u64;
+    }
+    // The result is below 2p < 2^2049: the final carry word is 0 or 1.
+    reduce_once(&out, (carry >> 64) as u64)
 }
 
-/// Montgomery squaring: `a * a * R^-1 mod p`, for `a < p`. Constant time. Computes each
-/// off-diagonal product once and doubles it.
+/// Montgomery squaring: `a * a * R^-1 mod p`, for `a < p`. Constant time. Same structure as
+/// [`mont_mul`], with each off-diagonal product computed once.
 pub(crate) fn mont_sqr(a: &Limbs) -> Limbs {
-    mont_reduce_columns(|k, acc| {
-        // Off-diagonal pairs (i, k - i) with i < k - i, i.e. i in lo..(k+1)/2.
-        let lo = (k + 1).saturating_sub(LIMBS);
-        let mid = k.div_ceil(2);
-        let mut off = Acc::ZERO;
-        if let (Some(aa), Some(bb)) = (a.get(lo..mid), a.get(k + 1 - mid..=k - lo)) {
-            for (&ai, &bj) in aa.iter().zip(bb.iter().rev()) {
-                off.mac(ai, bj);
-            }
-        }
-        off.double();
-        if k % 2 == 0 {
-            if let Some(&d) = a.get(k / 2) {
-                off.mac(d, d);
-            }
-        }
-        acc.add(off);
-    })
+    let mut m = [0u64; LIMBS];
+    let mut out = [0u64; LIMBS];
+    let mut carry = 0u128;
+    macro_rules! column {
+        ($k:literal) => {
+            carry = reduce_column::<$k>(&mut m, &mut out, sqr_column::<$k>(a, carry))
+        };
+    }
+    for_each_column!(column);
+    if let Some(slot) = out.last_mut() {
+        *slot = carry as u64;
+    }
+    reduce_once(&out, (carry >> 64) as u64)
 }
 
 /// Converts `a < p` into Montgomery form `a * R mod p`.
