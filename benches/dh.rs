@@ -6,7 +6,9 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use spiperelay::proto::dh::internals::{FixedBaseTable, public_with_window, shared_with_window};
+use spiperelay::proto::dh::internals::{
+    FixedBaseTable, MONT_TWO, mont_mul, mont_sqr, public_with_window, shared_with_window,
+};
 use spiperelay::proto::dh::{public_from_private, shared_secret};
 
 const PRIV_A: [u8; 32] = [0xA5; 32];
@@ -39,7 +41,18 @@ fn keygen(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("keygen_table_build");
     g.sample_size(10);
-    g.bench_function("w5", |b| b.iter(FixedBaseTable::<5>::new));
+    g.bench_function("w6", |b| b.iter(FixedBaseTable::<6>::new));
+    g.finish();
+}
+
+fn montgomery(c: &mut Criterion) {
+    let a = mont_mul(&MONT_TWO, &MONT_TWO);
+    let b = mont_sqr(&a);
+    let mut g = c.benchmark_group("montgomery");
+    g.bench_function("mul", |bch| {
+        bch.iter(|| mont_mul(black_box(&a), black_box(&b)))
+    });
+    g.bench_function("sqr", |bch| bch.iter(|| mont_sqr(black_box(&a))));
     g.finish();
 }
 
@@ -74,5 +87,5 @@ fn side(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, keygen, shared, side);
+criterion_group!(benches, montgomery, keygen, shared, side);
 criterion_main!(benches);
