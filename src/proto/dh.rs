@@ -6,6 +6,15 @@
 //! time with respect to the exponent.
 
 use crate::proto::DH_PUBLIC_LEN;
+use std::sync::OnceLock;
+use zeroize::Zeroize;
+
+mod bignum;
+
+use bignum::{
+    LIMBS, Limbs, ONE, TWO, ct_lookup, from_be_bytes, from_mont, mont_mul, mont_sqr, to_be_bytes,
+    to_mont,
+};
 
 /// Length of the random private value handed in by the caller (§1.5: 32 random bytes).
 pub const DH_PRIVATE_LEN: usize = 32;
@@ -47,13 +56,212 @@ pub fn is_below_p(y: &[u8; DH_PUBLIC_LEN]) -> bool {
     borrow == 1
 }
 
+/// Bit position of the fixed top bit of the exponent: `x = 2^258 + priv` (§1.5).
+const EXP_TOP_BIT: usize = 258;
+
+/// Number of exponent bits, `259` (§1.5).
+const EXP_BITS: usize = EXP_TOP_BIT + 1;
+
+/// Number of 64-bit limbs holding the 256-bit `priv`.
+const PRIV_LIMBS: usize = DH_PRIVATE_LEN / 8;
+
+/// Number of 64-bit limbs holding the 259-bit exponent `x`.
+const EXP_LIMBS: usize = EXP_BITS.div_ceil(64);
+
+/// Window width of the fixed-base table used by [`public_from_private`]: 43 table
+/// multiplications and no squarings. 6 measured fastest among 4..=8 (`benches/dh.rs`): smaller
+/// windows need more multiplications, larger ones spend more time scanning rows.
+const KEYGEN_WINDOW: usize = 6;
+
+/// Table size (`2^w`, w = 4) of the fixed window used by [`shared_secret`]: 254 squarings and
+/// 64 multiplications. w = 4 and 5 measured equal, 3 and 6 slower (`benches/dh.rs`).
+const SHARED_TABLE: usize = 16;
+
+/// `priv` as little-endian limbs (the 32 bytes are big-endian, §1.5).
+fn priv_limbs(private: &[u8; DH_PRIVATE_LEN]) -> [u64; PRIV_LIMBS] {
+    let mut out = [0u64; PRIV_LIMBS];
+    for (limb, chunk) in out.iter_mut().zip(private.rchunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *limb = u64::from_be_bytes(bytes);
+        bytes.zeroize();
+    }
+    out
+}
+
+/// The exponent `x = 2^258 + priv` as little-endian limbs (§1.5).
+fn exponent(private: &[u8; DH_PRIVATE_LEN]) -> [u64; EXP_LIMBS] {
+    let mut p = priv_limbs(private);
+    let mut out = [0u64; EXP_LIMBS];
+    for (o, l) in out.iter_mut().zip(p.iter()) {
+        *o = *l;
+    }
+    if let Some(top) = out.get_mut(EXP_TOP_BIT / 64) {
+        *top |= 1 << (EXP_TOP_BIT % 64);
+    }
+    p.zeroize();
+    out
+}
+
+/// Bits `pos .. pos + width` of the little-endian number `limbs` (zero beyond its end), for a
+/// public `pos` and `width <= 64`. Does not branch on the bit values.
+#[inline(always)]
+fn window_digit(limbs: &[u64], pos: usize, width: usize) -> u64 {
+    let limb = pos / 64;
+    let lo = limbs.get(limb).copied().unwrap_or(0);
+    let hi = limbs.get(limb + 1).copied().unwrap_or(0);
+    let both = u128::from(lo) | (u128::from(hi) << 64);
+    let mask = (1u128 << width) - 1;
+    ((both >> (pos % 64)) & mask) as u64
+}
+
+/// `base^x` in Montgomery form by a left-to-right fixed window of `log2(N)` bits, with a
+/// constant-time table lookup and a multiplication for every window (also for zero digits).
+///
+/// `base` is in Montgomery form and `< p`; `x` is the 259-bit exponent. Constant time in `x`.
+fn pow_window<const N: usize>(base: &Limbs, x: &[u64; EXP_LIMBS]) -> Limbs {
+    const { assert!(N.is_power_of_two() && N >= 2 && N <= 64) };
+    let width = N.trailing_zeros() as usize;
+    let windows = EXP_BITS.div_ceil(width);
+
+    let mut table = [[0u64; LIMBS]; N];
+    for d in 0..N {
+        let entry = match d {
+            0 => ONE,
+            1 => *base,
+            _ if d % 2 == 0 => mont_sqr(&table[d / 2]),
+            _ => mont_mul(&table[d - 1], base),
+        };
+        table[d] = entry;
+    }
+
+    let mut digit = window_digit(x, (windows - 1) * width, width);
+    let mut acc = ct_lookup(&table, digit);
+    for w in (0..windows - 1).rev() {
+        for _ in 0..width {
+            acc = mont_sqr(&acc);
+        }
+        digit = window_digit(x, w * width, width);
+        let mut factor = ct_lookup(&table, digit);
+        acc = mont_mul(&acc, &factor);
+        factor.zeroize();
+    }
+    digit.zeroize();
+    table.zeroize();
+    acc
+}
+
+/// A precomputed fixed-base table for `2^x mod p` with `W`-bit windows over the 256 random bits
+/// of `x = 2^258 + priv` (§1.5).
+///
+/// Row `i` holds `2^(d * 2^(W*i))` for every digit `d < 2^W`, in Montgomery form, so
+/// `2^priv = prod_i row_i[digit_i]` costs one multiplication per window and no squarings. Row 0
+/// additionally absorbs the constant factor `2^(2^258)` and one factor `R^-1`, so the product
+/// comes out as a plain (non-Montgomery) number. Entries are picked by scanning the whole row.
+/// The table holds only public values.
+#[derive(Clone)]
+pub struct FixedBaseTable<const W: usize> {
+    /// `windows * 2^W` entries, row-major.
+    entries: Vec<Limbs>,
+}
+
+impl<const W: usize> FixedBaseTable<W> {
+    /// Entries per row.
+    const ROW: usize = 1 << W;
+
+    /// Number of windows covering the 256 bits of `priv`.
+    const WINDOWS: usize = (8 * DH_PRIVATE_LEN).div_ceil(W);
+
+    /// Builds the table: about `2^W * ceil(256 / W)` Montgomery multiplications, and
+    /// `256 * 2^W * ceil(256 / W)` bytes of memory. `W` must be in `1..=8` (checked at compile
+    /// time).
+    pub fn new() -> Self {
+        const { assert!(W >= 1 && W <= 8) };
+        let mut entries = Vec::with_capacity(Self::WINDOWS * Self::ROW);
+        // g = 2^(2^(W*i)) in Montgomery form, for the current row i.
+        let mut g = TWO;
+        for _ in 0..Self::WINDOWS {
+            let start = entries.len();
+            entries.push(ONE);
+            for d in 1..Self::ROW {
+                let prev = entries.get(start + d - 1).copied().unwrap_or(ONE);
+                entries.push(mont_mul(&prev, &g));
+            }
+            for _ in 0..W {
+                g = mont_sqr(&g);
+            }
+        }
+        // c = 2^(2^258) as a plain number: folding it into row 0 with one Montgomery
+        // multiplication turns row 0 into plain (R^-1-scaled) values.
+        let mut c = TWO;
+        for _ in 0..EXP_TOP_BIT {
+            c = mont_sqr(&c);
+        }
+        let c = from_mont(&c);
+        for e in entries.iter_mut().take(Self::ROW) {
+            *e = mont_mul(e, &c);
+        }
+        FixedBaseTable { entries }
+    }
+
+    /// Returns `2^x mod p` with `x = 2^258 + private` (§1.5) as 256 big-endian bytes, in
+    /// constant time with respect to `private`.
+    pub fn public(&self, private: &[u8; DH_PRIVATE_LEN]) -> [u8; DH_PUBLIC_LEN] {
+        let mut bits = priv_limbs(private);
+        let mut acc = [0u64; LIMBS];
+        for (i, row) in self.entries.chunks_exact(Self::ROW).enumerate() {
+            let mut digit = window_digit(&bits, i * W, W);
+            let mut factor = ct_lookup(row, digit);
+            acc = if i == 0 {
+                factor
+            } else {
+                mont_mul(&acc, &factor)
+            };
+            factor.zeroize();
+            digit.zeroize();
+        }
+        bits.zeroize();
+        let out = to_be_bytes(&acc);
+        acc.zeroize();
+        out
+    }
+}
+
+impl<const W: usize> Default for FixedBaseTable<W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The fixed-base table for [`public_from_private`], built on first use.
+fn keygen_table() -> &'static FixedBaseTable<KEYGEN_WINDOW> {
+    static TABLE: OnceLock<FixedBaseTable<KEYGEN_WINDOW>> = OnceLock::new();
+    TABLE.get_or_init(FixedBaseTable::new)
+}
+
+/// `peer^x mod p` with `x = 2^258 + private`, by a fixed window with a table of `N` entries.
+fn shared_with_window<const N: usize>(
+    peer: &[u8; DH_PUBLIC_LEN],
+    private: &[u8; DH_PRIVATE_LEN],
+) -> [u8; DH_PUBLIC_LEN] {
+    let mut x = exponent(private);
+    let base = to_mont(&from_be_bytes(peer));
+    let mut acc = pow_window::<N>(&base, &x);
+    x.zeroize();
+    let mut plain = from_mont(&acc);
+    acc.zeroize();
+    let out = to_be_bytes(&plain);
+    plain.zeroize();
+    out
+}
+
 /// Computes the public value `y = 2^x mod p` with `x = 2^258 + private` (§1.5).
 ///
 /// `private` is 32 bytes from a cryptographically secure RNG, interpreted big-endian. Returns `y`
 /// as 256 bytes big-endian, left-padded with zeros. Never fails; constant time in `private`.
+/// The first call builds a 688 KiB table of public values (a few milliseconds).
 pub fn public_from_private(private: &[u8; DH_PRIVATE_LEN]) -> [u8; DH_PUBLIC_LEN] {
-    let _ = private;
-    todo!("constant-time fixed-base exponentiation")
+    keygen_table().public(private)
 }
 
 /// Computes the shared value `y_SC = peer^x mod p` with `x = 2^258 + private` (§1.5).
@@ -66,6 +274,55 @@ pub fn shared_secret(
     peer: &[u8; DH_PUBLIC_LEN],
     private: &[u8; DH_PRIVATE_LEN],
 ) -> [u8; DH_PUBLIC_LEN] {
-    let _ = (peer, private);
-    todo!("constant-time variable-base exponentiation")
+    shared_with_window::<SHARED_TABLE>(peer, private)
 }
+
+/// Alternative exponentiation strategies, exported only so `benches/dh.rs` and tests can compare
+/// them with the ones [`public_from_private`] and [`shared_secret`] use. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use super::FixedBaseTable;
+
+    /// The Montgomery form of 2 (`2 * 2^2048 mod p`) as 32 little-endian limbs.
+    pub const MONT_TWO: [u64; super::LIMBS] = super::TWO;
+
+    /// Montgomery multiplication `a * b * 2^-2048 mod p` on 32 little-endian limbs; both inputs
+    /// must be below p, and so is the result. Constant time.
+    pub fn mont_mul(a: &[u64; super::LIMBS], b: &[u64; super::LIMBS]) -> [u64; super::LIMBS] {
+        super::mont_mul(a, b)
+    }
+
+    /// Montgomery squaring `a * a * 2^-2048 mod p` on 32 little-endian limbs; `a` must be below
+    /// p, and so is the result. Constant time.
+    pub fn mont_sqr(a: &[u64; super::LIMBS]) -> [u64; super::LIMBS] {
+        super::mont_sqr(a)
+    }
+    use super::{DH_PRIVATE_LEN, DH_PUBLIC_LEN, exponent, pow_window, to_be_bytes};
+
+    /// `2^x mod p` (§1.5) by the generic fixed-window exponentiation with a table of `N`
+    /// entries (`N` a power of two in `2..=64`), i.e. without the fixed-base table. Constant
+    /// time in `private`.
+    pub fn public_with_window<const N: usize>(
+        private: &[u8; DH_PRIVATE_LEN],
+    ) -> [u8; DH_PUBLIC_LEN] {
+        use zeroize::Zeroize;
+        let mut x = exponent(private);
+        let mut acc = pow_window::<N>(&MONT_TWO, &x);
+        x.zeroize();
+        let out = to_be_bytes(&super::from_mont(&acc));
+        acc.zeroize();
+        out
+    }
+
+    /// `peer^x mod p` (§1.5) with a fixed window whose table has `N` entries (`N` a power of
+    /// two in `2..=64`). Same contract as [`super::shared_secret`].
+    pub fn shared_with_window<const N: usize>(
+        peer: &[u8; DH_PUBLIC_LEN],
+        private: &[u8; DH_PRIVATE_LEN],
+    ) -> [u8; DH_PUBLIC_LEN] {
+        super::shared_with_window::<N>(peer, private)
+    }
+}
+
+#[cfg(test)]
+mod tests;
