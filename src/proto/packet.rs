@@ -7,10 +7,11 @@
 //! ```
 //! Each direction has its own key pair and its own 64-bit packet number starting at 0, so
 //! replayed, reordered, dropped or reflected packets fail the MAC. The AES key schedule and the
-//! keyed HMAC state are built once per session; each packet clones them (no re-keying per packet).
+//! keyed HMAC state are built once per session. Each packet borrows the key schedule (no copy)
+//! and clones only the small keyed HMAC state; no packet re-keys anything.
 
-use aes::Aes256;
-use ctr::cipher::{InnerIvInit, KeyInit, StreamCipher};
+use aes::Aes256Enc;
+use ctr::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherSeek};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -18,7 +19,8 @@ use crate::proto::crypt::{Role, SecretKey, SessionKeys};
 use crate::proto::{CIPHERTEXT_LEN, LENGTH_FIELD_LEN, MAX_PAYLOAD, PACKET_LEN, PacketError};
 
 type HmacSha256 = Hmac<Sha256>;
-type Aes256Ctr = ctr::Ctr128BE<Aes256>;
+/// AES-256-CTR over a borrowed key schedule, so a packet never copies (or wipes) the schedule.
+type Aes256Ctr<'a> = ctr::Ctr128BE<&'a Aes256Enc>;
 
 /// Length of the AES-CTR counter block: BE64(pnum) ‖ BE64(block index) (§2).
 const COUNTER_BLOCK_LEN: usize = 16;
@@ -37,7 +39,8 @@ pub const fn sealed_len(len: usize) -> usize {
 /// The keys and packet counter of one direction, shared by [`Sealer`] and [`Opener`].
 #[derive(Clone)]
 struct DirectionState {
-    aes: Aes256,
+    /// Encryption-only key schedule: CTR mode never runs the AES decryption direction.
+    aes: Aes256Enc,
     mac: HmacSha256,
     /// The packet number of the next packet, or `None` once all 2^64 have been used.
     next: Option<u64>,
@@ -46,7 +49,7 @@ struct DirectionState {
 impl DirectionState {
     fn new(enc: &SecretKey, mac: &SecretKey) -> Self {
         Self {
-            aes: Aes256::new(enc.as_bytes().into()),
+            aes: Aes256Enc::new(enc.as_bytes().into()),
             mac: <HmacSha256 as Mac>::new_from_slice(mac.as_bytes())
                 .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length")),
             next: Some(0),
@@ -73,10 +76,10 @@ impl DirectionState {
         Ok(pnum)
     }
 
-    fn keystream(&self, pnum: u64) -> Aes256Ctr {
+    fn keystream(&self, pnum: u64) -> Aes256Ctr<'_> {
         let mut iv = [0u8; COUNTER_BLOCK_LEN];
         iv[..8].copy_from_slice(&pnum.to_be_bytes());
-        Aes256Ctr::from_core(ctr::CtrCore::inner_iv_init(self.aes.clone(), &iv.into()))
+        Aes256Ctr::from_core(ctr::CtrCore::inner_iv_init(&self.aes, &iv.into()))
     }
 
     fn tag(&self, ciphertext: &[u8], pnum: u64) -> HmacSha256 {
@@ -170,13 +173,18 @@ impl Sealer {
     /// (guaranteed by every caller).
     fn seal_one(&self, pnum: u64, payload: &[u8], packet: &mut [u8]) {
         let (body, tag) = packet.split_at_mut(CIPHERTEXT_LEN);
-        let (data, len_field) = body.split_at_mut(MAX_PAYLOAD);
-        let (msg, pad) = data.split_at_mut(payload.len());
-        msg.copy_from_slice(payload);
+        let (msg, rest) = body.split_at_mut(payload.len());
+        let (pad, len_field) = rest.split_at_mut(rest.len() - LENGTH_FIELD_LEN);
         pad.fill(0);
         // payload.len() <= 1024, so the cast is exact.
         len_field.copy_from_slice(&(payload.len() as u32).to_be_bytes());
-        self.0.keystream(pnum).apply_keystream(body);
+        // One keystream over the 1028 bytes: the payload is encrypted straight from the
+        // caller's buffer (no separate copy), then the padding and length field in place.
+        let mut keystream = self.0.keystream(pnum);
+        keystream
+            .apply_keystream_b2b(payload, msg)
+            .unwrap_or_else(|_| unreachable!("msg is exactly payload.len() bytes"));
+        keystream.apply_keystream(rest);
         tag.copy_from_slice(&self.0.tag(body, pnum).finalize().into_bytes());
     }
 
@@ -213,10 +221,7 @@ impl Opener {
         packet: &[u8; PACKET_LEN],
         out: &mut [u8; MAX_PAYLOAD],
     ) -> Result<usize, PacketError> {
-        let mut plain = [0u8; CIPHERTEXT_LEN];
-        let len = self.open_one(packet, &mut plain)?;
-        out.copy_from_slice(&plain[..MAX_PAYLOAD]);
-        Ok(len)
+        self.open_one(packet, out, MAX_PAYLOAD)
     }
 
     /// Opens a contiguous run of whole packets and appends their payloads to `out`, contiguous.
@@ -232,16 +237,13 @@ impl Opener {
             return Err(PacketError::BadBufferLength { len: packets.len() });
         }
         let start = out.len();
-        // Each packet decrypts its full 1028 bytes at the current end; the next one overwrites
-        // the padding, so the buffer needs room for every payload plus one length field.
-        out.resize(
-            start + packets.len() / PACKET_LEN * MAX_PAYLOAD + LENGTH_FIELD_LEN,
-            0,
-        );
+        // Each packet decrypts just its payload at the current end, so the buffer needs room
+        // for at most 1024 bytes per packet.
+        out.resize(start + packets.len() / PACKET_LEN * MAX_PAYLOAD, 0);
         let mut end = start;
         for packet in packets.chunks_exact(PACKET_LEN) {
-            let dst = out.get_mut(end..end + CIPHERTEXT_LEN).unwrap_or_default();
-            match self.open_one(packet, dst) {
+            let dst = out.get_mut(end..end + MAX_PAYLOAD).unwrap_or_default();
+            match self.open_one(packet, dst, 0) {
                 Ok(len) => end += len,
                 Err(e) => {
                     out.truncate(end);
@@ -258,25 +260,43 @@ impl Opener {
         self.0.next
     }
 
-    /// Opens one packet (`packet.len() == PACKET_LEN`) into `plain` (`CIPHERTEXT_LEN` bytes).
-    fn open_one(&mut self, packet: &[u8], plain: &mut [u8]) -> Result<usize, PacketError> {
+    /// Opens one packet (`packet.len() == PACKET_LEN`) into `out` (`MAX_PAYLOAD` bytes) and
+    /// returns the payload length L. Decrypts the length field first, so on any error `out` is
+    /// untouched; then decrypts `max(L, min_decrypt)` bytes of the padded payload into `out`
+    /// (`open` asks for all 1024, `open_append` only for the payload, as the rest of its buffer
+    /// is overwritten or truncated anyway).
+    fn open_one(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+        min_decrypt: usize,
+    ) -> Result<usize, PacketError> {
         let pnum = self.0.next.ok_or(PacketError::CounterExhausted)?;
         let (ciphertext, tag) = packet.split_at(CIPHERTEXT_LEN);
         self.0
             .tag(ciphertext, pnum)
             .verify_slice(tag)
             .map_err(|_| PacketError::BadMac)?;
-        self.0
-            .keystream(pnum)
-            .apply_keystream_b2b(ciphertext, plain)
-            .map_err(|_| PacketError::BadBufferLength { len: plain.len() })?;
         self.0.take()?;
+        let (data, len_ct) = ciphertext.split_at(MAX_PAYLOAD);
+        let mut keystream = self.0.keystream(pnum);
+        keystream.seek(MAX_PAYLOAD as u64);
         let mut len_field = [0u8; LENGTH_FIELD_LEN];
-        len_field.copy_from_slice(plain.get(MAX_PAYLOAD..CIPHERTEXT_LEN).unwrap_or_default());
+        keystream
+            .apply_keystream_b2b(len_ct, &mut len_field)
+            .map_err(|_| PacketError::BadBufferLength { len: len_ct.len() })?;
         let len = u32::from_be_bytes(len_field);
         if len == 0 || len as usize > MAX_PAYLOAD {
             return Err(PacketError::BadLength { len });
         }
+        let n = (len as usize).max(min_decrypt);
+        let (Some(src), Some(dst)) = (data.get(..n), out.get_mut(..n)) else {
+            return Err(PacketError::BadBufferLength { len: out.len() });
+        };
+        keystream.seek(0u64);
+        keystream
+            .apply_keystream_b2b(src, dst)
+            .map_err(|_| PacketError::BadBufferLength { len: dst.len() })?;
         Ok(len as usize)
     }
 
@@ -340,6 +360,35 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(o.open_append(&buf[..2 * PACKET_LEN], &mut out), Ok(1025));
         assert_eq!(out, [5; 1025]);
+    }
+
+    #[test]
+    fn open_writes_the_whole_padded_payload_and_open_append_only_payloads() {
+        let (mut s, o) = c2s();
+        let mut wire = Vec::new();
+        for len in [1, 17, 1023, 1024, 5] {
+            s.seal_append(&vec![0xab; len], &mut wire).expect("seal");
+        }
+        // `open` overwrites all 1024 bytes: the payload, then the (zero) padding.
+        let mut single = o.clone();
+        for (i, len) in [1, 17, 1023, 1024, 5].into_iter().enumerate() {
+            let mut out = [0xff; MAX_PAYLOAD];
+            let packet: &[u8; PACKET_LEN] = wire[i * PACKET_LEN..(i + 1) * PACKET_LEN]
+                .try_into()
+                .expect("one packet");
+            assert_eq!(single.open(packet, &mut out), Ok(len));
+            assert!(out[..len].iter().all(|&b| b == 0xab));
+            assert!(out[len..].iter().all(|&b| b == 0));
+        }
+        // `open_append` appends exactly the payloads, contiguous.
+        let mut batch = o;
+        let mut out = vec![7u8; 3];
+        assert_eq!(
+            batch.open_append(&wire, &mut out),
+            Ok(1 + 17 + 1023 + 1024 + 5)
+        );
+        assert_eq!(out[..3], [7, 7, 7]);
+        assert!(out[3..].iter().all(|&b| b == 0xab));
     }
 
     #[test]
