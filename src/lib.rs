@@ -5,8 +5,11 @@
 //!   handshake state machine, group-14 Diffie-Hellman, packet sealing and opening, and stream
 //!   framing. It owns no socket, clock, thread or random number generator: bytes and randomness
 //!   are handed in, bytes and events come out. It contains no `unsafe` code.
-//! - The io layer, relay and command line (later modules) drive it.
+//! - [`cli`] parses spiped's and spipe's command lines and socket addresses (spec §3), also
+//!   without I/O.
+//! - The io layer and relay (later modules) drive them.
 
 #![forbid(unused_must_use)]
 
+pub mod cli;
 pub mod proto;

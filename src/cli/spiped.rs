@@ -1,0 +1,727 @@
+//! The `spiped` command line (spec §3.1).
+//!
+//! Checks happen in spiped 1.6.2's order, so the first error reported is the one spiped would
+//! report: while scanning, in command-line order, illegal options, missing arguments, repeated
+//! options, `-e` with `-d`, bad `-n`/`-o`/`-r`/`-u` values, and `-v` (which ends parsing at
+//! once, successfully); then leftover arguments; then a missing `-e`/`-d`, `-f` with `-g`, a
+//! missing `-k`, `-r` with `-R`, a missing `-s`, a missing `-t`; then the `-s`, `-t` and `-b`
+//! addresses.
+//!
+//! spiperelay additions and differences, on purpose:
+//! - `-k` may be repeated, to accept several keys during key rotation: the one exception to
+//!   "a repeated option is a usage error". `-k -` (stdin) may appear only once.
+//! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
+//!   1.6.2's.
+//! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
+//!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` is an error (spiped reads
+//!   it as the default of 5 s); `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
+//!   `inf`); `-u` is checked while scanning, so `-n 500001 -v`, `-o 0 -v` and `-u : -v` are
+//!   errors where spiped prints its version; addresses are checked here rather than when
+//!   resolved. See [`super::addr`] and [`super::value`].
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::addr::{AddrError, SockAddrSpec};
+use super::getopt::{Getopt, GetoptError, OptSpec};
+use super::value::{
+    KeySource, UserGroup, ValueError, parse_conn_limit, parse_rtime, parse_timeout,
+};
+use super::{PfsPolicy, lossy_os};
+
+/// spiped 1.6.2's usage text, byte for byte (spec §3.1), with its final newline. spiped prints
+/// it to stderr and exits with status 1.
+pub const SPIPED_USAGE: &str = "\
+usage: spiped {-e | -d} -s <source socket> -t <target socket> -k <key file>
+    [-DFj] [-f | -g] [-n <max # connections>] [-o <connection timeout>]
+    [-p <pidfile>] [-r <rtime> | -R] [--syslog]
+    [-u {<username> | <:groupname> | <username:groupname>}]
+       spiped -v
+";
+
+/// The default connection limit (`-n`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// The default connect and handshake timeout (`-o`): 5 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default target re-resolution interval (`-r`): 60 seconds.
+pub const DEFAULT_RTIME: Duration = Duration::from_secs(60);
+
+const SPECS: &[OptSpec] = &[
+    OptSpec::flag("-e"),
+    OptSpec::flag("-d"),
+    OptSpec::with_arg("-s"),
+    OptSpec::with_arg("-t"),
+    OptSpec::with_arg("-k"),
+    OptSpec::flag("-D"),
+    OptSpec::flag("-F"),
+    OptSpec::flag("-j"),
+    OptSpec::flag("-f"),
+    OptSpec::flag("-g"),
+    OptSpec::with_arg("-n"),
+    OptSpec::with_arg("-o"),
+    OptSpec::with_arg("-p"),
+    OptSpec::with_arg("-r"),
+    OptSpec::flag("-R"),
+    OptSpec::with_arg("-b"),
+    OptSpec::flag("--syslog"),
+    OptSpec::with_arg("-u"),
+    OptSpec::flag("-v"),
+];
+
+/// Which side of the tunnel this spiped is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// `-e`: accept plaintext on the source, send encrypted to the target (protocol client).
+    Encrypt,
+    /// `-d`: accept encrypted on the source, send plaintext to the target (protocol server).
+    Decrypt,
+}
+
+/// What a valid `spiped` command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpipedCommand {
+    /// `-v` was reached: print the version and exit 0.
+    Version,
+    /// Run the daemon with these settings (boxed: they are large and parsed once).
+    Run(Box<SpipedArgs>),
+}
+
+/// The settings of a `spiped -e|-d` run, with every default filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpipedArgs {
+    /// `-e` or `-d`.
+    pub mode: Mode,
+    /// `-s`: the address to listen on.
+    pub source: SockAddrSpec,
+    /// `-t`: the address to connect to for each connection.
+    pub target: SockAddrSpec,
+    /// `-k`, in command-line order; never empty. The first is the primary key; the others are
+    /// also accepted (spiperelay's key rotation). At most one is [`KeySource::Stdin`].
+    pub keys: Vec<KeySource>,
+    /// `-D`: daemonise before resolving, and retry failed lookups every second.
+    pub wait_for_dns: bool,
+    /// `-F`: stay in the foreground and write no pidfile.
+    pub foreground: bool,
+    /// `-j`: turn TCP keep-alives off.
+    pub no_keepalive: bool,
+    /// `-f` / `-g` / neither.
+    pub pfs: PfsPolicy,
+    /// `-n`: the most simultaneous connections; `None` for unlimited (`-n 0`). Default
+    /// `Some(100)`.
+    pub max_connections: Option<usize>,
+    /// `-o`: the connect and handshake timeout. Default 5 s.
+    pub timeout: Duration,
+    /// `-p`, or by default the `-s` text as typed followed by `.pid`.
+    pub pidfile: PathBuf,
+    /// `-r`: how often to re-resolve the target; `None` with `-R`. Default (and `-r 0`) 60 s.
+    pub resolve_interval: Option<Duration>,
+    /// `-b`: the local address for outgoing connections (spiped 1.6.3 and later).
+    pub bind: Option<SockAddrSpec>,
+    /// `--syslog`: log to syslog once daemonised.
+    pub syslog: bool,
+    /// `-u`: the user and/or group to switch to after binding.
+    pub user: Option<UserGroup>,
+}
+
+/// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
+/// text follows the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpipedArgsError {
+    /// An illegal option or a missing option argument (spiped's exact words).
+    Getopt(GetoptError),
+    /// An option other than `-k` was given twice. Holds its name.
+    Repeated(&'static str),
+    /// `-k -` (standard input) was given more than once.
+    StdinKeyRepeated,
+    /// A command-line argument that is not an option. Holds the first one.
+    UnexpectedArgument(String),
+    /// Both `-e` and `-d`.
+    BothModes,
+    /// Neither `-e` nor `-d` (and no `-v`).
+    NoMode,
+    /// Both `-f` and `-g`.
+    BothPfs,
+    /// A required option is absent: `-k`, `-s` or `-t`. Holds its name.
+    MissingOption(&'static str),
+    /// `-R` together with a `-r` other than 60 seconds (`-r 0` counts as 60, as in spiped).
+    /// Holds the `-r` text.
+    RtimeWithNoResolve(String),
+    /// A bad `-n`, `-o`, `-r` or `-u` argument.
+    Value(ValueError),
+    /// A `-s`, `-t` or `-b` address that does not parse.
+    Address {
+        /// The option: `-s`, `-t` or `-b`.
+        flag: &'static str,
+        /// What is wrong with it.
+        error: AddrError,
+    },
+}
+
+impl SpipedArgsError {
+    /// The usage text to print after the message: `Some(`[`SPIPED_USAGE`]`)` for errors in the
+    /// shape of the command line, `None` for a bad value or address (spiped prints just the
+    /// message and exits 1).
+    pub fn usage(&self) -> Option<&'static str> {
+        match self {
+            Self::Value(_) | Self::Address { .. } => None,
+            _ => Some(SPIPED_USAGE),
+        }
+    }
+
+    /// Whether spiped 1.6.2 prints a message line (`spiped: <Display>`) for this error. When
+    /// false, spiped prints only the usage text; a drop-in binary that wants identical stderr
+    /// does the same, while [`fmt::Display`] still explains the cause for logs and tests.
+    pub fn spiped_prints_message(&self) -> bool {
+        matches!(
+            self,
+            Self::Getopt(_) | Self::Value(_) | Self::Address { .. }
+        )
+    }
+}
+
+impl fmt::Display for SpipedArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Getopt(e) => e.fmt(f),
+            Self::Repeated(name) => write!(f, "option {name} given more than once"),
+            Self::StdinKeyRepeated => f.write_str("-k -: standard input given more than once"),
+            Self::UnexpectedArgument(arg) => write!(f, "unexpected argument {arg:?}"),
+            Self::BothModes => f.write_str("-e and -d are mutually exclusive"),
+            Self::NoMode => f.write_str("one of -e or -d is required"),
+            Self::BothPfs => f.write_str("-f and -g are mutually exclusive"),
+            Self::MissingOption(name) => write!(f, "option {name} is required"),
+            Self::RtimeWithNoResolve(r) => {
+                write!(f, "-r {r} and -R are mutually exclusive")
+            }
+            Self::Value(e) => e.fmt(f),
+            Self::Address { flag, error } => write!(f, "{flag}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for SpipedArgsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Getopt(e) => Some(e),
+            Self::Value(e) => Some(e),
+            Self::Address { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<GetoptError> for SpipedArgsError {
+    fn from(e: GetoptError) -> Self {
+        Self::Getopt(e)
+    }
+}
+
+impl From<ValueError> for SpipedArgsError {
+    fn from(e: ValueError) -> Self {
+        Self::Value(e)
+    }
+}
+
+impl SpipedArgs {
+    /// Parses spiped's arguments (the command line after `argv[0]`).
+    ///
+    /// Returns [`SpipedCommand::Version`] as soon as `-v` is reached (errors earlier on the
+    /// line win), else [`SpipedCommand::Run`] with defaults filled in, else the first
+    /// [`SpipedArgsError`] in spiped's checking order (see the module documentation). Never
+    /// panics.
+    pub fn parse<I, S>(args: I) -> Result<SpipedCommand, SpipedArgsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut getopt = Getopt::new(SPECS, args);
+        let mut seen: Vec<&'static str> = Vec::new();
+        let mut mode = None;
+        let mut source = None;
+        let mut target = None;
+        let mut keys = Vec::new();
+        let mut pfs_f = false;
+        let mut pfs_g = false;
+        let mut max_connections = Some(DEFAULT_MAX_CONNECTIONS);
+        let mut timeout = DEFAULT_TIMEOUT;
+        let mut pidfile = None;
+        let mut rtime: Option<(Duration, OsString)> = None;
+        let mut no_resolve = false;
+        let mut bind = None;
+        let mut user = None;
+        let mut flags = Flags::default();
+
+        while let Some(opt) = getopt.next_opt()? {
+            let name = opt.name;
+            // -k may repeat (key rotation); -e/-d after either is "both modes".
+            if name != "-k" {
+                if (name == "-e" || name == "-d") && mode.is_some() {
+                    if seen.contains(&name) {
+                        return Err(SpipedArgsError::Repeated(name));
+                    }
+                    return Err(SpipedArgsError::BothModes);
+                }
+                if seen.contains(&name) {
+                    return Err(SpipedArgsError::Repeated(name));
+                }
+                seen.push(name);
+            }
+            let arg = opt.arg.unwrap_or_default();
+            match name {
+                "-e" => mode = Some(Mode::Encrypt),
+                "-d" => mode = Some(Mode::Decrypt),
+                "-s" => source = Some(arg),
+                "-t" => target = Some(arg),
+                "-k" => {
+                    let key = KeySource::from_arg(&arg);
+                    if key == KeySource::Stdin && keys.contains(&KeySource::Stdin) {
+                        return Err(SpipedArgsError::StdinKeyRepeated);
+                    }
+                    keys.push(key);
+                }
+                "-D" => flags.wait_for_dns = true,
+                "-F" => flags.foreground = true,
+                "-j" => flags.no_keepalive = true,
+                "-f" => pfs_f = true,
+                "-g" => pfs_g = true,
+                "-n" => max_connections = parse_conn_limit(&arg)?,
+                "-o" => timeout = parse_timeout(&arg)?,
+                "-p" => pidfile = Some(PathBuf::from(arg)),
+                "-r" => rtime = Some((parse_rtime(&arg)?, arg)),
+                "-R" => no_resolve = true,
+                "-b" => bind = Some(arg),
+                "--syslog" => flags.syslog = true,
+                "-u" => user = Some(UserGroup::parse(&arg)?),
+                "-v" => return Ok(SpipedCommand::Version),
+                // Every name in SPECS is handled above; Getopt returns no other.
+                _ => return Err(GetoptError::IllegalOption(name.to_owned()).into()),
+            }
+        }
+        if let Some(arg) = getopt.operands().first() {
+            return Err(SpipedArgsError::UnexpectedArgument(lossy_os(arg)));
+        }
+
+        let mode = mode.ok_or(SpipedArgsError::NoMode)?;
+        if pfs_f && pfs_g {
+            return Err(SpipedArgsError::BothPfs);
+        }
+        if keys.is_empty() {
+            return Err(SpipedArgsError::MissingOption("-k"));
+        }
+        let resolve_interval = match rtime {
+            // spiped's quirk: it checks `rtime != 60 && -R` after replacing 0 by 60, so `-R`
+            // with `-r 60` (or `-r 0`) is accepted. Kept for drop-in compatibility.
+            Some((r, text)) if no_resolve && !(r.is_zero() || r == DEFAULT_RTIME) => {
+                return Err(SpipedArgsError::RtimeWithNoResolve(lossy_os(&text)));
+            }
+            _ if no_resolve => None,
+            Some((r, _)) if !r.is_zero() => Some(r),
+            _ => Some(DEFAULT_RTIME),
+        };
+        let source_text = source.ok_or(SpipedArgsError::MissingOption("-s"))?;
+        let target_text = target.ok_or(SpipedArgsError::MissingOption("-t"))?;
+
+        let address = |flag: &'static str, text: &OsString| {
+            SockAddrSpec::parse_os(text).map_err(|error| SpipedArgsError::Address { flag, error })
+        };
+        let source = address("-s", &source_text)?;
+        let target = address("-t", &target_text)?;
+        let bind = bind.map(|b| address("-b", &b)).transpose()?;
+        let pidfile = pidfile.unwrap_or_else(|| {
+            let mut p = source_text.clone();
+            p.push(".pid");
+            PathBuf::from(p)
+        });
+
+        Ok(SpipedCommand::Run(Box::new(SpipedArgs {
+            mode,
+            source,
+            target,
+            keys,
+            wait_for_dns: flags.wait_for_dns,
+            foreground: flags.foreground,
+            no_keepalive: flags.no_keepalive,
+            pfs: PfsPolicy::from_flags(pfs_f, pfs_g),
+            max_connections,
+            timeout,
+            pidfile,
+            resolve_interval,
+            bind,
+            syslog: flags.syslog,
+            user,
+        })))
+    }
+}
+
+/// The plain on/off options.
+#[derive(Default)]
+struct Flags {
+    wait_for_dns: bool,
+    foreground: bool,
+    no_keepalive: bool,
+    syslog: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::value::MAX_CONNECTIONS;
+    use proptest::prelude::*;
+
+    const BASE: &str = "-d -s [127.0.0.1]:8025 -t localhost:25 -k key";
+
+    fn parse(line: &str) -> Result<SpipedCommand, SpipedArgsError> {
+        SpipedArgs::parse(line.split_whitespace())
+    }
+
+    fn run(line: &str) -> SpipedArgs {
+        match parse(line) {
+            Ok(SpipedCommand::Run(a)) => *a,
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+
+    fn err(line: &str) -> SpipedArgsError {
+        match parse(line) {
+            Err(e) => e,
+            Ok(other) => panic!("{line:?} parsed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            run(BASE),
+            SpipedArgs {
+                mode: Mode::Decrypt,
+                source: SockAddrSpec::parse("[127.0.0.1]:8025").unwrap(),
+                target: SockAddrSpec::Host {
+                    host: "localhost".into(),
+                    port: "25".into()
+                },
+                keys: vec![KeySource::File(PathBuf::from("key"))],
+                wait_for_dns: false,
+                foreground: false,
+                no_keepalive: false,
+                pfs: PfsPolicy::Standard,
+                max_connections: Some(100),
+                timeout: Duration::from_secs(5),
+                pidfile: PathBuf::from("[127.0.0.1]:8025.pid"),
+                resolve_interval: Some(Duration::from_secs(60)),
+                bind: None,
+                syslog: false,
+                user: None,
+            }
+        );
+    }
+
+    #[test]
+    fn every_option() {
+        let a = run(
+            "-eDFjf -s /tmp/s.sock -t [::1]:80 -k - -n 0 -o 2.5 -p /run/x.pid \
+                     -r 10 -b [::1]:9 --syslog -u nobody:nogroup",
+        );
+        assert_eq!(a.mode, Mode::Encrypt);
+        assert!(a.wait_for_dns && a.foreground && a.no_keepalive && a.syslog);
+        assert_eq!(a.pfs, PfsPolicy::Disabled);
+        assert_eq!(a.source, SockAddrSpec::Unix(PathBuf::from("/tmp/s.sock")));
+        assert_eq!(a.keys, vec![KeySource::Stdin]);
+        assert_eq!(a.max_connections, None);
+        assert_eq!(a.timeout, Duration::from_millis(2500));
+        assert_eq!(a.pidfile, PathBuf::from("/run/x.pid"));
+        assert_eq!(a.resolve_interval, Some(Duration::from_secs(10)));
+        assert_eq!(a.bind, Some(SockAddrSpec::parse("[::1]:9").unwrap()));
+        assert_eq!(
+            a.user,
+            Some(UserGroup::UserAndGroup {
+                user: "nobody".into(),
+                group: "nogroup".into()
+            })
+        );
+        assert_eq!(run(&format!("{BASE} -g")).pfs, PfsPolicy::Required);
+        assert_eq!(
+            run(&format!("{BASE} -n {MAX_CONNECTIONS}")).max_connections,
+            Some(MAX_CONNECTIONS)
+        );
+        assert_eq!(
+            run("-d -s /tmp/s.sock -t h:1 -k k").pidfile,
+            PathBuf::from("/tmp/s.sock.pid")
+        );
+    }
+
+    #[test]
+    fn bundling_and_attached_arguments() {
+        let a = run("-dFj -s[127.0.0.1]:1 -th:2 -kkey -o2 -n7");
+        assert!(a.foreground && a.no_keepalive);
+        assert_eq!(a.timeout, Duration::from_secs(2));
+        assert_eq!(a.max_connections, Some(7));
+        assert_eq!(a.keys, vec![KeySource::File(PathBuf::from("key"))]);
+        let b = run("-dFjo2 -s [127.0.0.1]:1 -t h:2 -k key -n7");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn repeated_keys_are_kept_in_order() {
+        let a = run(&format!("{BASE} -k new -k -"));
+        assert_eq!(
+            a.keys,
+            vec![
+                KeySource::File(PathBuf::from("key")),
+                KeySource::File(PathBuf::from("new")),
+                KeySource::Stdin
+            ]
+        );
+        assert_eq!(
+            err("-d -s /a -t h:1 -k - -k -"),
+            SpipedArgsError::StdinKeyRepeated
+        );
+    }
+
+    #[test]
+    fn repeated_options() {
+        for (name, arg) in [
+            ("-D", ""),
+            ("-F", ""),
+            ("-j", ""),
+            ("-f", ""),
+            ("-g", ""),
+            ("-R", ""),
+            ("--syslog", ""),
+            ("-s", "/x"),
+            ("-t", "h:1"),
+            ("-n", "1"),
+            ("-o", "1"),
+            ("-p", "p"),
+            ("-r", "1"),
+            ("-b", "h:1"),
+            ("-u", "u"),
+        ] {
+            let e = err(&format!("{BASE} {name} {arg} {name} {arg}"));
+            assert_eq!(e, SpipedArgsError::Repeated(name), "{name}");
+            assert_eq!(e.usage(), Some(SPIPED_USAGE));
+            assert!(!e.spiped_prints_message());
+        }
+        assert_eq!(err("-e -e"), SpipedArgsError::Repeated("-e"));
+        assert_eq!(err("-dd"), SpipedArgsError::Repeated("-d"));
+    }
+
+    #[test]
+    fn mutually_exclusive_options() {
+        assert_eq!(err("-e -d"), SpipedArgsError::BothModes);
+        assert_eq!(err("-d -e -v"), SpipedArgsError::BothModes);
+        assert_eq!(err(&format!("{BASE} -f -g")), SpipedArgsError::BothPfs);
+        // spiped checks -f/-g after the scan, so -v still wins.
+        assert_eq!(parse("-f -g -v"), Ok(SpipedCommand::Version));
+        assert_eq!(
+            err(&format!("{BASE} -r 10 -R")),
+            SpipedArgsError::RtimeWithNoResolve("10".into())
+        );
+        assert_eq!(
+            err(&format!("{BASE} -R -r 61")).to_string(),
+            "-r 61 and -R are mutually exclusive"
+        );
+        // spiped's quirk: -R with -r 60 (or -r 0, which means 60) is accepted.
+        for line in ["-r 60 -R", "-R -r 60", "-r 60.0 -R", "-r 0 -R", "-R"] {
+            assert_eq!(
+                run(&format!("{BASE} {line}")).resolve_interval,
+                None,
+                "{line}"
+            );
+        }
+        assert_eq!(
+            run(&format!("{BASE} -r 0")).resolve_interval,
+            Some(DEFAULT_RTIME)
+        );
+    }
+
+    #[test]
+    fn required_options() {
+        assert_eq!(err(""), SpipedArgsError::NoMode);
+        assert_eq!(err("-s /x -t h:1 -k k"), SpipedArgsError::NoMode);
+        assert_eq!(err("-d -s /x -t h:1"), SpipedArgsError::MissingOption("-k"));
+        assert_eq!(err("-d -t h:1 -k k"), SpipedArgsError::MissingOption("-s"));
+        assert_eq!(err("-d -s /x -k k"), SpipedArgsError::MissingOption("-t"));
+        // spiped's order: mode, then -f/-g, then -k, then -r/-R, then -s, then -t.
+        assert_eq!(err("-f -g"), SpipedArgsError::NoMode);
+        assert_eq!(err("-d -f -g"), SpipedArgsError::BothPfs);
+        assert_eq!(err("-d -r 5 -R"), SpipedArgsError::MissingOption("-k"));
+        assert_eq!(
+            err("-d -k k -r 5 -R"),
+            SpipedArgsError::RtimeWithNoResolve("5".into())
+        );
+    }
+
+    #[test]
+    fn version() {
+        assert_eq!(parse("-v"), Ok(SpipedCommand::Version));
+        assert_eq!(parse("-v -e"), Ok(SpipedCommand::Version));
+        assert_eq!(parse("-v junk"), Ok(SpipedCommand::Version));
+        assert_eq!(parse("-ev"), Ok(SpipedCommand::Version));
+        assert_eq!(parse(&format!("{BASE} -v")), Ok(SpipedCommand::Version));
+        assert_eq!(err("-e -e -v"), SpipedArgsError::Repeated("-e"));
+        assert_eq!(
+            err("-e foo -v"),
+            SpipedArgsError::UnexpectedArgument("foo".into())
+        );
+    }
+
+    #[test]
+    fn getopt_errors() {
+        for (line, msg) in [
+            ("-x", "illegal option -- -x"),
+            ("-ex", "illegal option -- -x"),
+            ("-1", "illegal option -- -1"),
+            ("--foo", "illegal option -- --foo"),
+            ("-x -v", "illegal option -- -x"),
+            ("-s", "Missing argument to -s"),
+            ("-o", "Missing argument to -o"),
+            ("-eo", "Missing argument to -o"),
+            ("-d -k", "Missing argument to -k"),
+        ] {
+            let e = err(line);
+            assert!(matches!(e, SpipedArgsError::Getopt(_)), "{line}");
+            assert_eq!(e.to_string(), msg, "{line}");
+            assert_eq!(e.usage(), Some(SPIPED_USAGE));
+            assert!(e.spiped_prints_message());
+        }
+    }
+
+    #[test]
+    fn operands() {
+        assert_eq!(
+            err(&format!("{BASE} extra")),
+            SpipedArgsError::UnexpectedArgument("extra".into())
+        );
+        assert_eq!(
+            err(&format!("{BASE} -- -F")),
+            SpipedArgsError::UnexpectedArgument("-F".into())
+        );
+        assert_eq!(
+            err(&format!("{BASE} -")),
+            SpipedArgsError::UnexpectedArgument("-".into())
+        );
+        assert_eq!(run(&format!("{BASE} --")), run(BASE));
+    }
+
+    #[test]
+    fn bad_values() {
+        for (opt, e) in [
+            ("-n 500001", ValueError::InvalidConnLimit("500001".into())),
+            ("-n -1", ValueError::InvalidConnLimit("-1".into())),
+            ("-n abc", ValueError::InvalidConnLimit("abc".into())),
+            ("-o 0", ValueError::InvalidTimeout("0".into())),
+            ("-o -1", ValueError::InvalidTimeout("-1".into())),
+            ("-o nan", ValueError::InvalidTimeout("nan".into())),
+            ("-o abc", ValueError::InvalidTimeout("abc".into())),
+            ("-r -1", ValueError::InvalidRtime("-1".into())),
+            ("-u :", ValueError::InvalidUser(":".into())),
+            ("-u user:", ValueError::InvalidUser("user:".into())),
+        ] {
+            let got = err(&format!("{BASE} {opt}"));
+            assert_eq!(got, SpipedArgsError::Value(e), "{opt}");
+            assert_eq!(got.usage(), None);
+            assert!(got.spiped_prints_message());
+        }
+        assert_eq!(
+            err(&format!("{BASE} -o abc")).to_string(),
+            "-o: invalid timeout \"abc\" (expected a number of seconds greater than 0)"
+        );
+        // Values are checked while scanning: before a later -v, and before a missing -e/-d.
+        assert!(matches!(err("-n x -v"), SpipedArgsError::Value(_)));
+        assert!(matches!(err("-o 0"), SpipedArgsError::Value(_)));
+    }
+
+    #[test]
+    fn bad_addresses() {
+        let e = err("-d -s relative/x.sock -t h:1 -k k");
+        assert_eq!(
+            e,
+            SpipedArgsError::Address {
+                flag: "-s",
+                error: AddrError::MissingPort("relative/x.sock".into())
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "-s: Address must contain port number: relative/x.sock"
+        );
+        assert_eq!(e.usage(), None);
+        assert!(matches!(
+            err("-d -s /x -t [127.0.0.1]:0 -k k"),
+            SpipedArgsError::Address { flag: "-t", .. }
+        ));
+        assert!(matches!(
+            err("-d -s /x -t h:1 -k k -b nope"),
+            SpipedArgsError::Address { flag: "-b", .. }
+        ));
+        // A syntax error in -s comes after the missing-option checks, as in spiped.
+        assert_eq!(err("-d -s nope -k k"), SpipedArgsError::MissingOption("-t"));
+    }
+
+    #[test]
+    fn non_utf8_arguments() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let args = vec![
+            raw(b"-d"),
+            raw(b"-s"),
+            raw(b"/tmp/\xff"),
+            raw(b"-t"),
+            raw(b"h:1"),
+            raw(b"-k"),
+            raw(b"\xfekey"),
+        ];
+        let Ok(SpipedCommand::Run(a)) = SpipedArgs::parse(args) else {
+            panic!("non-UTF-8 path and key rejected");
+        };
+        assert_eq!(
+            a.keys,
+            vec![KeySource::File(PathBuf::from(raw(b"\xfekey")))]
+        );
+        assert_eq!(a.pidfile, PathBuf::from(raw(b"/tmp/\xff.pid")));
+    }
+
+    #[test]
+    fn usage_text_is_spiped_1_6_2() {
+        assert_eq!(
+            SPIPED_USAGE,
+            "usage: spiped {-e | -d} -s <source socket> -t <target socket> -k <key file>\n    \
+             [-DFj] [-f | -g] [-n <max # connections>] [-o <connection timeout>]\n    \
+             [-p <pidfile>] [-r <rtime> | -R] [--syslog]\n    \
+             [-u {<username> | <:groupname> | <username:groupname>}]\n       \
+             spiped -v\n"
+        );
+    }
+
+    fn arg_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "-[edsktDFjfgnopRrbuvx]{1,4}",
+            Just("--syslog".to_owned()),
+            Just("--".to_owned()),
+            "\\PC{0,16}",
+            "\\[[0-9.:a-f]{0,10}\\]:[0-9]{0,6}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(args in proptest::collection::vec(arg_strategy(), 0..12)) {
+            let _ = SpipedArgs::parse(args);
+        }
+
+        #[test]
+        fn base_plus_flags_parses(
+            flags in proptest::sample::subsequence(vec!["-D", "-F", "-j", "-f", "--syslog"], 0..5)
+        ) {
+            let mut args: Vec<String> = BASE.split(' ').map(str::to_owned).collect();
+            args.extend(flags.iter().map(|s| (*s).to_owned()));
+            let parsed = SpipedArgs::parse(args);
+            prop_assert!(matches!(parsed, Ok(SpipedCommand::Run(_))), "{:?}", parsed);
+        }
+    }
+}
