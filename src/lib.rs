@@ -5,8 +5,11 @@
 //!   handshake state machine, group-14 Diffie-Hellman, packet sealing and opening, and stream
 //!   framing. It owns no socket, clock, thread or random number generator: bytes and randomness
 //!   are handed in, bytes and events come out. It contains no `unsafe` code.
-//! - The io layer, relay and command line (later modules) drive it.
+//! - [`io`] is the io layer (Linux, io_uring): sockets, buffers and timers, no protocol knowledge.
+//!   It is the only module with `unsafe` code.
+//! - The relay and command line (later modules) drive both.
 
 #![forbid(unused_must_use)]
 
+pub mod io;
 pub mod proto;
