@@ -175,14 +175,23 @@ enum OpKind {
     Accept {
         h: Handle,
     },
+    /// Finished when both its own CQE and its linked timeout's CQE have been reaped, because
+    /// only the timeout's result tells a deadline apart from other errors (an interrupted
+    /// connect reports `EINTR` or `ECANCELED`).
     Connect {
         h: Handle,
         /// Pointed to by the SQE.
         _addr: Box<SockAddr>,
+        /// The connect's own result, once reaped.
+        res: Option<i32>,
+        /// Whether the linked timeout's CQE has been reaped, and whether it fired.
+        timer: Option<bool>,
     },
     LinkTimeout {
         /// Pointed to by the SQE.
         _ts: Box<Timespec>,
+        /// The `user_data` of the connect it limits.
+        connect: u64,
     },
     Recv {
         h: Handle,
@@ -494,20 +503,23 @@ impl Uring {
         let token = op.token;
         match op.kind {
             OpKind::Accept { h } => self.complete_accept(ud, token, h, res, flags),
-            OpKind::Connect { h, .. } => {
-                self.free_op(ud);
-                if !self.is_closing(h) {
-                    let result = match res {
-                        0.. => Ok(()),
-                        r if r == -libc::ECANCELED => Err(ConnectError::TimedOut),
-                        r => Err(ConnectError::Os(Errno(-r))),
-                    };
-                    self.ready.push_back(Event::Connected { token, result });
-                }
-                self.dec_inflight(h);
+            OpKind::Connect { res: ref mut r, .. } => {
+                *r = Some(res);
+                self.finish_connect(ud);
             }
-            OpKind::LinkTimeout { .. } => {
+            OpKind::LinkTimeout { connect, .. } => {
                 self.free_op(ud);
+                if let Some(Op {
+                    kind: OpKind::Connect { timer, .. },
+                    ..
+                }) = self.op_mut(connect)
+                {
+                    // ECANCELED: the connect finished first. Anything else (ETIME, or the
+                    // result of cancelling the connect, such as ENOENT or EALREADY when it was
+                    // running in a worker) means the deadline passed.
+                    *timer = Some(res != -libc::ECANCELED);
+                }
+                self.finish_connect(connect);
             }
             OpKind::Recv { h } => self.complete_recv(ud, token, h, res, flags),
             OpKind::Send { h, .. } => self.complete_send(ud, token, h, res),
@@ -532,6 +544,38 @@ impl Uring {
                 }
             }
         }
+    }
+
+    /// Reports a connect once both its CQE and its linked timeout's CQE are in.
+    fn finish_connect(&mut self, ud: u64) {
+        let (h, res, fired) = match self.op_mut(ud) {
+            Some(Op {
+                kind:
+                    OpKind::Connect {
+                        h,
+                        res: Some(res),
+                        timer: Some(fired),
+                        ..
+                    },
+                ..
+            }) => (*h, *res, *fired),
+            _ => return,
+        };
+        let Some(op) = self.free_op(ud) else {
+            return;
+        };
+        if !self.is_closing(h) {
+            let result = match res {
+                0.. => Ok(()),
+                _ if fired => Err(ConnectError::TimedOut),
+                r => Err(ConnectError::Os(Errno(-r))),
+            };
+            self.ready.push_back(Event::Connected {
+                token: op.token,
+                result,
+            });
+        }
+        self.dec_inflight(h);
     }
 
     fn complete_accept(&mut self, ud: u64, token: Token, h: Handle, res: i32, flags: u32) {
@@ -746,11 +790,25 @@ impl Driver for Uring {
         let h = self.adopt(sock);
         let addr = Box::new(addr.clone());
         let (ptr, len) = (addr.as_ptr().cast::<libc::sockaddr>(), addr.len());
-        let ud = self.alloc_op(token, OpKind::Connect { h, _addr: addr });
+        let ud = self.alloc_op(
+            token,
+            OpKind::Connect {
+                h,
+                _addr: addr,
+                res: None,
+                timer: None,
+            },
+        );
         self.inc_inflight(h);
         let ts = timespec(timeout);
         let ts_ptr: *const Timespec = &*ts;
-        let tud = self.alloc_op(0, OpKind::LinkTimeout { _ts: ts });
+        let tud = self.alloc_op(
+            0,
+            OpKind::LinkTimeout {
+                _ts: ts,
+                connect: ud,
+            },
+        );
         let connect = opcode::Connect::new(Fd(raw), ptr, len)
             .build()
             .flags(squeue::Flags::IO_LINK)
