@@ -1,4 +1,4 @@
-//! The io_uring backend of [`Driver`](super::Driver), on the `io-uring` crate.
+//! The io_uring backend of [`Driver`], on the `io-uring` crate.
 //!
 //! Bookkeeping:
 //! - Every submitted operation has a record in the `ops` slab; its `user_data` is the record's
@@ -9,7 +9,7 @@
 //!   [`Driver::close`] marks the socket closing, cancels its operations
 //!   (`IORING_OP_ASYNC_CANCEL` by fd) and submits `IORING_OP_CLOSE` only once the count is zero.
 //! - Internal operations whose results do not matter (cancels, timer removals) use the
-//!   `user_data` [`IGNORE`].
+//!   `user_data` `IGNORE`.
 //! - SQEs that do not fit in a full submission queue wait in a FIFO backlog.
 //! - Dropping a [`Uring`] cancels everything and reaps the completions (bounded in time) before
 //!   the buffers are freed; if the kernel does not answer in time, the memory is leaked rather
