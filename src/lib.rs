@@ -7,9 +7,12 @@
 //!   are handed in, bytes and events come out. It contains no `unsafe` code.
 //! - [`cli`] parses spiped's and spipe's command lines and socket addresses (spec §3), also
 //!   without I/O.
-//! - The io layer and relay (later modules) drive them.
+//! - [`io`] is the io layer (Linux, io_uring): sockets, buffers and timers, no protocol knowledge.
+//!   It is the only module with `unsafe` code.
+//! - The relay (later modules) drives them.
 
 #![forbid(unused_must_use)]
 
 pub mod cli;
+pub mod io;
 pub mod proto;

@@ -1,0 +1,169 @@
+//! Socket and resource-limit helpers shared by every backend.
+//!
+//! Sockets are created close-on-exec. Listeners and the sockets the io_uring backend connects
+//! are left in blocking mode: io_uring never blocks the calling thread (it polls the socket
+//! internally), and a blocking descriptor keeps its semantics the same for every opcode.
+//! [`connect_nonblocking`] is for a readiness-based (epoll) backend.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+
+use super::Errno;
+
+/// Which step of setting up a socket or limit failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SysError {
+    /// `socket(2)` failed, e.g. `EMFILE`.
+    Socket(Errno),
+    /// Setting a socket option failed.
+    SetOption(Errno),
+    /// `bind(2)` failed, e.g. `EADDRINUSE` or `EACCES`.
+    Bind(Errno),
+    /// `listen(2)` failed.
+    Listen(Errno),
+    /// `connect(2)` failed immediately.
+    Connect(Errno),
+    /// `getrlimit(2)` or `setrlimit(2)` failed.
+    Rlimit(Errno),
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SysError::Socket(e) => write!(f, "cannot create a socket: {e}"),
+            SysError::SetOption(e) => write!(f, "cannot set a socket option: {e}"),
+            SysError::Bind(e) => write!(f, "cannot bind the socket: {e}"),
+            SysError::Listen(e) => write!(f, "cannot listen on the socket: {e}"),
+            SysError::Connect(e) => write!(f, "cannot connect the socket: {e}"),
+            SysError::Rlimit(e) => write!(f, "cannot change the open-file limit: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SysError {}
+
+/// Converts an `io::Error` from a syscall into an [`Errno`] (`EIO` if it carries none).
+pub fn errno_of(e: &io::Error) -> Errno {
+    Errno(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn listener(domain: Domain, addr: &SockAddr) -> Result<OwnedFd, SysError> {
+    let s = Socket::new(domain, Type::STREAM, None).map_err(|e| SysError::Socket(errno_of(&e)))?;
+    s.set_reuse_address(true)
+        .map_err(|e| SysError::SetOption(errno_of(&e)))?;
+    s.bind(addr).map_err(|e| SysError::Bind(errno_of(&e)))?;
+    s.listen(libc::SOMAXCONN)
+        .map_err(|e| SysError::Listen(errno_of(&e)))?;
+    Ok(s.into())
+}
+
+/// Creates a TCP listener on `addr` with `SO_REUSEADDR` and a backlog of `SOMAXCONN`.
+pub fn listen_tcp(addr: SocketAddr) -> Result<OwnedFd, SysError> {
+    listener(Domain::for_address(addr), &SockAddr::from(addr))
+}
+
+/// Creates a Unix stream listener bound to `path` with a backlog of `SOMAXCONN`.
+/// An existing file at `path` makes this fail with `EADDRINUSE`; removing it is the caller's
+/// decision.
+pub fn listen_unix(path: &Path) -> Result<OwnedFd, SysError> {
+    let addr = SockAddr::unix(path).map_err(|e| SysError::Bind(errno_of(&e)))?;
+    listener(Domain::UNIX, &addr)
+}
+
+/// The local address of a socket, e.g. to learn the port of a listener bound to port 0.
+pub fn local_addr(fd: BorrowedFd<'_>) -> Result<SockAddr, Errno> {
+    SockRef::from(&fd).local_addr().map_err(|e| errno_of(&e))
+}
+
+/// Creates a blocking, close-on-exec stream socket of `addr`'s family, ready to be connected.
+pub fn stream_socket_for(addr: &SockAddr) -> Result<OwnedFd, SysError> {
+    Socket::new(addr.domain(), Type::STREAM, None)
+        .map(OwnedFd::from)
+        .map_err(|e| SysError::Socket(errno_of(&e)))
+}
+
+/// Creates a non-blocking socket and starts connecting it to `addr`. Returns the socket and
+/// whether the connect is still in progress (`EINPROGRESS`/`EAGAIN`); the caller then waits for
+/// writability and reads `SO_ERROR` with [`take_socket_error`].
+pub fn connect_nonblocking(addr: &SockAddr) -> Result<(OwnedFd, bool), SysError> {
+    let s = Socket::new(addr.domain(), Type::STREAM, None)
+        .map_err(|e| SysError::Socket(errno_of(&e)))?;
+    s.set_nonblocking(true)
+        .map_err(|e| SysError::SetOption(errno_of(&e)))?;
+    match s.connect(addr) {
+        Ok(()) => Ok((s.into(), false)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EAGAIN)) => {
+            Ok((s.into(), true))
+        }
+        Err(e) => Err(SysError::Connect(errno_of(&e))),
+    }
+}
+
+/// Reads and clears `SO_ERROR`: `Ok(None)` if the socket has no pending error.
+pub fn take_socket_error(fd: BorrowedFd<'_>) -> Result<Option<Errno>, Errno> {
+    match SockRef::from(&fd).take_error() {
+        Ok(None) => Ok(None),
+        Ok(Some(e)) => Ok(Some(errno_of(&e))),
+        Err(e) => Err(errno_of(&e)),
+    }
+}
+
+/// Sets `TCP_NODELAY`. Fails harmlessly (`EOPNOTSUPP`) on Unix sockets; spiped ignores that.
+pub fn set_nodelay(fd: BorrowedFd<'_>, on: bool) -> Result<(), SysError> {
+    SockRef::from(&fd)
+        .set_tcp_nodelay(on)
+        .map_err(|e| SysError::SetOption(errno_of(&e)))
+}
+
+/// Sets `SO_KEEPALIVE`. Fails harmlessly on Unix sockets; spiped ignores that.
+pub fn set_keepalive(fd: BorrowedFd<'_>, on: bool) -> Result<(), SysError> {
+    SockRef::from(&fd)
+        .set_keepalive(on)
+        .map_err(|e| SysError::SetOption(errno_of(&e)))
+}
+
+/// The current `RLIMIT_NOFILE` as `(soft, hard)`.
+pub fn nofile_limit() -> Result<(u64, u64), SysError> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if r != 0 {
+        return Err(SysError::Rlimit(errno_of(&io::Error::last_os_error())));
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to `soft` (at most the hard limit), leaving the hard limit.
+pub fn set_nofile_soft_limit(soft: u64) -> Result<(), SysError> {
+    let (_, hard) = nofile_limit()?;
+    let lim = libc::rlimit {
+        rlim_cur: soft.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit for the duration of the call; setrlimit only reads it.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    if r != 0 {
+        return Err(SysError::Rlimit(errno_of(&io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
+/// A relay needs two descriptors per connection, and the default soft limit is often 1024.
+pub fn raise_nofile_limit() -> Result<u64, SysError> {
+    let (soft, hard) = nofile_limit()?;
+    if soft < hard {
+        set_nofile_soft_limit(hard)?;
+    }
+    Ok(hard.max(soft))
+}

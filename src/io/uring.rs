@@ -1,0 +1,1045 @@
+//! The io_uring backend of [`Driver`], on the `io-uring` crate.
+//!
+//! Bookkeeping:
+//! - Every submitted operation has a record in the `ops` slab; its `user_data` is the record's
+//!   index and generation. The record owns everything the SQE points to (the send buffer, the
+//!   connect address, the timespec) until the final CQE for it is reaped, so the kernel never
+//!   sees freed memory. Receives point only at the provided-buffer ring ([`BufRing`]).
+//! - Every socket lives in the `fds` table with a count of operations in flight on it.
+//!   [`Driver::close`] marks the socket closing, cancels its operations
+//!   (`IORING_OP_ASYNC_CANCEL` by fd) and submits `IORING_OP_CLOSE` only once the count is zero.
+//! - Internal operations whose results do not matter (cancels, timer removals) use the
+//!   `user_data` `IGNORE`.
+//! - SQEs that do not fit in a full submission queue wait in a FIFO backlog.
+//! - Dropping a [`Uring`] cancels everything and reaps the completions (bounded in time) before
+//!   the buffers are freed; if the kernel does not answer in time, the memory is leaked rather
+//!   than freed under it.
+
+#![allow(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
+
+use super::bufring::{BufRing, BufRingError};
+use super::{
+    ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
+    WaitError, sys,
+};
+
+/// `user_data` of internal operations whose completions are discarded.
+const IGNORE: u64 = u64::MAX;
+
+/// The buffer group id used for the receive pool.
+const BGID: u16 = 0;
+
+/// How long dropping a [`Uring`] waits for cancelled operations to complete.
+const DROP_DRAIN: Duration = Duration::from_secs(2);
+
+/// Sizes of the ring and the receive pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UringConfig {
+    /// Submission queue entries (rounded up to a power of two by the kernel); the completion
+    /// queue gets four times as many.
+    pub entries: u32,
+    /// Number of receive buffers; a power of two up to 32768.
+    pub recv_buffers: u16,
+    /// Size of each receive buffer in bytes (spiped reads 4096 bytes at a time).
+    pub recv_buffer_size: u32,
+}
+
+impl Default for UringConfig {
+    fn default() -> Self {
+        UringConfig {
+            entries: 1024,
+            recv_buffers: 1024,
+            recv_buffer_size: 4096,
+        }
+    }
+}
+
+/// Why the io_uring backend could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// `io_uring_setup` failed with `EPERM`.
+    Blocked,
+    /// `io_uring_setup` failed with `ENOSYS`.
+    NotImplemented,
+    /// `io_uring_setup` failed with `ENOMEM`.
+    OutOfMemory,
+    /// `io_uring_setup` failed for another reason.
+    Setup(Errno),
+    /// `IORING_REGISTER_PROBE` failed (the kernel predates 5.6).
+    Probe(Errno),
+    /// The kernel's io_uring lacks an operation this backend uses.
+    MissingOpcode(&'static str),
+    /// The kernel's io_uring lacks `IORING_FEAT_EXT_ARG` (needs Linux 5.11).
+    MissingExtArg,
+    /// The receive buffer ring could not be set up.
+    Buffers(BufRingError),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Blocked => f.write_str(
+                "io_uring is not available (EPERM): it is likely blocked by a seccomp profile \
+                 such as Docker's default, or by the kernel.io_uring_disabled sysctl",
+            ),
+            SetupError::NotImplemented => f.write_str(
+                "io_uring is not available (ENOSYS): the kernel was built without io_uring, or a \
+                 seccomp profile reports it as missing",
+            ),
+            SetupError::OutOfMemory => f.write_str(
+                "io_uring could not be set up (ENOMEM): the locked-memory limit (RLIMIT_MEMLOCK) \
+                 may be too low",
+            ),
+            SetupError::Setup(e) => write!(f, "io_uring could not be set up: {e}"),
+            SetupError::Probe(e) => write!(
+                f,
+                "cannot probe io_uring operations ({e}); Linux 6.0 or newer is required"
+            ),
+            SetupError::MissingOpcode(op) => write!(
+                f,
+                "the kernel's io_uring does not support {op}; Linux 6.0 or newer is required"
+            ),
+            SetupError::MissingExtArg => f.write_str(
+                "the kernel's io_uring lacks timed waits (IORING_FEAT_EXT_ARG); Linux 6.0 or \
+                 newer is required",
+            ),
+            SetupError::Buffers(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+fn setup_error(e: &std::io::Error) -> SetupError {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => SetupError::Blocked,
+        Some(libc::ENOSYS) => SetupError::NotImplemented,
+        Some(libc::ENOMEM) => SetupError::OutOfMemory,
+        _ => SetupError::Setup(sys::errno_of(e)),
+    }
+}
+
+/// The opcodes this backend submits, with the names used in error messages.
+const OPCODES: &[(u8, &str)] = &[
+    (opcode::AcceptMulti::CODE, "accept"),
+    (opcode::Connect::CODE, "connect"),
+    (opcode::LinkTimeout::CODE, "linked timeouts"),
+    (opcode::Recv::CODE, "recv"),
+    (opcode::Send::CODE, "send"),
+    (opcode::Shutdown::CODE, "shutdown"),
+    (opcode::Close::CODE, "close"),
+    (opcode::Timeout::CODE, "timeouts"),
+    (opcode::TimeoutRemove::CODE, "timeout removal"),
+    (opcode::AsyncCancel::CODE, "cancellation"),
+];
+
+/// Checks that io_uring can be set up and supports everything this backend needs, without
+/// keeping a ring. Call it at startup to report a clear error before binding anything.
+pub fn probe() -> Result<(), SetupError> {
+    Uring::new(UringConfig {
+        entries: 8,
+        recv_buffers: 1,
+        recv_buffer_size: 1,
+    })
+    .map(drop)
+}
+
+struct FdEntry {
+    fd: OwnedFd,
+    /// Operations submitted on this fd whose final completion has not been reaped.
+    inflight: u32,
+    /// Sends among them.
+    sends: u32,
+    recv_pending: bool,
+    /// `Some(token)` once `close` was called.
+    closing: Option<Token>,
+    /// A `shutdown_write` waiting for the sends in flight to finish.
+    pending_shutdown: Option<Token>,
+}
+
+struct FdSlot {
+    generation: u32,
+    entry: Option<FdEntry>,
+}
+
+enum OpKind {
+    Accept {
+        h: Handle,
+    },
+    /// Finished when both its own CQE and its linked timeout's CQE have been reaped, because
+    /// only the timeout's result tells a deadline apart from other errors (an interrupted
+    /// connect reports `EINTR` or `ECANCELED`).
+    Connect {
+        h: Handle,
+        /// Pointed to by the SQE.
+        _addr: Box<SockAddr>,
+        /// The connect's own result, once reaped.
+        res: Option<i32>,
+        /// Whether the linked timeout's CQE has been reaped, and whether it fired.
+        timer: Option<bool>,
+    },
+    LinkTimeout {
+        /// Pointed to by the SQE.
+        _ts: Box<Timespec>,
+        /// The `user_data` of the connect it limits.
+        connect: u64,
+    },
+    Recv {
+        h: Handle,
+    },
+    Send {
+        h: Handle,
+        /// Pointed to by the SQE; its heap block never moves while the record exists.
+        buf: Vec<u8>,
+        off: usize,
+    },
+    Shutdown {
+        h: Handle,
+    },
+    Close,
+    Timer {
+        /// Pointed to by the SQE.
+        _ts: Box<Timespec>,
+        cancelled: bool,
+    },
+}
+
+struct Op {
+    token: Token,
+    kind: OpKind,
+}
+
+struct OpSlot {
+    generation: u32,
+    op: Option<Op>,
+}
+
+/// The io_uring [`Driver`].
+pub struct Uring {
+    ring: IoUring,
+    bufs: ManuallyDrop<BufRing>,
+    fds: Vec<FdSlot>,
+    free_fds: Vec<u32>,
+    ops: Vec<OpSlot>,
+    free_ops: Vec<u32>,
+    /// Occupied op records.
+    live_ops: usize,
+    /// SQEs (single, or a linked pair) waiting for room in the submission queue.
+    backlog: VecDeque<(squeue::Entry, Option<squeue::Entry>)>,
+    /// Events produced outside completion handling, or not yet handed out.
+    ready: VecDeque<Event>,
+    /// Receive records that failed with ENOBUFS and wait for a recycled buffer.
+    starved: VecDeque<u64>,
+    /// Set while dropping: every fd counts as closing.
+    shutting_down: bool,
+}
+
+impl fmt::Debug for Uring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Uring")
+            .field("live_ops", &self.live_ops)
+            .field("backlog", &self.backlog.len())
+            .field("bufs", &*self.bufs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timespec(d: Duration) -> Box<Timespec> {
+    Box::new(Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()))
+}
+
+fn user_data(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+impl Uring {
+    /// Sets up the ring, probes the opcodes it needs and registers the receive buffer pool.
+    pub fn new(config: UringConfig) -> Result<Self, SetupError> {
+        let ring = IoUring::builder()
+            .setup_cqsize(config.entries.saturating_mul(4))
+            .setup_clamp()
+            .build(config.entries)
+            .map_err(|e| setup_error(&e))?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(SetupError::MissingExtArg);
+        }
+        let mut probe = Probe::new();
+        ring.submitter()
+            .register_probe(&mut probe)
+            .map_err(|e| SetupError::Probe(sys::errno_of(&e)))?;
+        for &(code, name) in OPCODES {
+            if !probe.is_supported(code) {
+                return Err(SetupError::MissingOpcode(name));
+            }
+        }
+        let mut bufs = BufRing::new(config.recv_buffers, config.recv_buffer_size, BGID)
+            .map_err(SetupError::Buffers)?;
+        bufs.register(&ring.submitter())
+            .map_err(SetupError::Buffers)?;
+        Ok(Uring {
+            ring,
+            bufs: ManuallyDrop::new(bufs),
+            fds: Vec::new(),
+            free_fds: Vec::new(),
+            ops: Vec::new(),
+            free_ops: Vec::new(),
+            live_ops: 0,
+            backlog: VecDeque::new(),
+            ready: VecDeque::new(),
+            starved: VecDeque::new(),
+            shutting_down: false,
+        })
+    }
+
+    /// Number of sockets currently owned (including those being closed).
+    pub fn open_handles(&self) -> usize {
+        self.fds.len() - self.free_fds.len()
+    }
+
+    /// Number of operations whose completion has not been reaped yet.
+    pub fn ops_in_flight(&self) -> usize {
+        self.live_ops
+    }
+
+    // ---- fd table ----
+
+    fn entry(&self, h: Handle) -> Option<&FdEntry> {
+        let slot = self.fds.get(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, h: Handle) -> Option<&mut FdEntry> {
+        let slot = self.fds.get_mut(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    /// The raw fd of an open, not-closing handle, for building an SQE.
+    fn usable(&self, h: Handle) -> Result<RawFd, SubmitError> {
+        let e = self.entry(h).ok_or(SubmitError::StaleHandle)?;
+        if e.closing.is_some() {
+            return Err(SubmitError::Closing);
+        }
+        Ok(e.fd.as_raw_fd())
+    }
+
+    fn is_closing(&self, h: Handle) -> bool {
+        self.shutting_down || self.entry(h).is_none_or(|e| e.closing.is_some())
+    }
+
+    fn inc_inflight(&mut self, h: Handle) {
+        if let Some(e) = self.entry_mut(h) {
+            e.inflight += 1;
+        }
+    }
+
+    /// One operation on `h` has finished for good; closes the fd if it was the last one.
+    fn dec_inflight(&mut self, h: Handle) {
+        let Some(e) = self.entry_mut(h) else {
+            return;
+        };
+        e.inflight = e.inflight.saturating_sub(1);
+        if e.inflight == 0 && e.closing.is_some() {
+            self.finish_close(h);
+        }
+    }
+
+    /// Removes `h` from the table and submits the close. Only called with nothing in flight.
+    fn finish_close(&mut self, h: Handle) {
+        let Some(slot) = self.fds.get_mut(h.index as usize) else {
+            return;
+        };
+        let Some(entry) = slot.entry.take() else {
+            return;
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free_fds.push(h.index);
+        let token = entry.closing.unwrap_or(0);
+        if self.shutting_down {
+            drop(entry.fd);
+            return;
+        }
+        let raw = entry.fd.into_raw_fd();
+        let ud = self.alloc_op(token, OpKind::Close);
+        self.push(opcode::Close::new(Fd(raw)).build().user_data(ud), None);
+    }
+
+    // ---- op records ----
+
+    fn alloc_op(&mut self, token: Token, kind: OpKind) -> u64 {
+        self.live_ops += 1;
+        let op = Some(Op { token, kind });
+        if let Some(index) = self.free_ops.pop() {
+            let slot = &mut self.ops[index as usize];
+            slot.op = op;
+            return user_data(index, slot.generation);
+        }
+        let index = self.ops.len() as u32;
+        self.ops.push(OpSlot { generation: 0, op });
+        user_data(index, 0)
+    }
+
+    fn op_mut(&mut self, ud: u64) -> Option<&mut Op> {
+        let slot = self.ops.get_mut((ud & 0xffff_ffff) as usize)?;
+        if u64::from(slot.generation) != ud >> 32 {
+            return None;
+        }
+        slot.op.as_mut()
+    }
+
+    fn free_op(&mut self, ud: u64) -> Option<Op> {
+        let index = (ud & 0xffff_ffff) as u32;
+        let slot = self.ops.get_mut(index as usize)?;
+        if u64::from(slot.generation) != ud >> 32 {
+            return None;
+        }
+        let op = slot.op.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free_ops.push(index);
+        self.live_ops -= 1;
+        Some(op)
+    }
+
+    // ---- submission ----
+
+    /// Queues one SQE, or a linked pair that must enter the ring together.
+    fn push(&mut self, first: squeue::Entry, second: Option<squeue::Entry>) {
+        self.backlog.push_back((first, second));
+        self.flush_backlog();
+    }
+
+    /// Moves backlog entries into the submission queue, submitting to make room if needed.
+    fn flush_backlog(&mut self) {
+        let mut submitted = false;
+        while let Some((first, second)) = self.backlog.front() {
+            let need = if second.is_some() { 2 } else { 1 };
+            let mut sq = self.ring.submission();
+            if sq.capacity() - sq.len() < need {
+                drop(sq);
+                if submitted {
+                    return;
+                }
+                // An error (e.g. EBUSY with a full CQ) leaves the SQ as is; retried next turn.
+                let _ = self.ring.submit();
+                submitted = true;
+                continue;
+            }
+            let pushed = match second {
+                // SAFETY: every pointer in these SQEs refers to memory owned by the op record
+                // named by their user_data (boxed address or timespec, a send Vec's heap block)
+                // or to the registered buffer ring; records are freed only when their final CQE
+                // is reaped, so the memory outlives the kernel's use of it. Fds named in the SQEs
+                // stay open because they are closed only when no operation is in flight on them.
+                Some(s) => unsafe { sq.push_multiple(&[first.clone(), s.clone()]) },
+                // SAFETY: as above.
+                None => unsafe { sq.push(first) },
+            };
+            drop(sq);
+            if pushed.is_err() {
+                return;
+            }
+            self.backlog.pop_front();
+        }
+    }
+
+    fn submit_recv(&mut self, fd: RawFd, ud: u64) {
+        let sqe = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), self.bufs.buf_size())
+            .buf_group(self.bufs.bgid())
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(ud);
+        self.push(sqe, None);
+    }
+
+    fn submit_send(&mut self, fd: RawFd, ptr: *const u8, len: usize, ud: u64) {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        let sqe = opcode::Send::new(Fd(fd), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(ud);
+        self.push(sqe, None);
+    }
+
+    fn submit_shutdown(&mut self, h: Handle, fd: RawFd, token: Token) {
+        let ud = self.alloc_op(token, OpKind::Shutdown { h });
+        self.inc_inflight(h);
+        let sqe = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR)
+            .build()
+            .user_data(ud);
+        self.push(sqe, None);
+    }
+
+    fn submit_accept(&mut self, fd: RawFd, ud: u64) {
+        let sqe = opcode::AcceptMulti::new(Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud);
+        self.push(sqe, None);
+    }
+
+    // ---- completion ----
+
+    fn complete(&mut self, ud: u64, res: i32, flags: u32) {
+        if ud == IGNORE {
+            return;
+        }
+        let Some(op) = self.op_mut(ud) else {
+            return;
+        };
+        let token = op.token;
+        match op.kind {
+            OpKind::Accept { h } => self.complete_accept(ud, token, h, res, flags),
+            OpKind::Connect { res: ref mut r, .. } => {
+                *r = Some(res);
+                self.finish_connect(ud);
+            }
+            OpKind::LinkTimeout { connect, .. } => {
+                self.free_op(ud);
+                if let Some(Op {
+                    kind: OpKind::Connect { timer, .. },
+                    ..
+                }) = self.op_mut(connect)
+                {
+                    // ECANCELED: the connect finished first. Anything else (ETIME, or the
+                    // result of cancelling the connect, such as ENOENT or EALREADY when it was
+                    // running in a worker) means the deadline passed.
+                    *timer = Some(res != -libc::ECANCELED);
+                }
+                self.finish_connect(connect);
+            }
+            OpKind::Recv { h } => self.complete_recv(ud, token, h, res, flags),
+            OpKind::Send { h, .. } => self.complete_send(ud, token, h, res),
+            OpKind::Shutdown { h } => {
+                self.free_op(ud);
+                if !self.is_closing(h) {
+                    let result = if res < 0 { Err(Errno(-res)) } else { Ok(()) };
+                    self.ready.push_back(Event::ShutdownDone { token, result });
+                }
+                self.dec_inflight(h);
+            }
+            OpKind::Close => {
+                self.free_op(ud);
+                if !self.shutting_down {
+                    self.ready.push_back(Event::Closed { token });
+                }
+            }
+            OpKind::Timer { cancelled, .. } => {
+                self.free_op(ud);
+                if !cancelled && res == -libc::ETIME && !self.shutting_down {
+                    self.ready.push_back(Event::Timer { token });
+                }
+            }
+        }
+    }
+
+    /// Reports a connect once both its CQE and its linked timeout's CQE are in.
+    fn finish_connect(&mut self, ud: u64) {
+        let (h, res, fired) = match self.op_mut(ud) {
+            Some(Op {
+                kind:
+                    OpKind::Connect {
+                        h,
+                        res: Some(res),
+                        timer: Some(fired),
+                        ..
+                    },
+                ..
+            }) => (*h, *res, *fired),
+            _ => return,
+        };
+        let Some(op) = self.free_op(ud) else {
+            return;
+        };
+        if !self.is_closing(h) {
+            let result = match res {
+                0.. => Ok(()),
+                _ if fired => Err(ConnectError::TimedOut),
+                r => Err(ConnectError::Os(Errno(-r))),
+            };
+            self.ready.push_back(Event::Connected {
+                token: op.token,
+                result,
+            });
+        }
+        self.dec_inflight(h);
+    }
+
+    fn complete_accept(&mut self, ud: u64, token: Token, h: Handle, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let closing = self.is_closing(h);
+        if res >= 0 {
+            // SAFETY: a successful accept CQE carries a new descriptor that nothing else owns;
+            // wrapping it immediately makes it closed exactly once.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if closing {
+                drop(fd);
+            } else {
+                let conn = self.adopt(fd);
+                self.ready.push_back(Event::Accepted { token, conn });
+            }
+            if !more {
+                if closing {
+                    self.free_op(ud);
+                    self.dec_inflight(h);
+                } else if let Some(e) = self.entry(h) {
+                    // The multishot ended without an error (e.g. CQ overflow): re-arm it.
+                    let raw = e.fd.as_raw_fd();
+                    self.submit_accept(raw, ud);
+                }
+            }
+            return;
+        }
+        if !closing {
+            self.ready.push_back(Event::AcceptFailed {
+                token,
+                error: Errno(-res),
+                armed: more,
+            });
+        }
+        if !more {
+            self.free_op(ud);
+            self.dec_inflight(h);
+        }
+    }
+
+    fn complete_recv(&mut self, ud: u64, token: Token, h: Handle, res: i32, flags: u32) {
+        let closing = self.is_closing(h);
+        if res == -libc::ENOBUFS && !closing {
+            // Every pool buffer is lent out: retry when one comes back (see `recycle`).
+            self.starved.push_back(ud);
+            return;
+        }
+        self.free_op(ud);
+        if let Some(e) = self.entry_mut(h) {
+            e.recv_pending = false;
+        }
+        let buf = cqueue::buffer_select(flags)
+            .and_then(|id| self.bufs.take(id, u32::try_from(res).unwrap_or(0)));
+        if closing {
+            if let Some(b) = buf {
+                self.bufs.recycle(b.id);
+            }
+        } else if res > 0 {
+            let event = match buf {
+                Some(buf) => Event::Received { token, buf },
+                // The kernel returned data without a valid buffer id: should not happen.
+                None => Event::RecvFailed {
+                    token,
+                    error: Errno(libc::EIO),
+                },
+            };
+            self.ready.push_back(event);
+        } else {
+            if let Some(b) = buf {
+                self.bufs.recycle(b.id);
+            }
+            let event = if res == 0 {
+                Event::Eof { token }
+            } else {
+                Event::RecvFailed {
+                    token,
+                    error: Errno(-res),
+                }
+            };
+            self.ready.push_back(event);
+        }
+        self.dec_inflight(h);
+    }
+
+    fn complete_send(&mut self, ud: u64, token: Token, h: Handle, res: i32) {
+        let closing = self.is_closing(h);
+        if res > 0 && !closing {
+            let fd = self.entry(h).map(|e| e.fd.as_raw_fd());
+            if let (
+                Some(fd),
+                Some(Op {
+                    kind: OpKind::Send { buf, off, .. },
+                    ..
+                }),
+            ) = (fd, self.op_mut(ud))
+            {
+                *off = off.saturating_add(res as usize).min(buf.len());
+                if *off < buf.len() {
+                    // Short write: send the rest from the same record.
+                    let rest = &buf[*off..];
+                    let (ptr, len) = (rest.as_ptr(), rest.len());
+                    self.submit_send(fd, ptr, len, ud);
+                    return;
+                }
+            }
+        }
+        let Some(Op {
+            kind: OpKind::Send { buf, .. },
+            ..
+        }) = self.free_op(ud)
+        else {
+            return;
+        };
+        let mut pending_shutdown = None;
+        if let Some(e) = self.entry_mut(h) {
+            e.sends = e.sends.saturating_sub(1);
+            if e.sends == 0 && e.closing.is_none() {
+                pending_shutdown = e.pending_shutdown.take().map(|t| (t, e.fd.as_raw_fd()));
+            }
+        }
+        if !closing {
+            let result = match res {
+                1.. => Ok(()),
+                // A stream socket never accepts zero bytes of a non-empty send.
+                0 => Err(Errno(libc::EPIPE)),
+                r => Err(Errno(-r)),
+            };
+            self.ready.push_back(Event::Sent { token, buf, result });
+        }
+        if let Some((t, fd)) = pending_shutdown {
+            self.submit_shutdown(h, fd, t);
+        }
+        self.dec_inflight(h);
+    }
+
+    /// Reaps every available CQE.
+    fn drain_cq(&mut self) {
+        let mut batch: Vec<(u64, i32, u32)> = Vec::new();
+        loop {
+            batch.clear();
+            batch.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            if batch.is_empty() {
+                return;
+            }
+            for &(ud, res, flags) in &batch {
+                self.complete(ud, res, flags);
+            }
+        }
+    }
+}
+
+impl Driver for Uring {
+    fn adopt(&mut self, fd: OwnedFd) -> Handle {
+        let entry = FdEntry {
+            fd,
+            inflight: 0,
+            sends: 0,
+            recv_pending: false,
+            closing: None,
+            pending_shutdown: None,
+        };
+        if let Some(index) = self.free_fds.pop() {
+            let slot = &mut self.fds[index as usize];
+            slot.entry = Some(entry);
+            return Handle {
+                index,
+                generation: slot.generation,
+            };
+        }
+        let index = self.fds.len() as u32;
+        self.fds.push(FdSlot {
+            generation: 0,
+            entry: Some(entry),
+        });
+        Handle {
+            index,
+            generation: 0,
+        }
+    }
+
+    fn fd(&self, handle: Handle) -> Option<BorrowedFd<'_>> {
+        let e = self.entry(handle)?;
+        if e.closing.is_some() {
+            return None;
+        }
+        Some(e.fd.as_fd())
+    }
+
+    fn accept(&mut self, listener: Handle, token: Token) -> Result<(), SubmitError> {
+        let fd = self.usable(listener)?;
+        let ud = self.alloc_op(token, OpKind::Accept { h: listener });
+        self.inc_inflight(listener);
+        self.submit_accept(fd, ud);
+        Ok(())
+    }
+
+    fn connect(
+        &mut self,
+        addr: &SockAddr,
+        timeout: Duration,
+        token: Token,
+    ) -> Result<Handle, SubmitError> {
+        let sock = sys::stream_socket_for(addr).map_err(|e| match e {
+            sys::SysError::Socket(e) => SubmitError::Socket(e),
+            _ => SubmitError::Socket(Errno(libc::EIO)),
+        })?;
+        let raw = sock.as_raw_fd();
+        let h = self.adopt(sock);
+        let addr = Box::new(addr.clone());
+        let (ptr, len) = (addr.as_ptr().cast::<libc::sockaddr>(), addr.len());
+        let ud = self.alloc_op(
+            token,
+            OpKind::Connect {
+                h,
+                _addr: addr,
+                res: None,
+                timer: None,
+            },
+        );
+        self.inc_inflight(h);
+        let ts = timespec(timeout);
+        let ts_ptr: *const Timespec = &*ts;
+        let tud = self.alloc_op(
+            0,
+            OpKind::LinkTimeout {
+                _ts: ts,
+                connect: ud,
+            },
+        );
+        let connect = opcode::Connect::new(Fd(raw), ptr, len)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(ud);
+        let limit = opcode::LinkTimeout::new(ts_ptr).build().user_data(tud);
+        self.push(connect, Some(limit));
+        Ok(h)
+    }
+
+    fn recv(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
+        let fd = self.usable(handle)?;
+        if let Some(e) = self.entry_mut(handle) {
+            if e.recv_pending {
+                return Err(SubmitError::RecvPending);
+            }
+            e.recv_pending = true;
+        }
+        let ud = self.alloc_op(token, OpKind::Recv { h: handle });
+        self.inc_inflight(handle);
+        self.submit_recv(fd, ud);
+        Ok(())
+    }
+
+    fn data(&self, buf: &RecvBuf) -> &[u8] {
+        self.bufs.data(buf)
+    }
+
+    fn recycle(&mut self, buf: RecvBuf) {
+        self.bufs.recycle(buf.id);
+        // A receive starved of buffers can run again now.
+        while let Some(ud) = self.starved.pop_front() {
+            let h = match self.op_mut(ud) {
+                Some(Op {
+                    kind: OpKind::Recv { h },
+                    ..
+                }) => *h,
+                _ => continue,
+            };
+            if let Some(e) = self.entry(h) {
+                let fd = e.fd.as_raw_fd();
+                self.submit_recv(fd, ud);
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, handle: Handle, buf: Vec<u8>, token: Token) -> Result<(), SubmitError> {
+        let fd = self.usable(handle)?;
+        if buf.is_empty() {
+            return Err(SubmitError::EmptySend);
+        }
+        let (ptr, len) = (buf.as_ptr(), buf.len());
+        let ud = self.alloc_op(
+            token,
+            OpKind::Send {
+                h: handle,
+                buf,
+                off: 0,
+            },
+        );
+        self.inc_inflight(handle);
+        if let Some(e) = self.entry_mut(handle) {
+            e.sends += 1;
+        }
+        self.submit_send(fd, ptr, len, ud);
+        Ok(())
+    }
+
+    fn shutdown_write(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
+        let fd = self.usable(handle)?;
+        if let Some(e) = self.entry_mut(handle) {
+            if e.sends > 0 && e.pending_shutdown.is_none() {
+                e.pending_shutdown = Some(token);
+                return Ok(());
+            }
+        }
+        self.submit_shutdown(handle, fd, token);
+        Ok(())
+    }
+
+    fn close(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
+        let fd = self.usable(handle)?;
+        // Receives parked for a buffer are not in the kernel: retire them here.
+        let mut parked = 0;
+        let starved = std::mem::take(&mut self.starved);
+        for ud in starved {
+            let mine = matches!(self.op_mut(ud), Some(Op { kind: OpKind::Recv { h }, .. }) if *h == handle);
+            if mine {
+                self.free_op(ud);
+                parked += 1;
+            } else {
+                self.starved.push_back(ud);
+            }
+        }
+        let Some(e) = self.entry_mut(handle) else {
+            return Err(SubmitError::StaleHandle);
+        };
+        e.closing = Some(token);
+        e.pending_shutdown = None;
+        e.inflight = e.inflight.saturating_sub(parked);
+        if e.inflight == 0 {
+            self.finish_close(handle);
+        } else {
+            let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+                .build()
+                .user_data(IGNORE);
+            self.push(cancel, None);
+        }
+        Ok(())
+    }
+
+    fn timer(&mut self, after: Duration, token: Token) -> TimerId {
+        let ts = timespec(after);
+        let ptr: *const Timespec = &*ts;
+        let ud = self.alloc_op(
+            token,
+            OpKind::Timer {
+                _ts: ts,
+                cancelled: false,
+            },
+        );
+        self.push(opcode::Timeout::new(ptr).build().user_data(ud), None);
+        TimerId(ud)
+    }
+
+    fn cancel_timer(&mut self, id: TimerId) {
+        if let Some(Op {
+            kind: OpKind::Timer { cancelled, .. },
+            ..
+        }) = self.op_mut(id.0)
+        {
+            if !*cancelled {
+                *cancelled = true;
+                let sqe = opcode::TimeoutRemove::new(id.0).build().user_data(IGNORE);
+                self.push(sqe, None);
+            }
+        }
+    }
+
+    fn wait(
+        &mut self,
+        events: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> Result<usize, WaitError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.flush_backlog();
+            let want = usize::from(self.ready.is_empty());
+            let r = match deadline {
+                _ if want == 0 => self.ring.submit(),
+                None => self.ring.submit_and_wait(want),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    let ts = Timespec::new()
+                        .sec(left.as_secs())
+                        .nsec(left.subsec_nanos());
+                    let args = SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(want, &args)
+                }
+            };
+            let interrupted = r
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINTR));
+            match r {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => return Err(WaitError::Enter(sys::errno_of(&e))),
+            }
+            self.drain_cq();
+            let n = self.ready.len();
+            if n > 0 {
+                events.extend(self.ready.drain(..));
+                return Ok(n);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(0);
+            }
+            if interrupted {
+                return Ok(0);
+            }
+        }
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        self.shutting_down = true;
+        // Parked receives are not in the kernel: retire their records now.
+        for ud in std::mem::take(&mut self.starved) {
+            self.free_op(ud);
+        }
+        self.backlog.clear();
+        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(IGNORE);
+        self.push(cancel, None);
+        let deadline = Instant::now() + DROP_DRAIN;
+        while self.kernel_ops() > 0 && Instant::now() < deadline {
+            let ts = Timespec::new().nsec(50_000_000);
+            let args = SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.drain_cq();
+            // Re-issue the cancel in case operations were submitted after the first one ran.
+            self.push(
+                opcode::AsyncCancel2::new(CancelBuilder::any())
+                    .build()
+                    .user_data(IGNORE),
+                None,
+            );
+        }
+        if self.kernel_ops() == 0 {
+            self.bufs.unregister(&self.ring.submitter());
+            // SAFETY: the kernel has completed every operation that could select a buffer and
+            // the group is unregistered, so the memory is no longer referenced; `bufs` is not
+            // used after this point.
+            unsafe { ManuallyDrop::drop(&mut self.bufs) };
+        } else {
+            // The kernel did not release everything in time: leak the records and the pool
+            // rather than free memory it may still write to.
+            std::mem::forget(std::mem::take(&mut self.ops));
+        }
+    }
+}
+
+impl Uring {
+    /// Op records that the kernel may still complete (timers and link timeouts included).
+    fn kernel_ops(&self) -> usize {
+        self.live_ops
+    }
+}
