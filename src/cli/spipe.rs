@@ -6,8 +6,8 @@
 //! `-g`, a missing `-k`, a missing `-t`; then the `-t` and `-b` addresses.
 //!
 //! Differences from spipe 1.6.2: `-b <bind address>` is accepted (spipe has it from 1.6.3 on)
-//! and listed in the usage text; `-o` follows [`super::value::parse_timeout`] (`-o 0` is an
-//! error); the addresses are checked here rather than when resolved.
+//! and listed in the usage text; `-o` follows [`super::value::parse_timeout`] (`-o 0` is the
+//! default, as in spipe); the addresses are checked here rather than when resolved.
 
 use std::ffi::OsString;
 use std::fmt;

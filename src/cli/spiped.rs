@@ -13,9 +13,9 @@
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
-//!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` is an error (spiped reads
-//!   it as the default of 5 s); `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
-//!   `inf`); `-u` is checked while scanning, so `-n 500001 -v`, `-o 0 -v` and `-u : -v` are
+//!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` means the default of
+//!   5 s, as in spiped; `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
+//!   `inf`); `-u` is checked while scanning, so `-n 500001 -v`, `-o -1 -v` and `-u : -v` are
 //!   errors where spiped prints its version; addresses are checked here rather than when
 //!   resolved. See [`super::addr`] and [`super::value`].
 
@@ -614,7 +614,6 @@ mod tests {
             ("-n 500001", ValueError::InvalidConnLimit("500001".into())),
             ("-n -1", ValueError::InvalidConnLimit("-1".into())),
             ("-n abc", ValueError::InvalidConnLimit("abc".into())),
-            ("-o 0", ValueError::InvalidTimeout("0".into())),
             ("-o -1", ValueError::InvalidTimeout("-1".into())),
             ("-o nan", ValueError::InvalidTimeout("nan".into())),
             ("-o abc", ValueError::InvalidTimeout("abc".into())),
@@ -629,11 +628,13 @@ mod tests {
         }
         assert_eq!(
             err(&format!("{BASE} -o abc")).to_string(),
-            "-o: invalid timeout \"abc\" (expected a number of seconds greater than 0)"
+            "-o: invalid timeout \"abc\" (expected a number of seconds, 0 for the default)"
         );
         // Values are checked while scanning: before a later -v, and before a missing -e/-d.
         assert!(matches!(err("-n x -v"), SpipedArgsError::Value(_)));
-        assert!(matches!(err("-o 0"), SpipedArgsError::Value(_)));
+        assert!(matches!(err("-o -1"), SpipedArgsError::Value(_)));
+        // -o 0 means the default, as in spiped.
+        assert_eq!(run(&format!("{BASE} -o 0")).timeout, DEFAULT_TIMEOUT);
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl fmt::Display for UserGroup {
 pub enum ValueError {
     /// `-n`: not a decimal integer in 0–[`MAX_CONNECTIONS`].
     InvalidConnLimit(String),
-    /// `-o`: not a finite decimal number greater than zero (at least one nanosecond).
+    /// `-o`: not a finite decimal number of seconds, zero or more.
     InvalidTimeout(String),
     /// `-r`: not a finite decimal number of seconds, zero or more.
     InvalidRtime(String),
@@ -104,7 +104,7 @@ impl fmt::Display for ValueError {
             ),
             Self::InvalidTimeout(v) => write!(
                 f,
-                "-o: invalid timeout {v:?} (expected a number of seconds greater than 0)"
+                "-o: invalid timeout {v:?} (expected a number of seconds, 0 for the default)"
             ),
             Self::InvalidRtime(v) => write!(
                 f,
@@ -151,16 +151,15 @@ fn parse_seconds(arg: &OsStr) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
-/// Parses `-o`: a number of seconds greater than zero (below one nanosecond counts as zero).
-/// Errors with [`ValueError::InvalidTimeout`] for zero, negative, NaN, infinite, too large or
-/// non-numeric text.
-///
-/// spiped 1.6.2 reads `-o 0` as "use the default of 5 s"; spiperelay rejects it, as its
-/// specification asks.
+/// Parses `-o`: a number of seconds, at least zero. Zero (or anything below one nanosecond)
+/// means the default of 5 s, as in spiped 1.6.2, so existing command lines with `-o 0` keep
+/// working. Errors with [`ValueError::InvalidTimeout`] for negative, NaN, infinite, too large
+/// or non-numeric text.
 pub fn parse_timeout(arg: &OsStr) -> Result<Duration, ValueError> {
     match parse_seconds(arg) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(ValueError::InvalidTimeout(lossy(arg))),
+        Some(d) if d.is_zero() => Ok(super::spiped::DEFAULT_TIMEOUT),
+        Some(d) => Ok(d),
+        None => Err(ValueError::InvalidTimeout(lossy(arg))),
     }
 }
 
@@ -256,9 +255,16 @@ mod tests {
         assert_eq!(parse_timeout(os("5")), Ok(Duration::from_secs(5)));
         assert_eq!(parse_timeout(os("0.25")), Ok(Duration::from_millis(250)));
         assert_eq!(parse_timeout(os("1e3")), Ok(Duration::from_secs(1000)));
+        // spiped 1.6.2 reads a zero timeout as its default of 5 s.
+        for zero in ["0", "0.0", "1e-12"] {
+            assert_eq!(
+                parse_timeout(os(zero)),
+                Ok(Duration::from_secs(5)),
+                "{zero:?}"
+            );
+        }
         for bad in [
-            "0", "0.0", "-1", "-0", "nan", "NaN", "inf", "-inf", "abc", "", "1e300", "1e-12", " 1",
-            "0x10",
+            "-1", "nan", "NaN", "inf", "-inf", "abc", "", "1e300", " 1", "0x10",
         ] {
             assert_eq!(
                 parse_timeout(os(bad)),

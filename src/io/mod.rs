@@ -290,6 +290,13 @@ pub trait Driver {
     /// [`Event::Accepted`]; errors arrive as [`Event::AcceptFailed`].
     fn accept(&mut self, listener: Handle, token: Token) -> Result<(), SubmitError>;
 
+    /// Stops the repeating accept armed on `listener` (for a connection limit): new clients
+    /// wait in the kernel's backlog. Connections the kernel accepted before the cancel took
+    /// effect still arrive as [`Event::Accepted`]; the accept then ends with
+    /// [`Event::AcceptFailed`] carrying `ECANCELED` and `armed: false`. Does nothing if no
+    /// accept is armed on `listener`.
+    fn cancel_accept(&mut self, listener: Handle);
+
     /// Creates a stream socket for `addr`'s family and connects it, giving up after `timeout`.
     /// Returns the new socket's handle at once; the outcome arrives as [`Event::Connected`].
     fn connect(

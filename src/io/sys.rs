@@ -167,3 +167,122 @@ pub fn raise_nofile_limit() -> Result<u64, SysError> {
     }
     Ok(hard.max(soft))
 }
+
+/// Fills `buf` with bytes from the kernel's cryptographically secure RNG (`getrandom(2)`),
+/// retrying after interruptions and short reads.
+///
+/// # Errors
+/// The `getrandom` error, e.g. `ENOSYS` on a kernel older than 3.17.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for the whole call.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = errno_of(&io::Error::last_os_error());
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Signals the daemon reacts to, counted by async-signal-safe handlers.
+///
+/// [`install_signal_handlers`] points `SIGTERM`, `SIGINT` and `SIGHUP` at handlers that only
+/// increment these counters, and ignores `SIGPIPE`. An event loop reads them after each wait:
+/// a signal interrupts a blocking io_uring wait with `EINTR`, so the loop sees it promptly.
+#[derive(Debug)]
+pub struct SignalCounts {
+    /// `SIGTERM`s received so far.
+    pub term: std::sync::atomic::AtomicUsize,
+    /// `SIGINT`s received so far.
+    pub int: std::sync::atomic::AtomicUsize,
+    /// `SIGHUP`s received so far.
+    pub hup: std::sync::atomic::AtomicUsize,
+}
+
+static SIGNALS: SignalCounts = SignalCounts {
+    term: std::sync::atomic::AtomicUsize::new(0),
+    int: std::sync::atomic::AtomicUsize::new(0),
+    hup: std::sync::atomic::AtomicUsize::new(0),
+};
+
+extern "C" fn count_signal(sig: libc::c_int) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counter = match sig {
+        libc::SIGTERM => &SIGNALS.term,
+        libc::SIGINT => &SIGNALS.int,
+        _ => &SIGNALS.hup,
+    };
+    counter.fetch_add(1, Relaxed);
+}
+
+/// Installs the counting handlers described at [`SignalCounts`] (without `SA_RESTART`, so a
+/// blocking wait returns `EINTR`) and sets `SIGPIPE` to be ignored. Returns the process-wide
+/// counters.
+///
+/// # Errors
+/// The `sigaction` error (not expected for these signals).
+pub fn install_signal_handlers() -> Result<&'static SignalCounts, Errno> {
+    let counting = count_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
+    for (sig, handler) in [
+        (libc::SIGTERM, counting),
+        (libc::SIGINT, counting),
+        (libc::SIGHUP, counting),
+        (libc::SIGPIPE, libc::SIG_IGN),
+    ] {
+        // SAFETY: an all-zero sigaction is a valid value (empty mask, no flags); the fields are
+        // then set to valid values.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = handler;
+        // SAFETY: `act.sa_mask` is a valid sigset_t owned by this frame.
+        unsafe { libc::sigemptyset(&mut act.sa_mask) };
+        // SAFETY: `act` is fully initialised; the handler only touches atomics, which is
+        // async-signal-safe; passing a null old-action pointer is allowed.
+        let r = unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(errno_of(&io::Error::last_os_error()));
+        }
+    }
+    Ok(&SIGNALS)
+}
+
+/// Detaches from the terminal the way spiped's `daemonize` does: `fork`, the parent exits 0
+/// at once, the child becomes a session leader (`setsid`) and points stdin, stdout and stderr
+/// at `/dev/null`. Call it before any thread or io_uring instance exists.
+///
+/// # Errors
+/// The `fork`, `setsid` or `open` error; the process is then still attached.
+pub fn daemonize() -> Result<(), Errno> {
+    // SAFETY: called while the process is single-threaded (documented contract), so the child
+    // may keep running arbitrary code after fork.
+    match unsafe { libc::fork() } {
+        -1 => return Err(errno_of(&io::Error::last_os_error())),
+        0 => {}
+        // SAFETY: `_exit` ends the parent without running destructors that the child still
+        // relies on (the listening socket, for instance, stays open in the child).
+        _ => unsafe { libc::_exit(0) },
+    }
+    // SAFETY: setsid has no memory-safety preconditions.
+    if unsafe { libc::setsid() } == -1 {
+        return Err(errno_of(&io::Error::last_os_error()));
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| errno_of(&e))?;
+    use std::os::fd::AsRawFd;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors; `null` is a valid open descriptor.
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } == -1 {
+            return Err(errno_of(&io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}

@@ -776,6 +776,24 @@ impl Driver for Uring {
         Ok(())
     }
 
+    fn cancel_accept(&mut self, listener: Handle) {
+        let armed = self
+            .ops
+            .iter()
+            .enumerate()
+            .find_map(|(index, slot)| match &slot.op {
+                Some(Op {
+                    kind: OpKind::Accept { h },
+                    ..
+                }) if *h == listener => Some(user_data(index as u32, slot.generation)),
+                _ => None,
+            });
+        if let Some(ud) = armed {
+            let cancel = opcode::AsyncCancel::new(ud).build().user_data(IGNORE);
+            self.push(cancel, None);
+        }
+    }
+
     fn connect(
         &mut self,
         addr: &SockAddr,
