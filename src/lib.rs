@@ -9,10 +9,12 @@
 //!   without I/O.
 //! - [`io`] is the io layer (Linux, io_uring): sockets, buffers and timers, no protocol knowledge.
 //!   It is the only module with `unsafe` code.
-//! - The relay (later modules) drives them.
+//! - [`relay`] is the `-e`/`-d` daemon: the connection state machine on the io layer, startup,
+//!   signals and logging.
 
 #![forbid(unused_must_use)]
 
 pub mod cli;
 pub mod io;
 pub mod proto;
+pub mod relay;

@@ -1,0 +1,353 @@
+//! `spiperelay -e|-d`: from parsed arguments to a running relay (spec §3–§4).
+//!
+//! Startup order, so that every startup error is reported before anything is left behind:
+//! refuse flags not supported yet; read the keys; resolve `-s` and `-t` (with `-D`, after
+//! daemonising, retrying every second); check that io_uring works; bind the listener; then
+//! daemonise and write the pidfile (unless `-F`) and start the event loop.
+//!
+//! Signals: the first `SIGTERM` stops accepting and lets open connections finish, then the
+//! process exits 0; a second `SIGTERM`, or `SIGINT`, exits at once. `SIGPIPE` is ignored.
+
+use std::fmt;
+use std::io::Read;
+use std::net::ToSocketAddrs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crate::cli::{KeySource, SockAddrSpec, SpipedArgs};
+use crate::io::uring::{self, SetupError, Uring, UringConfig};
+use crate::io::{Errno, SockAddr, WaitError, sys};
+use crate::proto::key::{Key, KeySet};
+
+use super::engine::{Relay, RelayConfig, RelayError};
+use super::log::{Logger, Sink};
+
+/// How long the event loop sleeps at most between checks of signals and re-resolution.
+const TICK: Duration = Duration::from_millis(250);
+
+/// How long to wait before re-arming an accept that failed with `EMFILE`/`ENFILE`.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// With `-D`, how often a failed lookup is retried.
+const DNS_RETRY: Duration = Duration::from_secs(1);
+
+/// Receive buffers in the provided-buffer pool, and their size.
+const RECV_BUFFERS: u16 = 2048;
+const RECV_BUFFER_SIZE: u32 = 16 * 1024;
+
+/// Why the daemon could not start or had to stop. Each variant names its cause; `Display`
+/// gives the one-line message printed after `<program>: `.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// An option that this version accepts but does not implement yet.
+    NotSupported(&'static str),
+    /// A key file could not be read.
+    KeyFile {
+        /// The path given to `-k`.
+        path: PathBuf,
+        /// The read error.
+        error: std::io::Error,
+    },
+    /// `-k -`: standard input could not be read.
+    KeyStdin(std::io::Error),
+    /// An address could not be resolved.
+    Resolve {
+        /// The address as written.
+        addr: String,
+        /// The lookup error.
+        error: std::io::Error,
+    },
+    /// An address resolved to nothing.
+    NoAddress(String),
+    /// The listening socket could not be set up.
+    Bind {
+        /// The address as written.
+        addr: String,
+        /// What failed.
+        error: sys::SysError,
+    },
+    /// io_uring is not usable here.
+    Uring(SetupError),
+    /// Detaching from the terminal failed.
+    Daemonize(Errno),
+    /// The pidfile could not be written.
+    Pidfile {
+        /// Its path.
+        path: PathBuf,
+        /// The write error.
+        error: std::io::Error,
+    },
+    /// Installing signal handlers failed.
+    Signals(Errno),
+    /// The relay could not start.
+    Relay(RelayError),
+    /// The event loop failed.
+    Wait(WaitError),
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotSupported(what) => write!(f, "{what} is not yet supported by spiperelay"),
+            Self::KeyFile { path, error } => {
+                write!(f, "cannot read key file {}: {error}", path.display())
+            }
+            Self::KeyStdin(error) => write!(f, "cannot read the key from standard input: {error}"),
+            Self::Resolve { addr, error } => write!(f, "error resolving socket {addr}: {error}"),
+            Self::NoAddress(addr) => write!(f, "no addresses found for {addr}"),
+            Self::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Self::Uring(e) => e.fmt(f),
+            Self::Daemonize(e) => write!(f, "failed to daemonize: {e}"),
+            Self::Pidfile { path, error } => {
+                write!(f, "cannot write pidfile {}: {error}", path.display())
+            }
+            Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Self::Relay(e) => e.fmt(f),
+            Self::Wait(e) => write!(f, "error running event loop: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+/// Reads every `-k` source into a [`KeySet`] (first = primary). `stdin` is read at most once,
+/// as the parser guarantees.
+///
+/// # Errors
+/// [`DaemonError::KeyFile`] or [`DaemonError::KeyStdin`] naming the source that failed.
+pub fn read_keys(sources: &[KeySource]) -> Result<KeySet, DaemonError> {
+    let mut keys = Vec::with_capacity(sources.len());
+    for source in sources {
+        let bytes = zeroize::Zeroizing::new(match source {
+            KeySource::File(path) => std::fs::read(path).map_err(|error| DaemonError::KeyFile {
+                path: path.clone(),
+                error,
+            })?,
+            KeySource::Stdin => {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map_err(DaemonError::KeyStdin)?;
+                buf
+            }
+        });
+        keys.push(Key::from_key_file(&bytes));
+    }
+    KeySet::new(keys).ok_or(DaemonError::NotSupported("running without a key"))
+}
+
+/// The address as the user wrote it, for messages.
+fn spec_text(spec: &SockAddrSpec) -> String {
+    match spec {
+        SockAddrSpec::Unix(p) => p.display().to_string(),
+        SockAddrSpec::Inet(a) => match a {
+            std::net::SocketAddr::V4(v4) => format!("[{}]:{}", v4.ip(), v4.port()),
+            std::net::SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+        },
+        SockAddrSpec::Host { host, port } => format!("{host}:{port}"),
+    }
+}
+
+/// Resolves a socket address the way spiped's `sock_resolve` does: a Unix path as is, an IP
+/// literal as is, `host:port` through the system resolver (numeric ports).
+///
+/// # Errors
+/// [`DaemonError::Resolve`] for a failed lookup or a port that is not a number 1–65535,
+/// [`DaemonError::NoAddress`] when the lookup returns nothing.
+pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
+    match spec {
+        SockAddrSpec::Unix(path) => {
+            SockAddr::unix(path)
+                .map(|a| vec![a])
+                .map_err(|error| DaemonError::Resolve {
+                    addr: spec_text(spec),
+                    error,
+                })
+        }
+        SockAddrSpec::Inet(a) => Ok(vec![SockAddr::from(*a)]),
+        SockAddrSpec::Host { host, port } => {
+            let port: u16 = match port.parse() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return Err(DaemonError::Resolve {
+                        addr: spec_text(spec),
+                        error: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!("invalid port number: {port}"),
+                        ),
+                    });
+                }
+            };
+            let addrs: Vec<SockAddr> = (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|error| DaemonError::Resolve {
+                    addr: spec_text(spec),
+                    error,
+                })?
+                .map(SockAddr::from)
+                .collect();
+            if addrs.is_empty() {
+                return Err(DaemonError::NoAddress(spec_text(spec)));
+            }
+            Ok(addrs)
+        }
+    }
+}
+
+/// A bound Unix socket path, removed again when the daemon exits or fails to start.
+struct UnixPathGuard(Option<PathBuf>);
+
+impl Drop for UnixPathGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn bind(spec: &SockAddrSpec, addr: &SockAddr) -> Result<(OwnedFd, UnixPathGuard), DaemonError> {
+    let err = |error| DaemonError::Bind {
+        addr: spec_text(spec),
+        error,
+    };
+    if let Some(path) = addr.as_pathname() {
+        let fd = sys::listen_unix(path).map_err(err)?;
+        return Ok((fd, UnixPathGuard(Some(path.to_path_buf()))));
+    }
+    match addr.as_socket() {
+        Some(sa) => Ok((sys::listen_tcp(sa).map_err(err)?, UnixPathGuard(None))),
+        None => Err(DaemonError::NoAddress(spec_text(spec))),
+    }
+}
+
+fn resolve_retrying(spec: &SockAddrSpec, retry: bool) -> Result<Vec<SockAddr>, DaemonError> {
+    loop {
+        match resolve(spec) {
+            Ok(a) => return Ok(a),
+            Err(DaemonError::Resolve { .. } | DaemonError::NoAddress(_)) if retry => {
+                std::thread::sleep(DNS_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn write_pidfile(path: &Path) -> Result<(), DaemonError> {
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(|error| {
+        DaemonError::Pidfile {
+            path: path.to_path_buf(),
+            error,
+        }
+    })
+}
+
+/// Runs `spiperelay -e|-d` with `args` until a signal ends it. `program` prefixes log lines.
+///
+/// Returns `Ok(())` after a graceful shutdown (`SIGTERM`, or `SIGINT`).
+///
+/// # Errors
+/// A [`DaemonError`] naming what failed, at startup or (rarely) in the event loop.
+pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
+    if args.user.is_some() {
+        return Err(DaemonError::NotSupported("-u (switching user)"));
+    }
+    if args.bind.is_some() {
+        return Err(DaemonError::NotSupported(
+            "-b (binding outgoing connections)",
+        ));
+    }
+    let keys = read_keys(&args.keys)?;
+    let mut pidfile_written = false;
+    if args.wait_for_dns && !args.foreground {
+        uring::probe().map_err(DaemonError::Uring)?;
+        sys::daemonize().map_err(DaemonError::Daemonize)?;
+        write_pidfile(&args.pidfile)?;
+        pidfile_written = true;
+    }
+    let sources = resolve_retrying(&args.source, args.wait_for_dns)?;
+    let targets = resolve_retrying(&args.target, args.wait_for_dns)?;
+    let mut log = Logger::new(program, Sink::Stderr);
+    if sources.len() > 1 {
+        log.always(format_args!(
+            "Listening on first of multiple addresses found for {}",
+            spec_text(&args.source)
+        ));
+    }
+    uring::probe().map_err(DaemonError::Uring)?;
+    let (listener, _unix_path) = bind(&args.source, &sources[0])?;
+    if !args.foreground && !pidfile_written {
+        sys::daemonize().map_err(DaemonError::Daemonize)?;
+        write_pidfile(&args.pidfile)?;
+    }
+    if !args.foreground {
+        let sink = if args.syslog {
+            Logger::syslog_sink().unwrap_or(Sink::Discard)
+        } else {
+            Sink::Discard
+        };
+        log = Logger::new(program, sink);
+    }
+    let signals = sys::install_signal_handlers().map_err(DaemonError::Signals)?;
+    // Two descriptors per connection: the default soft limit of 1024 is too low for -n 1000.
+    let _ = sys::raise_nofile_limit();
+
+    let ring = Uring::new(UringConfig {
+        entries: 4096,
+        recv_buffers: RECV_BUFFERS,
+        recv_buffer_size: RECV_BUFFER_SIZE,
+    })
+    .map_err(DaemonError::Uring)?;
+    let cfg = RelayConfig {
+        mode: args.mode,
+        targets,
+        keys,
+        pfs: args.pfs,
+        max_connections: args.max_connections,
+        timeout: args.timeout,
+        keepalive: !args.no_keepalive,
+        accept_backoff: ACCEPT_BACKOFF,
+    };
+    let mut relay = Relay::new(ring, listener, cfg, log).map_err(DaemonError::Relay)?;
+
+    let reresolve = match (&args.target, args.resolve_interval) {
+        (SockAddrSpec::Host { .. }, Some(every)) => Some(every),
+        _ => None,
+    };
+    let mut next_resolve = reresolve.map(|every| Instant::now() + every);
+    let mut terms_seen = 0;
+    loop {
+        relay.turn(TICK).map_err(DaemonError::Wait)?;
+        if signals.int.load(Relaxed) > 0 {
+            return Ok(());
+        }
+        let terms = signals.term.load(Relaxed);
+        if terms > terms_seen {
+            if terms_seen > 0 || terms > 1 || relay.active() == 0 {
+                return Ok(());
+            }
+            terms_seen = terms;
+            let open = relay.active();
+            relay.log().always(format_args!(
+                "SIGTERM: no longer accepting; exiting after the last of {open} open \
+                 connections (send SIGTERM again to exit now)"
+            ));
+            relay.stop_accepting();
+        }
+        if terms_seen > 0 && relay.active() == 0 {
+            return Ok(());
+        }
+        if let (Some(at), Some(every)) = (next_resolve, reresolve) {
+            if Instant::now() >= at {
+                match resolve(&args.target) {
+                    Ok(addrs) => relay.set_targets(addrs),
+                    Err(e) => relay
+                        .log()
+                        .warn(format_args!("{e}; keeping the old addresses")),
+                }
+                next_resolve = Some(Instant::now() + every);
+            }
+        }
+    }
+}

@@ -1,0 +1,1112 @@
+//! The connection state machine of `spiperelay -e` / `-d` on a [`Driver`] (spec §4).
+//!
+//! Per connection:
+//! - `-e`: accept the plaintext client, connect to the target (deadline `-o`), then run the
+//!   handshake as the protocol client (a second `-o` deadline).
+//! - `-d`: accept the encrypted client and run the handshake as the protocol server (deadline
+//!   `-o`); only once the client has authenticated, connect to the target (a second deadline).
+//!   spiped connects first, so its target sees unauthenticated clients (its issue #429).
+//! - Then two independent pumps: plaintext side → seal → encrypted side, and encrypted side →
+//!   open → plaintext side. Each pump keeps reading while its previous write is in flight, up
+//!   to [`HIGH_WATER`] bytes, so the next write carries everything read meanwhile (large
+//!   coalesced writes instead of spiped's 8 KiB ones).
+//! - EOF in one direction becomes `shutdown(SHUT_WR)` on the other socket once everything read
+//!   before it is written; the connection closes when both directions have ended. Any error
+//!   closes both sockets at once and is logged with its [`DropReason`].
+//!
+//! The listener: a repeating accept, stopped at the `-n` limit (clients then wait in the kernel
+//! backlog) and re-armed when a connection ends; re-armed after a back-off when it fails with
+//! `EMFILE`/`ENFILE` instead of exiting as spiped does (its issue #463).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::cli::{Mode, PfsPolicy};
+use crate::io::{
+    ConnectError, Driver, Errno, Event, Handle, SockAddr, SubmitError, TimerId, Token, WaitError,
+    sys,
+};
+use crate::proto::crypt::{DhKeyPair, DhMode, Role};
+use crate::proto::dh::DH_PRIVATE_LEN;
+use crate::proto::handshake::Handshake;
+use crate::proto::key::KeySet;
+use crate::proto::stream::{Decoder, Encoder};
+use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
+
+use super::log::Logger;
+
+/// A pump stops reading while this many bytes wait to be written to the other side
+/// (backpressure, as spiped's one-buffer pumps provide).
+pub const HIGH_WATER: usize = 256 * 1024;
+
+/// Spare send buffers kept for reuse across connections.
+const SPARE_BUFFERS: usize = 256;
+
+/// Spare buffers larger than this are dropped rather than kept.
+const SPARE_MAX_CAPACITY: usize = 2 * HIGH_WATER;
+
+/// Settings of a [`Relay`].
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// `-e` (protocol client) or `-d` (protocol server).
+    pub mode: Mode,
+    /// The target's addresses, tried in order for each connection.
+    pub targets: Vec<SockAddr>,
+    /// Accepted keys; the first is used when this side is the protocol client.
+    pub keys: KeySet,
+    /// `-f` / `-g` / neither.
+    pub pfs: PfsPolicy,
+    /// `-n`: the most simultaneous connections, `None` for unlimited.
+    pub max_connections: Option<usize>,
+    /// `-o`: the deadline of each setup phase (target connect, handshake).
+    pub timeout: Duration,
+    /// `SO_KEEPALIVE` after the handshake (`false` with `-j`).
+    pub keepalive: bool,
+    /// How long to wait before re-arming an accept that failed for lack of descriptors.
+    pub accept_backoff: Duration,
+}
+
+/// Why a connection was dropped; each is logged as one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The handshake failed: the peer's DH value did not verify (usually a wrong key), was out
+    /// of range, or PFS was required and the peer sent `y = 1`.
+    Handshake(HandshakeError),
+    /// The handshake did not finish within `-o` seconds.
+    HandshakeTimeout,
+    /// The peer closed the connection before the handshake finished.
+    HandshakeEof,
+    /// Connecting to the target failed or timed out.
+    TargetConnect(ConnectError),
+    /// A socket for the target connection could not be created (e.g. `EMFILE`).
+    TargetSocket(Errno),
+    /// Reading from a socket failed, e.g. `ECONNRESET`.
+    Recv(Side, Errno),
+    /// Writing to a socket failed, e.g. `EPIPE`.
+    Send(Side, Errno),
+    /// An encrypted packet failed to verify or had a bad length field.
+    BadStream(StreamError),
+    /// The system's random number generator failed.
+    Random(Errno),
+    /// An io operation could not be submitted.
+    Submit(SubmitError),
+}
+
+/// The two sockets of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The socket that carries plaintext (the local client with `-e`, the target with `-d`).
+    Plain,
+    /// The socket that carries the spiped protocol (the target with `-e`, the client with `-d`).
+    Crypt,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Plain => "plaintext",
+            Side::Crypt => "encrypted",
+        })
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::Handshake(HandshakeError::BadDhMac) => {
+                f.write_str("handshake failed: bad MAC on the peer's DH value (wrong key?)")
+            }
+            DropReason::Handshake(e) => write!(f, "handshake failed: {e}"),
+            DropReason::HandshakeTimeout => f.write_str("handshake timed out"),
+            DropReason::HandshakeEof => {
+                f.write_str("peer closed the connection during the handshake")
+            }
+            DropReason::TargetConnect(ConnectError::TimedOut) => {
+                f.write_str("connecting to the target timed out")
+            }
+            DropReason::TargetConnect(ConnectError::Os(e)) => {
+                write!(f, "connecting to the target failed: {e}")
+            }
+            DropReason::TargetSocket(e) => write!(f, "cannot create a socket for the target: {e}"),
+            DropReason::Recv(side, e) if e.0 == libc::ECONNRESET => {
+                write!(f, "{side} peer reset the connection")
+            }
+            DropReason::Recv(side, e) => write!(f, "reading from the {side} socket failed: {e}"),
+            DropReason::Send(side, e) => write!(f, "writing to the {side} socket failed: {e}"),
+            DropReason::BadStream(StreamError::Truncated { have }) => write!(
+                f,
+                "encrypted stream truncated: EOF inside a packet ({have} bytes of it received)"
+            ),
+            DropReason::BadStream(e) => write!(f, "bad packet: {e}"),
+            DropReason::Random(e) => write!(f, "the random number generator failed: {e}"),
+            DropReason::Submit(e) => write!(f, "io error: {e}"),
+        }
+    }
+}
+
+/// Counters describing what a [`Relay`] has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Connections that ended after both directions finished cleanly.
+    pub clean_closes: u64,
+    /// Connections dropped for a [`DropReason`].
+    pub dropped: u64,
+    /// Accept errors (each followed by a back-off when the accept stopped).
+    pub accept_errors: u64,
+    /// Times the `-n` limit was reached.
+    pub limit_reached: u64,
+    /// Connections open now (including ones waiting for a free slot).
+    pub active: usize,
+}
+
+// Token layout: bits 0..8 tag, 8..32 generation (or accept epoch), 32..64 connection slot.
+const TAG_ACCEPT: u64 = 1;
+const TAG_BACKOFF: u64 = 2;
+const TAG_CONNECT: u64 = 3;
+const TAG_HS_TIMER: u64 = 4;
+/// Plus the [`Side`] index for the next four.
+const TAG_RECV: u64 = 8;
+const TAG_SEND: u64 = 10;
+const TAG_SHUT: u64 = 12;
+const TAG_CLOSE: u64 = 14;
+/// Or'ed into a close tag for a failed connect socket.
+const FAILED_CONNECT_CLOSE: u64 = 0x80;
+
+const PLAIN: usize = 0;
+const CRYPT: usize = 1;
+/// Direction `ENC` reads the plaintext side and writes the encrypted side.
+const ENC: usize = 0;
+/// Direction `DEC` reads the encrypted side and writes the plaintext side.
+const DEC: usize = 1;
+
+fn side_of(index: usize) -> Side {
+    if index == PLAIN {
+        Side::Plain
+    } else {
+        Side::Crypt
+    }
+}
+
+fn token(slot: u32, generation: u32, tag: u64) -> Token {
+    (u64::from(slot) << 32) | (u64::from(generation & 0xff_ffff) << 8) | tag
+}
+
+fn split(t: Token) -> (u32, u32, u64) {
+    ((t >> 32) as u32, ((t >> 8) & 0xff_ffff) as u32, t & 0xff)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Accepted beyond the `-n` limit (in the window before the accept stopped); waits for a
+    /// free slot without being served, as if it were still in the backlog.
+    Parked,
+    /// `-e`: connecting to the target before the handshake.
+    ConnectFirst,
+    /// Handshake running on the encrypted side.
+    Handshake,
+    /// `-d`: connecting to the target after the handshake.
+    ConnectAfter,
+    /// Both pumps running.
+    Pumping,
+}
+
+/// One direction of a running connection.
+#[derive(Default)]
+struct Pump {
+    /// A receive is pending on the source socket.
+    reading: bool,
+    /// A send is pending on the destination socket.
+    writing: bool,
+    /// Output not yet handed to a send.
+    pending: Vec<u8>,
+    /// The source reached EOF.
+    eof: bool,
+    /// The destination's write side has been shut down (or the shutdown is pending).
+    shut: bool,
+    /// The shutdown finished: this direction has ended.
+    done: bool,
+}
+
+struct Conn {
+    generation: u32,
+    sock: [Option<Handle>; 2],
+    phase: Phase,
+    /// Handshake state while `phase == Handshake` (and until its last output is sent).
+    hs: Option<Box<Handshake>>,
+    /// A handshake send is in flight on the encrypted side.
+    hs_sending: bool,
+    /// The deadline timer of the current setup phase.
+    timer: Option<TimerId>,
+    /// When the current connect phase must end, and which target address is being tried.
+    connect_deadline: Instant,
+    target_index: usize,
+    /// Encrypted bytes read after the end of the handshake, before the pumps started.
+    leftover: Vec<u8>,
+    encoder: Option<Encoder>,
+    decoder: Option<Decoder>,
+    pump: [Pump; 2],
+    /// Close operations still outstanding; `Some` once teardown started.
+    closing: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AcceptState {
+    /// A repeating accept is armed.
+    Armed,
+    /// Stopped at the `-n` limit.
+    AtLimit,
+    /// Stopped after an error; a back-off timer will re-arm it.
+    BackingOff,
+    /// Stopped for good (graceful shutdown).
+    Stopped,
+}
+
+/// Why a [`Relay`] could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayError {
+    /// Arming the accept on the listener failed.
+    Accept(SubmitError),
+    /// The configuration has no target address.
+    NoTarget,
+}
+
+impl fmt::Display for RelayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayError::Accept(e) => write!(f, "cannot start accepting connections: {e}"),
+            RelayError::NoTarget => f.write_str("the target resolved to no address"),
+        }
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+/// The relay event loop over one [`Driver`] and one listening socket.
+pub struct Relay<D: Driver> {
+    io: D,
+    listener: Handle,
+    cfg: RelayConfig,
+    conns: Vec<Option<Conn>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    parked: VecDeque<u32>,
+    accept: AcceptState,
+    /// Bumped on every arm, so completions of an older accept are told apart.
+    accept_epoch: u32,
+    stats: RelayStats,
+    log: Logger,
+    events: Vec<Event>,
+    spare: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+}
+
+impl<D: Driver> fmt::Debug for Relay<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relay")
+            .field("stats", &self.stats)
+            .field("accept", &self.accept)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Driver> Relay<D> {
+    /// Adopts `listener` into `io` and starts accepting on it.
+    ///
+    /// # Errors
+    /// [`RelayError::NoTarget`] for an empty target list; [`RelayError::Accept`] if the accept
+    /// cannot be armed.
+    pub fn new(
+        mut io: D,
+        listener: std::os::fd::OwnedFd,
+        cfg: RelayConfig,
+        log: Logger,
+    ) -> Result<Self, RelayError> {
+        if cfg.targets.is_empty() {
+            return Err(RelayError::NoTarget);
+        }
+        let listener = io.adopt(listener);
+        io.accept(listener, token(0, 0, TAG_ACCEPT))
+            .map_err(RelayError::Accept)?;
+        Ok(Relay {
+            io,
+            listener,
+            cfg,
+            conns: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            parked: VecDeque::new(),
+            accept: AcceptState::Armed,
+            accept_epoch: 0,
+            stats: RelayStats::default(),
+            log,
+            events: Vec::new(),
+            spare: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// What the relay has done so far.
+    pub fn stats(&self) -> RelayStats {
+        self.stats
+    }
+
+    /// Connections open now, including those waiting for a free slot.
+    pub fn active(&self) -> usize {
+        self.stats.active
+    }
+
+    /// Replaces the target addresses used for new connections (after re-resolution).
+    /// An empty list is ignored.
+    pub fn set_targets(&mut self, targets: Vec<SockAddr>) {
+        if !targets.is_empty() {
+            self.cfg.targets = targets;
+        }
+    }
+
+    /// The logger, for messages from the caller's loop.
+    pub fn log(&mut self) -> &mut Logger {
+        &mut self.log
+    }
+
+    /// Stops accepting new connections for good (graceful shutdown). Open connections carry on;
+    /// the listening socket stays open, so new clients wait in its backlog as with spiped.
+    pub fn stop_accepting(&mut self) {
+        if self.accept == AcceptState::Armed {
+            self.io.cancel_accept(self.listener);
+        }
+        self.accept = AcceptState::Stopped;
+    }
+
+    /// Waits up to `timeout` for io events and handles them.
+    ///
+    /// # Errors
+    /// A [`WaitError`] from the driver, which is fatal for the loop.
+    pub fn turn(&mut self, timeout: Duration) -> Result<(), WaitError> {
+        let mut events = std::mem::take(&mut self.events);
+        self.io.wait(&mut events, Some(timeout))?;
+        for ev in events.drain(..) {
+            self.handle(ev);
+        }
+        self.events = events;
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let (slot, generation, tag) = split(ev.token());
+        match ev {
+            Event::Accepted { conn, .. } => self.on_accept(conn),
+            Event::AcceptFailed { error, armed, .. } => {
+                self.on_accept_failed(generation, error, armed)
+            }
+            Event::Timer { .. } if tag == TAG_BACKOFF => self.on_backoff(),
+            Event::Timer { .. } => {
+                if self.live(slot, generation) {
+                    if let Some(c) = self.conn(slot) {
+                        c.timer = None;
+                    }
+                    self.drop_conn(slot, DropReason::HandshakeTimeout);
+                }
+            }
+            Event::Connected { result, .. } => {
+                if self.live(slot, generation) {
+                    self.on_connected(slot, result);
+                }
+            }
+            Event::Received { buf, .. } => {
+                let side = (tag - TAG_RECV) as usize;
+                if self.live(slot, generation) {
+                    let mut data = std::mem::take(&mut self.scratch);
+                    data.clear();
+                    data.extend_from_slice(self.io.data(&buf));
+                    self.io.recycle(buf);
+                    self.on_data(slot, side, &data);
+                    self.scratch = data;
+                } else {
+                    self.io.recycle(buf);
+                }
+            }
+            Event::Eof { .. } => {
+                if self.live(slot, generation) {
+                    self.on_eof(slot, (tag - TAG_RECV) as usize);
+                }
+            }
+            Event::RecvFailed { error, .. } => {
+                if self.live(slot, generation) {
+                    let side = (tag - TAG_RECV) as usize;
+                    self.drop_conn(slot, DropReason::Recv(side_of(side), error));
+                }
+            }
+            Event::Sent { buf, result, .. } => {
+                self.keep_spare(buf);
+                if self.live(slot, generation) {
+                    let side = (tag - TAG_SEND) as usize;
+                    match result {
+                        Ok(()) => self.on_sent(slot, side),
+                        Err(e) => self.drop_conn(slot, DropReason::Send(side_of(side), e)),
+                    }
+                }
+            }
+            Event::ShutdownDone { .. } => {
+                if self.live(slot, generation) {
+                    let side = (tag - TAG_SHUT) as usize;
+                    // Shutting down side `s` ends the direction that writes to it.
+                    let dir = if side == CRYPT { ENC } else { DEC };
+                    if let Some(c) = self.conn(slot) {
+                        c.pump[dir].done = true;
+                        if c.pump.iter().all(|p| p.done) {
+                            self.teardown(slot, None);
+                        }
+                    }
+                }
+            }
+            // The close of a target socket whose connect failed while another address is
+            // tried (marked with bit 7 of the tag): not counted in the teardown.
+            Event::Closed { .. } if tag & FAILED_CONNECT_CLOSE != 0 => {}
+            Event::Closed { .. } => self.on_closed(slot, generation),
+        }
+    }
+
+    // ---- accepting ----
+
+    fn arm_accept(&mut self) {
+        self.accept_epoch = self.accept_epoch.wrapping_add(1) & 0xff_ffff;
+        match self
+            .io
+            .accept(self.listener, token(0, self.accept_epoch, TAG_ACCEPT))
+        {
+            Ok(()) => self.accept = AcceptState::Armed,
+            Err(e) => {
+                self.log
+                    .warn(format_args!("cannot accept connections: {e}; retrying"));
+                self.start_backoff();
+            }
+        }
+    }
+
+    fn start_backoff(&mut self) {
+        self.accept = AcceptState::BackingOff;
+        self.io
+            .timer(self.cfg.accept_backoff, token(0, 0, TAG_BACKOFF));
+    }
+
+    fn at_limit(&self) -> bool {
+        self.cfg
+            .max_connections
+            .is_some_and(|max| self.stats.active >= max)
+    }
+
+    fn on_accept(&mut self, client: Handle) {
+        self.stats.accepted += 1;
+        self.stats.active += 1;
+        let over = self
+            .cfg
+            .max_connections
+            .is_some_and(|max| self.stats.active > max);
+        if self.at_limit() && self.accept == AcceptState::Armed {
+            self.stats.limit_reached += 1;
+            let max = self.cfg.max_connections.unwrap_or(0);
+            self.log.warn(format_args!(
+                "Maximum number of connections ({max}) reached; new clients wait until one closes"
+            ));
+            self.io.cancel_accept(self.listener);
+            self.accept = AcceptState::AtLimit;
+        }
+        let slot = self.alloc_slot(client);
+        if over {
+            if let Some(c) = self.conn(slot) {
+                c.phase = Phase::Parked;
+            }
+            self.parked.push_back(slot);
+        } else {
+            self.start(slot);
+        }
+    }
+
+    fn on_accept_failed(&mut self, epoch: u32, error: Errno, armed: bool) {
+        if epoch != self.accept_epoch & 0xff_ffff || self.accept != AcceptState::Armed {
+            // The end of an accept we cancelled ourselves.
+            return;
+        }
+        if error.0 == libc::ECANCELED && !armed {
+            return;
+        }
+        self.stats.accept_errors += 1;
+        if armed {
+            self.log
+                .warn(format_args!("accepting a connection failed: {error}"));
+            return;
+        }
+        let ms = self.cfg.accept_backoff.as_millis();
+        if error.is_resource_exhaustion() {
+            self.log.warn(format_args!(
+                "accepting a connection failed: {error}; pausing accepts for {ms} ms \
+                 (open connections: {})",
+                self.stats.active
+            ));
+        } else {
+            self.log.warn(format_args!(
+                "accepting a connection failed: {error}; retrying in {ms} ms"
+            ));
+        }
+        self.start_backoff();
+    }
+
+    fn on_backoff(&mut self) {
+        if self.accept != AcceptState::BackingOff {
+            return;
+        }
+        if self.at_limit() {
+            self.accept = AcceptState::AtLimit;
+        } else {
+            self.arm_accept();
+        }
+    }
+
+    // ---- connection slots ----
+
+    fn alloc_slot(&mut self, client: Handle) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.conns.push(None);
+                self.generations.push(0);
+                (self.conns.len() - 1) as u32
+            }
+        };
+        let generation = self.generations[slot as usize];
+        let mut sock = [None, None];
+        sock[match self.cfg.mode {
+            Mode::Encrypt => PLAIN,
+            Mode::Decrypt => CRYPT,
+        }] = Some(client);
+        self.conns[slot as usize] = Some(Conn {
+            generation,
+            sock,
+            phase: Phase::Handshake,
+            hs: None,
+            hs_sending: false,
+            timer: None,
+            connect_deadline: Instant::now(),
+            target_index: 0,
+            leftover: Vec::new(),
+            encoder: None,
+            decoder: None,
+            pump: [Pump::default(), Pump::default()],
+            closing: None,
+        });
+        slot
+    }
+
+    fn conn(&mut self, slot: u32) -> Option<&mut Conn> {
+        self.conns.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// True if `slot` holds the connection of that generation and it is not being torn down.
+    fn live(&self, slot: u32, generation: u32) -> bool {
+        matches!(
+            self.conns.get(slot as usize),
+            Some(Some(c)) if c.generation & 0xff_ffff == generation && c.closing.is_none()
+        )
+    }
+
+    fn tok(&self, slot: u32, tag: u64) -> Token {
+        let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
+        token(slot, generation, tag)
+    }
+
+    fn take_spare(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn keep_spare(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_CAPACITY {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    // ---- setup phases ----
+
+    fn start(&mut self, slot: u32) {
+        match self.cfg.mode {
+            Mode::Encrypt => {
+                if let Some(c) = self.conn(slot) {
+                    c.phase = Phase::ConnectFirst;
+                }
+                self.begin_connect(slot);
+            }
+            Mode::Decrypt => self.begin_handshake(slot),
+        }
+    }
+
+    fn begin_connect(&mut self, slot: u32) {
+        let deadline = Instant::now() + self.cfg.timeout;
+        if let Some(c) = self.conn(slot) {
+            c.connect_deadline = deadline;
+            c.target_index = 0;
+        }
+        self.connect_next(slot, 0);
+    }
+
+    /// Connects to target address `index` within what is left of the phase's deadline.
+    fn connect_next(&mut self, slot: u32, index: usize) {
+        let Some(deadline) = self.conn(slot).map(|c| c.connect_deadline) else {
+            return;
+        };
+        let Some(addr) = self.cfg.targets.get(index).cloned() else {
+            return;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            self.drop_conn(slot, DropReason::TargetConnect(ConnectError::TimedOut));
+            return;
+        }
+        let t = self.tok(slot, TAG_CONNECT);
+        match self.io.connect(&addr, left, t) {
+            Ok(h) => {
+                let side = self.target_side();
+                if let Some(c) = self.conn(slot) {
+                    c.target_index = index;
+                    c.sock[side] = Some(h);
+                }
+            }
+            Err(SubmitError::Socket(e)) => self.drop_conn(slot, DropReason::TargetSocket(e)),
+            Err(e) => self.drop_conn(slot, DropReason::Submit(e)),
+        }
+    }
+
+    /// The socket index of the target connection: the encrypted side with `-e`.
+    fn target_side(&self) -> usize {
+        match self.cfg.mode {
+            Mode::Encrypt => CRYPT,
+            Mode::Decrypt => PLAIN,
+        }
+    }
+
+    fn on_connected(&mut self, slot: u32, result: Result<(), ConnectError>) {
+        let side = self.target_side();
+        match result {
+            Ok(()) => match self.cfg.mode {
+                Mode::Encrypt => self.begin_handshake(slot),
+                Mode::Decrypt => self.start_pumps(slot),
+            },
+            Err(e) => {
+                let Some(c) = self.conn(slot) else {
+                    return;
+                };
+                let next = c.target_index + 1;
+                let failed = c.sock[side].take();
+                if next < self.cfg.targets.len() && e != ConnectError::TimedOut {
+                    if let Some(h) = failed {
+                        let t = self.tok(slot, TAG_CLOSE + side as u64);
+                        let _ = self.io.close(h, t | FAILED_CONNECT_CLOSE);
+                    }
+                    self.connect_next(slot, next);
+                } else {
+                    if let Some(c) = self.conn(slot) {
+                        c.sock[side] = failed;
+                    }
+                    self.drop_conn(slot, DropReason::TargetConnect(e));
+                }
+            }
+        }
+    }
+
+    fn begin_handshake(&mut self, slot: u32) {
+        let mut nonce = [0u8; NONCE_LEN];
+        let mut private = [0u8; DH_PRIVATE_LEN];
+        let random = sys::fill_random(&mut nonce).and_then(|()| sys::fill_random(&mut private));
+        if let Err(e) = random {
+            self.drop_conn(slot, DropReason::Random(e));
+            return;
+        }
+        let dh = match self.cfg.pfs {
+            PfsPolicy::Disabled => DhMode::NoPfs,
+            PfsPolicy::Standard => DhMode::Pfs(DhKeyPair::from_private(private)),
+            PfsPolicy::Required => DhMode::RequirePfs(DhKeyPair::from_private(private)),
+        };
+        let role = match self.cfg.mode {
+            Mode::Encrypt => Role::Client,
+            Mode::Decrypt => Role::Server,
+        };
+        let hs = Handshake::new(role, self.cfg.keys.clone(), nonce, dh);
+        let t = self.tok(slot, TAG_HS_TIMER);
+        let timer = self.io.timer(self.cfg.timeout, t);
+        if let Some(c) = self.conn(slot) {
+            c.phase = Phase::Handshake;
+            c.hs = Some(Box::new(hs));
+            c.timer = Some(timer);
+        }
+        self.flush_handshake(slot);
+        self.recv(slot, CRYPT);
+    }
+
+    /// Sends the handshake's pending output if no handshake send is in flight.
+    fn flush_handshake(&mut self, slot: u32) {
+        let mut out = self.take_spare();
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        let (Some(hs), Some(h)) = (c.hs.as_mut(), c.sock[CRYPT]) else {
+            return;
+        };
+        if c.hs_sending || hs.output().is_empty() {
+            self.keep_spare(out);
+            return;
+        }
+        out.extend_from_slice(hs.output());
+        hs.consume_output(out.len());
+        c.hs_sending = true;
+        let t = self.tok(slot, TAG_SEND + CRYPT as u64);
+        if let Err(e) = self.io.send(h, out, t) {
+            self.drop_conn(slot, DropReason::Submit(e));
+        }
+    }
+
+    fn on_handshake_data(&mut self, slot: u32, data: &[u8]) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        let Some(hs) = c.hs.as_mut() else {
+            return;
+        };
+        match hs.read(data) {
+            Ok(consumed) => {
+                if let Some(rest) = data.get(consumed..) {
+                    c.leftover.extend_from_slice(rest);
+                }
+            }
+            Err(e) => {
+                self.drop_conn(slot, DropReason::Handshake(e));
+                return;
+            }
+        }
+        let done = hs.is_done();
+        self.flush_handshake(slot);
+        if done {
+            self.try_finish_handshake(slot);
+        } else {
+            self.recv(slot, CRYPT);
+        }
+    }
+
+    /// Completes the handshake once the keys exist and every handshake byte has been sent.
+    fn try_finish_handshake(&mut self, slot: u32) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.hs_sending || !c.hs.as_ref().is_some_and(|h| h.is_done()) {
+            return;
+        }
+        let Some(hs) = c.hs.take() else {
+            return;
+        };
+        let session = match hs.finish() {
+            Ok(s) => s,
+            Err(hs) => {
+                // Output is still pending; keep waiting for its send.
+                c.hs = Some(hs);
+                return;
+            }
+        };
+        let (encoder, decoder) = session.into_stream();
+        c.encoder = Some(encoder);
+        c.decoder = Some(decoder);
+        let timer = c.timer.take();
+        if let Some(id) = timer {
+            self.io.cancel_timer(id);
+        }
+        self.stats.handshakes += 1;
+        match self.cfg.mode {
+            Mode::Encrypt => self.start_pumps(slot),
+            Mode::Decrypt => {
+                if let Some(c) = self.conn(slot) {
+                    c.phase = Phase::ConnectAfter;
+                }
+                self.begin_connect(slot);
+            }
+        }
+    }
+
+    // ---- pumps ----
+
+    fn start_pumps(&mut self, slot: u32) {
+        let keepalive = self.cfg.keepalive;
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        c.phase = Phase::Pumping;
+        let socks = c.sock;
+        for h in socks.into_iter().flatten() {
+            if let Some(fd) = self.io.fd(h) {
+                // These fail harmlessly on Unix sockets; spiped ignores the errors too (§4).
+                let _ = sys::set_nodelay(fd, true);
+                let _ = sys::set_keepalive(fd, keepalive);
+            }
+        }
+        // Encrypted bytes that arrived with the end of the handshake come first.
+        let leftover = self
+            .conn(slot)
+            .map(|c| std::mem::take(&mut c.leftover))
+            .unwrap_or_default();
+        if !leftover.is_empty() {
+            if !self.transform(slot, DEC, &leftover) {
+                return;
+            }
+            self.push_output(slot, DEC);
+        }
+        self.recv(slot, PLAIN);
+        self.recv(slot, CRYPT);
+    }
+
+    /// Runs `data` read on the source of `dir` through the encoder or decoder into the pump's
+    /// pending output. Returns false if the connection was dropped.
+    fn transform(&mut self, slot: u32, dir: usize, data: &[u8]) -> bool {
+        let mut spare = None;
+        if self
+            .conn(slot)
+            .is_some_and(|c| c.pump[dir].pending.capacity() == 0)
+        {
+            spare = Some(self.take_spare());
+        }
+        let Some(c) = self.conn(slot) else {
+            return false;
+        };
+        let pump = &mut c.pump[dir];
+        if let Some(buf) = spare {
+            pump.pending = buf;
+        }
+        let result = if dir == ENC {
+            match c.encoder.as_mut() {
+                Some(enc) => enc.encode(data, &mut pump.pending),
+                None => Ok(()),
+            }
+        } else {
+            match c.decoder.as_mut() {
+                Some(dec) => dec.decode(data, &mut pump.pending),
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = result {
+            self.drop_conn(slot, DropReason::BadStream(e));
+            return false;
+        }
+        true
+    }
+
+    /// Starts a send of the pump's pending output if none is in flight; shuts the destination
+    /// down once the source has ended and everything is written.
+    fn push_output(&mut self, slot: u32, dir: usize) {
+        let dst = if dir == ENC { CRYPT } else { PLAIN };
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        let Some(h) = c.sock[dst] else {
+            return;
+        };
+        let pump = &mut c.pump[dir];
+        if pump.writing {
+            return;
+        }
+        if !pump.pending.is_empty() {
+            let out = std::mem::take(&mut pump.pending);
+            pump.writing = true;
+            let t = self.tok(slot, TAG_SEND + dst as u64);
+            if let Err(e) = self.io.send(h, out, t) {
+                self.drop_conn(slot, DropReason::Submit(e));
+            }
+            return;
+        }
+        if pump.eof && !pump.shut {
+            pump.shut = true;
+            let t = self.tok(slot, TAG_SHUT + dst as u64);
+            if let Err(e) = self.io.shutdown_write(h, t) {
+                self.drop_conn(slot, DropReason::Submit(e));
+            }
+        }
+    }
+
+    /// Arms a receive on `side` unless one is pending, its direction ended or its pump's output
+    /// is above [`HIGH_WATER`].
+    fn recv(&mut self, slot: u32, side: usize) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        let Some(h) = c.sock[side] else {
+            return;
+        };
+        if c.phase == Phase::Pumping {
+            // Side PLAIN feeds direction ENC, side CRYPT feeds DEC.
+            let pump = &mut c.pump[side];
+            if pump.reading || pump.eof || pump.pending.len() >= HIGH_WATER {
+                return;
+            }
+            pump.reading = true;
+        }
+        let t = self.tok(slot, TAG_RECV + side as u64);
+        match self.io.recv(h, t) {
+            Ok(()) | Err(SubmitError::RecvPending) => {}
+            Err(e) => self.drop_conn(slot, DropReason::Submit(e)),
+        }
+    }
+
+    fn on_data(&mut self, slot: u32, side: usize, data: &[u8]) {
+        let Some(phase) = self.conn(slot).map(|c| c.phase) else {
+            return;
+        };
+        if phase != Phase::Pumping {
+            if side == CRYPT && phase == Phase::Handshake {
+                self.on_handshake_data(slot, data);
+            } else if side == CRYPT {
+                // Handshake done, target connect pending: keep the bytes for the decoder.
+                if let Some(c) = self.conn(slot) {
+                    c.leftover.extend_from_slice(data);
+                }
+            }
+            return;
+        }
+        let dir = side;
+        if let Some(c) = self.conn(slot) {
+            c.pump[dir].reading = false;
+        }
+        if !self.transform(slot, dir, data) {
+            return;
+        }
+        self.push_output(slot, dir);
+        self.recv(slot, side);
+    }
+
+    fn on_sent(&mut self, slot: u32, side: usize) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.phase == Phase::Handshake || c.hs.is_some() {
+            c.hs_sending = false;
+            self.flush_handshake(slot);
+            self.try_finish_handshake(slot);
+            return;
+        }
+        // A send to `side` belongs to the direction that writes `side`.
+        let dir = if side == CRYPT { ENC } else { DEC };
+        c.pump[dir].writing = false;
+        self.push_output(slot, dir);
+        // The source side of `dir` has the same index as `dir`.
+        self.recv(slot, dir);
+    }
+
+    fn on_eof(&mut self, slot: u32, side: usize) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.phase != Phase::Pumping {
+            if side == CRYPT && c.phase == Phase::Handshake {
+                self.drop_conn(slot, DropReason::HandshakeEof);
+            }
+            return;
+        }
+        let dir = side;
+        c.pump[dir].reading = false;
+        c.pump[dir].eof = true;
+        if dir == DEC {
+            if let Some(Err(e)) = c.decoder.as_ref().map(Decoder::finish) {
+                self.drop_conn(slot, DropReason::BadStream(e));
+                return;
+            }
+        }
+        self.push_output(slot, dir);
+    }
+
+    // ---- teardown ----
+
+    fn drop_conn(&mut self, slot: u32, reason: DropReason) {
+        self.teardown(slot, Some(reason));
+    }
+
+    /// Closes both sockets of `slot`, logging `reason` if it is an error. The driver defers
+    /// each close until nothing is in flight on that socket.
+    fn teardown(&mut self, slot: u32, reason: Option<DropReason>) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        c.closing = Some(0);
+        let socks = c.sock;
+        let timer = c.timer.take();
+        if let Some(id) = timer {
+            self.io.cancel_timer(id);
+        }
+        match reason {
+            Some(r) => {
+                self.stats.dropped += 1;
+                let mode = match self.cfg.mode {
+                    Mode::Encrypt => "-e",
+                    Mode::Decrypt => "-d",
+                };
+                self.log
+                    .warn(format_args!("connection dropped ({mode}): {r}"));
+            }
+            None => self.stats.clean_closes += 1,
+        }
+        let mut outstanding = 0u8;
+        for (side, h) in socks.iter().enumerate() {
+            if let Some(h) = h {
+                let t = self.tok(slot, TAG_CLOSE + side as u64);
+                if self.io.close(*h, t).is_ok() {
+                    outstanding += 1;
+                }
+            }
+        }
+        if let Some(c) = self.conn(slot) {
+            c.closing = Some(outstanding);
+            c.hs = None;
+            c.encoder = None;
+            c.decoder = None;
+            c.pump = [Pump::default(), Pump::default()];
+        }
+        if outstanding == 0 {
+            self.release(slot);
+        }
+    }
+
+    fn on_closed(&mut self, slot: u32, generation: u32) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.generation & 0xff_ffff != generation {
+            return;
+        }
+        let Some(left) = c.closing else {
+            return;
+        };
+        let left = left.saturating_sub(1);
+        c.closing = Some(left);
+        if left == 0 {
+            self.release(slot);
+        }
+    }
+
+    fn release(&mut self, slot: u32) {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if entry.take().is_none() {
+            return;
+        }
+        self.stats.active -= 1;
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        self.free.push(slot);
+        if let Some(next) = self.parked.pop_front() {
+            // A connection accepted beyond the limit takes the free slot.
+            self.start(next);
+        } else if self.accept == AcceptState::AtLimit && !self.at_limit() {
+            self.arm_accept();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Warnings in spiped's format (`<program>: <message>`), to standard error or syslog, with a
+//! rate limit so that a flood of bad connections cannot fill a disk.
+//!
+//! Messages never contain key material: callers pass only errors and addresses.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+/// Messages allowed in a burst before the limit applies.
+pub const BURST: u32 = 50;
+
+/// Messages allowed per second once a burst is used up.
+pub const PER_SECOND: u32 = 10;
+
+/// Where log lines go.
+#[derive(Debug)]
+pub enum Sink {
+    /// Standard error (spiped's behaviour in the foreground).
+    Stderr,
+    /// The local syslog daemon at `/dev/log`, facility daemon, priority warning (`--syslog`).
+    Syslog(UnixDatagram),
+    /// Nowhere (a daemon without `--syslog`, whose standard error is `/dev/null`).
+    Discard,
+}
+
+/// A rate-limited logger: up to [`BURST`] lines at once, then [`PER_SECOND`] lines a second.
+/// Lines over the limit are counted and reported in the next line that gets through.
+#[derive(Debug)]
+pub struct Logger {
+    program: String,
+    sink: Sink,
+    tokens: f64,
+    last: Instant,
+    suppressed: u64,
+}
+
+impl Logger {
+    /// A logger that prefixes every line with `program` (e.g. `spiperelay` or `spiped`).
+    pub fn new(program: &str, sink: Sink) -> Self {
+        Self {
+            program: program.to_owned(),
+            sink,
+            tokens: f64::from(BURST),
+            last: Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    /// Connects to the syslog socket at `/dev/log`.
+    ///
+    /// # Errors
+    /// The socket error, e.g. `ENOENT` when no syslog daemon runs.
+    pub fn syslog_sink() -> std::io::Result<Sink> {
+        let sock = UnixDatagram::unbound()?;
+        sock.connect("/dev/log")?;
+        Ok(Sink::Syslog(sock))
+    }
+
+    /// Logs one line, unless the rate limit has been reached (then it is only counted).
+    pub fn warn(&mut self, msg: fmt::Arguments<'_>) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens =
+            (self.tokens + elapsed.as_secs_f64() * f64::from(PER_SECOND)).min(f64::from(BURST));
+        if self.tokens < 1.0 {
+            self.suppressed += 1;
+            return;
+        }
+        self.tokens -= 1.0;
+        let suppressed = std::mem::take(&mut self.suppressed);
+        let line = if suppressed > 0 {
+            format!("{msg} ({suppressed} earlier messages suppressed by the rate limit)")
+        } else {
+            msg.to_string()
+        };
+        self.write(&line);
+    }
+
+    /// Logs one line without the rate limit (startup and shutdown messages).
+    pub fn always(&mut self, msg: fmt::Arguments<'_>) {
+        self.write(&msg.to_string());
+    }
+
+    fn write(&mut self, line: &str) {
+        match &self.sink {
+            Sink::Stderr => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{}: {line}", self.program);
+            }
+            Sink::Syslog(sock) => {
+                // <28> = facility daemon (3 << 3) | priority warning (4).
+                let msg = format!("<28>{}[{}]: {line}", self.program, std::process::id());
+                let _ = sock.send(msg.as_bytes());
+            }
+            Sink::Discard => {}
+        }
+    }
+
+    /// Lines dropped by the rate limit and not yet reported.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
+    }
+
+    /// How long until the next line would get through (zero if one would now).
+    pub fn backoff(&self) -> Duration {
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / f64::from(PER_SECOND))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_limit() {
+        let mut log = Logger::new("t", Sink::Discard);
+        for _ in 0..BURST {
+            log.warn(format_args!("x"));
+        }
+        assert_eq!(log.suppressed(), 0);
+        for _ in 0..100 {
+            log.warn(format_args!("x"));
+        }
+        // At most a couple of tokens can have been refilled while the loop ran.
+        assert!(log.suppressed() >= 95, "{}", log.suppressed());
+        assert!(log.backoff() > Duration::ZERO);
+    }
+}

@@ -1,0 +1,14 @@
+//! The relay: spiped's `-e` / `-d` daemon on the io layer and the protocol core (spec §4).
+//!
+//! - [`engine`]: the per-connection state machine and listener handling over any
+//!   [`Driver`](crate::io::Driver); no process-wide state.
+//! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
+//!   loop of the `spiperelay` binary.
+//! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
+
+pub mod daemon;
+pub mod engine;
+pub mod log;
+
+pub use daemon::{DaemonError, run};
+pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};
