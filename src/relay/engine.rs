@@ -295,6 +295,11 @@ pub struct Relay<D: Driver> {
     generations: Vec<u32>,
     free: Vec<u32>,
     parked: VecDeque<u32>,
+    /// Connections waiting for a descriptor to connect to the target: (slot, generation,
+    /// target address index).
+    starved: Vec<(u32, u32, usize)>,
+    /// A back-off timer is pending.
+    backoff_timer: bool,
     accept: AcceptState,
     /// Bumped on every arm, so completions of an older accept are told apart.
     accept_epoch: u32,
@@ -340,6 +345,8 @@ impl<D: Driver> Relay<D> {
             generations: Vec::new(),
             free: Vec::new(),
             parked: VecDeque::new(),
+            starved: Vec::new(),
+            backoff_timer: false,
             accept: AcceptState::Armed,
             accept_epoch: 0,
             stats: RelayStats::default(),
@@ -489,9 +496,17 @@ impl<D: Driver> Relay<D> {
     }
 
     fn start_backoff(&mut self) {
-        self.accept = AcceptState::BackingOff;
-        self.io
-            .timer(self.cfg.accept_backoff, token(0, 0, TAG_BACKOFF));
+        if self.accept == AcceptState::Armed {
+            self.io.cancel_accept(self.listener);
+        }
+        if self.accept != AcceptState::Stopped {
+            self.accept = AcceptState::BackingOff;
+        }
+        if !self.backoff_timer {
+            self.backoff_timer = true;
+            self.io
+                .timer(self.cfg.accept_backoff, token(0, 0, TAG_BACKOFF));
+        }
     }
 
     fn at_limit(&self) -> bool {
@@ -557,6 +572,18 @@ impl<D: Driver> Relay<D> {
     }
 
     fn on_backoff(&mut self) {
+        self.backoff_timer = false;
+        // Connections that could not get a target socket retry first.
+        let starved = std::mem::take(&mut self.starved);
+        for (slot, generation, index) in starved {
+            if self.live(slot, generation) {
+                self.connect_next(slot, index);
+            }
+        }
+        if !self.starved.is_empty() {
+            self.start_backoff();
+            return;
+        }
         if self.accept != AcceptState::BackingOff {
             return;
         }
@@ -674,6 +701,20 @@ impl<D: Driver> Relay<D> {
                     c.target_index = index;
                     c.sock[side] = Some(h);
                 }
+            }
+            Err(SubmitError::Socket(e)) if e.is_resource_exhaustion() => {
+                // Out of descriptors: keep the connection, stop accepting, retry after the
+                // back-off (within the phase's deadline).
+                let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
+                if self.starved.is_empty() {
+                    self.log.warn(format_args!(
+                        "cannot create a socket for the target: {e}; pausing accepts and \
+                         retrying (open connections: {})",
+                        self.stats.active
+                    ));
+                }
+                self.starved.push((slot, generation & 0xff_ffff, index));
+                self.start_backoff();
             }
             Err(SubmitError::Socket(e)) => self.drop_conn(slot, DropReason::TargetSocket(e)),
             Err(e) => self.drop_conn(slot, DropReason::Submit(e)),
@@ -1105,7 +1146,8 @@ impl<D: Driver> Relay<D> {
         if let Some(next) = self.parked.pop_front() {
             // A connection accepted beyond the limit takes the free slot.
             self.start(next);
-        } else if self.accept == AcceptState::AtLimit && !self.at_limit() {
+        } else if self.accept == AcceptState::AtLimit && !self.at_limit() && self.starved.is_empty()
+        {
             self.arm_accept();
         }
     }
