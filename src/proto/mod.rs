@@ -11,12 +11,16 @@
 //! - [`handshake`]: the client and server handshake state machines (§1.3–§1.7).
 //! - [`packet`]: one 1060-byte packet sealed or opened, and contiguous batches of them (§2).
 //! - [`stream`]: an encoder and a decoder over arbitrarily chunked byte streams (§2).
+//!
+//! `fuzzing` (hidden) holds the bodies of the cargo-fuzz targets in `fuzz/`; see `FUZZING.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod crypt;
 pub mod dh;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod key;
 pub mod packet;

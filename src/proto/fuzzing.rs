@@ -1,0 +1,877 @@
+//! Fuzz harness bodies for the protocol core, in the library as rustls does it.
+//!
+//! Each `pub fn NAME(data: &[u8])` is one cargo-fuzz target (`fuzz/fuzz_targets/NAME.rs` only
+//! calls it). A harness must never panic on any input: every `assert!` in here is an oracle, and
+//! a failing one is a finding. Keeping the bodies in the library means `cargo test` replays the
+//! committed seed corpus (`fuzz/corpus/NAME/`) through them on every run, without cargo-fuzz or a
+//! nightly toolchain; see `FUZZING.md`.
+//!
+//! Everything is deterministic: a fixed key file, fixed nonces and fixed DH private values, so a
+//! crash reproduces from its input alone.
+//!
+//! Not part of the stable API.
+
+use std::sync::OnceLock;
+
+use aes::Aes256;
+use ctr::cipher::{KeyIvInit, StreamCipher};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::proto::crypt::{
+    DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, Y_ONE, dh_mac, session_keys, validate_peer,
+};
+use crate::proto::handshake::Handshake;
+use crate::proto::key::{Key, KeySet};
+use crate::proto::packet::{Opener, Sealer, packets_for, sealed_len};
+use crate::proto::stream::{Decoder, Encoder};
+use crate::proto::{
+    CIPHERTEXT_LEN, HANDSHAKE_LEN, HandshakeError, LENGTH_FIELD_LEN, MAX_PAYLOAD, NONCE_LEN,
+    PACKET_LEN, PacketError, StreamError, YH_LEN,
+};
+
+/// The key file every harness uses (`K` = its SHA-256, §1.1).
+pub const KEY_FILE: &[u8] = b"spiperelay fuzzing key file\n";
+
+/// A second key file: the server harness accepts it before [`KEY_FILE`] when the selector byte
+/// asks for two keys, so the key-rotation path (`key_index` 1) is fuzzed too.
+pub const OTHER_KEY_FILE: &[u8] = b"spiperelay fuzzing key file, older\n";
+
+/// The client's nonce: the client harness sends it, and the fixed session keys use it.
+pub const CLIENT_NONCE: [u8; NONCE_LEN] = [0xc1; NONCE_LEN];
+
+/// The server's nonce: the server harness sends it, and the fixed session keys use it.
+pub const SERVER_NONCE: [u8; NONCE_LEN] = [0x5e; NONCE_LEN];
+
+/// The DH private value of the handshake under test (the harness's "fixed RNG").
+pub const DH_PRIVATE: [u8; 32] = [0x42; 32];
+
+/// The session keys of a `-f` (no forward secrecy) handshake between [`CLIENT_NONCE`] and
+/// [`SERVER_NONCE`] under [`KEY_FILE`], the client's sealer and the server's opener of the
+/// client→server direction. Built once per process.
+struct Fixture {
+    keys: SessionKeys,
+    sealer: Sealer,
+    opener: Opener,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let key = Key::from_key_file(KEY_FILE);
+        let dk1 = DhMacKeys::derive(&key, &CLIENT_NONCE, &SERVER_NONCE);
+        let mut yh = [0u8; YH_LEN];
+        yh[..Y_ONE.len()].copy_from_slice(&Y_ONE);
+        yh[Y_ONE.len()..].copy_from_slice(&dh_mac(&dk1.client, &Y_ONE));
+        let (peer, _) = validate_peer(
+            &yh,
+            Role::Client,
+            std::slice::from_ref(&key),
+            &CLIENT_NONCE,
+            &SERVER_NONCE,
+            &DhMode::NoPfs,
+        )
+        .unwrap_or_else(|e| panic!("the fixture's own y = 1 must validate: {e}"));
+        let keys = session_keys(&key, &CLIENT_NONCE, &SERVER_NONCE, &DhMode::NoPfs, &peer);
+        Fixture {
+            sealer: Sealer::new(&keys, Role::Client),
+            opener: Opener::new(&keys, Role::Client),
+            keys,
+        }
+    })
+}
+
+/// A cursor over the fuzzer's bytes; reads past the end give zeros / empty slices.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn byte(&mut self) -> u8 {
+        let (b, rest) = self.0.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        self.0 = rest;
+        b
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        head
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        self.take(self.0.len())
+    }
+}
+
+/// An independent reference of the §2 sender for one packet whose plaintext (padded payload and
+/// length field, 1028 bytes) is given whole, so a length field outside 1..=1024 can carry a valid
+/// MAC. Built from the RustCrypto primitives directly, not from [`Sealer`].
+fn reference_packet(
+    keys: &SessionKeys,
+    pnum: u64,
+    plain: &[u8; CIPHERTEXT_LEN],
+) -> [u8; PACKET_LEN] {
+    let mut iv = [0u8; 16];
+    iv[..8].copy_from_slice(&pnum.to_be_bytes());
+    let mut packet = [0u8; PACKET_LEN];
+    let (body, tag) = packet.split_at_mut(CIPHERTEXT_LEN);
+    body.copy_from_slice(plain);
+    ctr::Ctr128BE::<Aes256>::new(keys.enc_client.as_bytes().into(), &iv.into())
+        .apply_keystream(body);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.mac_client.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(body);
+    mac.update(&pnum.to_be_bytes());
+    tag.copy_from_slice(&mac.finalize().into_bytes());
+    packet
+}
+
+/// Target `packet_open`: the §2 receiver on arbitrary packets, under fixed session keys.
+///
+/// Three readings of the same bytes:
+/// 1. `data` cut into 1060-byte packets goes to [`Opener::open`] one by one and, on a fresh
+///    opener, to [`Opener::open_append`] at once; both must agree on payloads, error and packet
+///    counter, lengths must be in 1..=1024, and a run that is not whole packets must be refused
+///    with nothing opened.
+/// 2. `data` cut into chunks of `BE32(L) ‖ payload` becomes packets with a valid MAC (from an
+///    independent reference sealer), so the length check is reached: `L` in 1..=1024 must open to
+///    the payload, anything else must give exactly [`PacketError::BadLength`].
+/// 3. The first 1024 bytes sealed by [`Sealer::seal`] must equal the reference packet and open
+///    back to themselves with zero padding; all of `data` through `seal_append` and
+///    `open_append` must round-trip.
+pub fn packet_open(data: &[u8]) {
+    let f = fixture();
+
+    // 1. Arbitrary bytes as packets.
+    let whole = data.len() - data.len() % PACKET_LEN;
+    let (packets, _) = data.split_at(whole);
+    let mut single = f.opener.clone();
+    let mut expected = Vec::new();
+    let mut first_err = None;
+    for chunk in packets.chunks_exact(PACKET_LEN) {
+        let Ok(packet) = <&[u8; PACKET_LEN]>::try_from(chunk) else {
+            unreachable!("chunks_exact yields whole packets")
+        };
+        let mut out = [0u8; MAX_PAYLOAD];
+        let before = single.next_packet_number();
+        match single.open(packet, &mut out) {
+            Ok(len) => {
+                assert!((1..=MAX_PAYLOAD).contains(&len), "opened length {len}");
+                expected.extend_from_slice(&out[..len]);
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, PacketError::BadMac | PacketError::BadLength { .. }),
+                    "{e:?}"
+                );
+                if e == PacketError::BadMac {
+                    assert_eq!(
+                        single.next_packet_number(),
+                        before,
+                        "BadMac moved the counter"
+                    );
+                }
+                first_err = Some(e);
+                break;
+            }
+        }
+    }
+    let mut batch = f.opener.clone();
+    let mut out = vec![0xee];
+    let got = batch.open_append(packets, &mut out);
+    match first_err {
+        None => assert_eq!(got, Ok(expected.len())),
+        Some(e) => assert_eq!(got, Err(e)),
+    }
+    assert_eq!(out.first(), Some(&0xee));
+    assert_eq!(out.get(1..), Some(&expected[..]));
+    assert_eq!(batch.next_packet_number(), single.next_packet_number());
+    if whole != data.len() {
+        let mut o = f.opener.clone();
+        let mut v = Vec::new();
+        assert_eq!(
+            o.open_append(data, &mut v),
+            Err(PacketError::BadBufferLength { len: data.len() })
+        );
+        assert!(v.is_empty());
+        assert_eq!(o.next_packet_number(), Some(0));
+    }
+
+    // 2. Packets with a valid MAC and a fuzzer-chosen length field.
+    let mut opener = f.opener.clone();
+    for (pnum, chunk) in (0u64..).zip(data.chunks(CIPHERTEXT_LEN)) {
+        let (len_field, payload) = chunk.split_at(LENGTH_FIELD_LEN.min(chunk.len()));
+        let mut plain = [0u8; CIPHERTEXT_LEN];
+        plain[..payload.len()].copy_from_slice(payload);
+        plain[MAX_PAYLOAD..][..len_field.len()].copy_from_slice(len_field);
+        let len = u32::from_be_bytes(
+            <[u8; LENGTH_FIELD_LEN]>::try_from(&plain[MAX_PAYLOAD..])
+                .unwrap_or_else(|_| unreachable!("4 bytes")),
+        );
+        let packet = reference_packet(&f.keys, pnum, &plain);
+        let mut out = [0xa5u8; MAX_PAYLOAD];
+        match opener.open(&packet, &mut out) {
+            Ok(n) => {
+                assert_eq!(n as u64, u64::from(len));
+                assert!((1..=MAX_PAYLOAD).contains(&n));
+                // `open` decrypts the whole padded payload.
+                assert_eq!(out[..], plain[..MAX_PAYLOAD]);
+            }
+            Err(e) => {
+                assert!(len == 0 || len as usize > MAX_PAYLOAD, "L = {len}: {e:?}");
+                assert_eq!(e, PacketError::BadLength { len });
+                assert!(out.iter().all(|&b| b == 0xa5), "output written on error");
+                break;
+            }
+        }
+    }
+
+    // 3. Round trips of fuzzer-chosen payloads.
+    let payload = &data[..data.len().min(MAX_PAYLOAD)];
+    let mut sealer = f.sealer.clone();
+    let mut packet = [0u8; PACKET_LEN];
+    if payload.is_empty() {
+        assert_eq!(
+            sealer.seal(payload, &mut packet),
+            Err(PacketError::EmptyPayload)
+        );
+    } else {
+        assert_eq!(sealer.seal(payload, &mut packet), Ok(()));
+        let mut plain = [0u8; CIPHERTEXT_LEN];
+        plain[..payload.len()].copy_from_slice(payload);
+        plain[MAX_PAYLOAD..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+        assert!(
+            packet == reference_packet(&f.keys, 0, &plain),
+            "Sealer disagrees with the reference packet"
+        );
+        let mut out = [0xa5u8; MAX_PAYLOAD];
+        assert_eq!(f.opener.clone().open(&packet, &mut out), Ok(payload.len()));
+        assert_eq!(&out[..payload.len()], payload);
+        assert!(out[payload.len()..].iter().all(|&b| b == 0), "padding");
+    }
+    let mut wire = Vec::new();
+    assert_eq!(f.sealer.clone().seal_append(data, &mut wire), Ok(()));
+    assert_eq!(wire.len(), sealed_len(data.len()));
+    let mut back = Vec::new();
+    assert_eq!(
+        f.opener.clone().open_append(&wire, &mut back),
+        Ok(data.len())
+    );
+    assert_eq!(back, data);
+}
+
+/// Target `stream_decode`: the stream encoder and decoder under fuzzer-chosen plaintext writes,
+/// ciphertext mutations and ciphertext chunking.
+///
+/// Input layout (missing bytes read as zero):
+/// - 1 byte: number of writes (mod 9); per write, BE16 length (mod 3073) and a pattern byte the
+///   write's content is generated from;
+/// - 1 byte: number of mutations (mod 4); per mutation, a kind byte (flip, truncate, insert,
+///   delete), a BE16 position and a value byte;
+/// - the rest: one byte per chunk size fed to [`Decoder::decode`]; whatever ciphertext remains
+///   after these goes in one last call.
+///
+/// Oracle: the delivered plaintext is always a prefix of what was written. Without an effective
+/// mutation it is all of it, no call fails and [`Decoder::finish`] is clean. With one, let packet
+/// `k` hold the first changed byte: exactly the plaintext of packets `0..k` is delivered, then a
+/// [`PacketError::BadMac`] if at least one whole packet follows, otherwise a clean end or
+/// [`StreamError::Truncated`] with the exact byte count. A failed decoder stays failed with the
+/// same error and delivers nothing more.
+pub fn stream_decode(data: &[u8]) {
+    let f = fixture();
+    let mut input = Input(data);
+
+    // Plaintext writes, encoded as spiped cuts them.
+    let mut encoder = Encoder::new(f.sealer.clone());
+    let mut plaintext = Vec::new();
+    let mut ciphertext = Vec::new();
+    // Plaintext length delivered once packet i is opened, for every packet.
+    let mut packet_ends = Vec::new();
+    for w in 0..input.byte() % 9 {
+        let len = usize::from(input.u16()) % (3 * MAX_PAYLOAD + 1);
+        let pattern = input.byte();
+        let write: Vec<u8> = (0..len)
+            .map(|i| pattern.wrapping_add((i as u8).wrapping_mul(31)) ^ w)
+            .collect();
+        let before = ciphertext.len();
+        assert_eq!(encoder.encode(&write, &mut ciphertext), Ok(()));
+        assert_eq!(ciphertext.len() - before, sealed_len(len));
+        for piece in write.chunks(MAX_PAYLOAD) {
+            packet_ends.push(plaintext.len() + piece.len());
+            plaintext.extend_from_slice(piece);
+        }
+        assert_eq!(packet_ends.len(), ciphertext.len() / PACKET_LEN);
+        assert_eq!(packets_for(len), write.chunks(MAX_PAYLOAD).count());
+    }
+
+    // Mutations of the ciphertext.
+    let mut mutated = ciphertext.clone();
+    for _ in 0..input.byte() % 4 {
+        let kind = input.byte() % 4;
+        let pos = usize::from(input.u16());
+        let value = input.byte();
+        match kind {
+            0 if !mutated.is_empty() => {
+                let at = pos % mutated.len();
+                mutated[at] ^= value | 1;
+            }
+            1 if !mutated.is_empty() => mutated.truncate(pos % mutated.len()),
+            2 => mutated.insert(pos % (mutated.len() + 1), value),
+            3 if !mutated.is_empty() => {
+                mutated.remove(pos % mutated.len());
+            }
+            _ => {}
+        }
+    }
+
+    // Decode in fuzzer-chosen chunks.
+    let mut decoder = Decoder::new(f.opener.clone());
+    let mut out = Vec::new();
+    let mut err: Option<StreamError> = None;
+    let mut rest = &mutated[..];
+    let mut feed = |decoder: &mut Decoder, chunk: &[u8], out: &mut Vec<u8>| {
+        let before = out.len();
+        match decoder.decode(chunk, out) {
+            Ok(()) => assert_eq!(err, None, "decode succeeded after an error"),
+            Err(e) => {
+                assert!(matches!(e, StreamError::Packet(_)), "{e:?}");
+                if let Some(prev) = err {
+                    assert_eq!(e, prev, "a failed decoder changed its error");
+                    assert_eq!(out.len(), before, "a failed decoder delivered data");
+                }
+                err = Some(e);
+            }
+        }
+        assert!(decoder.pending() < PACKET_LEN);
+        assert!(plaintext.starts_with(out), "delivered data is not a prefix");
+    };
+    for &spec in input.rest() {
+        let size = if spec < 0x80 {
+            usize::from(spec)
+        } else {
+            usize::from(spec - 0x7f) * 97
+        };
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        feed(&mut decoder, chunk, &mut out);
+        decoder.shrink();
+        rest = tail;
+    }
+    feed(&mut decoder, rest, &mut out);
+    let finish = decoder.finish();
+
+    // The exact outcome.
+    let diverge = mutated
+        .iter()
+        .zip(&ciphertext)
+        .position(|(a, b)| a != b)
+        .or_else(|| {
+            (mutated.len() != ciphertext.len()).then(|| mutated.len().min(ciphertext.len()))
+        });
+    match diverge {
+        None => {
+            assert_eq!(out, plaintext);
+            assert_eq!(err, None);
+            assert_eq!(finish, Ok(()));
+        }
+        Some(d) => {
+            let k = d / PACKET_LEN;
+            let intact = k.checked_sub(1).map_or(0, |i| packet_ends[i]);
+            assert_eq!(out.len(), intact, "first change at byte {d}");
+            if mutated.len() >= (k + 1) * PACKET_LEN {
+                let bad = StreamError::Packet(PacketError::BadMac);
+                assert_eq!(err, Some(bad));
+                assert_eq!(finish, Err(bad));
+            } else {
+                assert_eq!(err, None);
+                let have = mutated.len() - k * PACKET_LEN;
+                if have == 0 {
+                    assert_eq!(finish, Ok(()));
+                } else {
+                    assert_eq!(finish, Err(StreamError::Truncated { have }));
+                }
+            }
+        }
+    }
+}
+
+/// The handshake under test: `role`, fixed nonce and DH private value, and the DH mode and key
+/// set picked by the selector byte (`sel % 3`: default, `-g`, `-f`; bit 2 for a server: accept
+/// [`OTHER_KEY_FILE`] then [`KEY_FILE`]).
+fn local_handshake(role: Role, sel: u8) -> Handshake {
+    let key = Key::from_key_file(KEY_FILE);
+    let keys = if role == Role::Server && sel & 4 != 0 {
+        KeySet::new(vec![Key::from_key_file(OTHER_KEY_FILE), key])
+            .unwrap_or_else(|| unreachable!("two keys"))
+    } else {
+        KeySet::single(key)
+    };
+    let mode = match sel % 3 {
+        0 => DhMode::Pfs(DhKeyPair::from_private(DH_PRIVATE)),
+        1 => DhMode::RequirePfs(DhKeyPair::from_private(DH_PRIVATE)),
+        _ => DhMode::NoPfs,
+    };
+    let nonce = match role {
+        Role::Client => CLIENT_NONCE,
+        Role::Server => SERVER_NONCE,
+    };
+    Handshake::new(role, keys, nonce, mode)
+}
+
+/// The common body of the two handshake targets: one selector byte (see [`local_handshake`]),
+/// then chunks, each a length byte and up to that many peer bytes.
+fn handshake(role: Role, data: &[u8]) {
+    let mut input = Input(data);
+    let sel = input.byte();
+    let requires_pfs = sel % 3 == 1;
+    let mut hs = local_handshake(role, sel);
+    let nonce = match role {
+        Role::Client => CLIENT_NONCE,
+        Role::Server => SERVER_NONCE,
+    };
+    assert_eq!(hs.output(), nonce);
+    assert_eq!(hs.wanted(), NONCE_LEN);
+
+    let mut sent = Vec::new();
+    let mut fed = 0;
+    let mut err: Option<HandshakeError> = None;
+    let mut leftover = Vec::new();
+    while !input.is_empty() {
+        let n = usize::from(input.byte());
+        let chunk = input.take(n);
+        match hs.read(chunk) {
+            Ok(consumed) => {
+                assert_eq!(err, None, "read succeeded after an error");
+                assert!(consumed <= chunk.len());
+                fed += consumed;
+                assert!(fed <= HANDSHAKE_LEN, "read past the handshake");
+                if consumed < chunk.len() {
+                    assert!(hs.is_done(), "bytes left over before the handshake ended");
+                    leftover.extend_from_slice(&chunk[consumed..]);
+                }
+            }
+            Err(e) => {
+                if let Some(prev) = err {
+                    assert_eq!(e, prev, "a failed handshake changed its error");
+                }
+                assert!(
+                    requires_pfs || e != HandshakeError::PfsRequired,
+                    "PfsRequired without -g"
+                );
+                err = Some(e);
+                assert!(!hs.is_done());
+                assert_eq!(hs.wanted(), 0);
+            }
+        }
+        let out = hs.output().to_vec();
+        hs.consume_output(out.len());
+        sent.extend_from_slice(&out);
+        assert!(hs.output().is_empty());
+
+        // What we have sent so far, from the state we are in.
+        assert_eq!(sent.get(..NONCE_LEN), Some(&nonce[..]));
+        // A client can only fail on y_S ‖ h_S, after it read the nonce and sent y_C ‖ h_C.
+        let expect_sent = match role {
+            Role::Client if fed >= NONCE_LEN || err.is_some() => HANDSHAKE_LEN,
+            Role::Server if hs.is_done() => HANDSHAKE_LEN,
+            _ => NONCE_LEN,
+        };
+        assert_eq!(sent.len(), expect_sent, "fed {fed}, error {err:?}");
+    }
+
+    if !hs.is_done() {
+        assert!(hs.finish().is_err());
+        return;
+    }
+    assert_eq!(fed, HANDSHAKE_LEN);
+    let Ok(session) = hs.finish() else {
+        panic!("a done handshake with its output sent must finish")
+    };
+    match role {
+        Role::Client => assert_eq!(session.key_index(), 0),
+        Role::Server => assert!(session.key_index() < 2),
+    }
+    // Whatever followed the handshake is the peer's first data.
+    let (mut encoder, mut decoder) = session.into_stream();
+    let mut plain = Vec::new();
+    let _ = decoder.decode(&leftover, &mut plain);
+    assert!(plain.len() <= leftover.len());
+    let mut wire = Vec::new();
+    assert_eq!(encoder.encode(&leftover, &mut wire), Ok(()));
+}
+
+/// Target `handshake_server`: a server-role [`Handshake`] fed arbitrary client bytes.
+///
+/// Input: a selector byte (DH mode `sel % 3`: default, `-g`, `-f`; bit 2: accept two keys), then
+/// chunks of a length byte and up to that many bytes, each one [`Handshake::read`] call. Checks
+/// that errors are sticky, that `PfsRequired` only comes with `-g`, that nothing past the 320
+/// handshake bytes is consumed, and that the server sends `y_S ‖ h_S` exactly when, and only
+/// after, it accepted `y_C ‖ h_C`. A completed handshake must finish, and the bytes after it go
+/// to the session's decoder.
+pub fn handshake_server(data: &[u8]) {
+    handshake(Role::Server, data);
+}
+
+/// Target `handshake_client`: a client-role [`Handshake`] fed arbitrary server bytes.
+///
+/// Same input layout and checks as [`handshake_server`] (bit 2 of the selector is ignored: a
+/// client uses one key); the client must send `y_C ‖ h_C` right after the server's nonce.
+pub fn handshake_client(data: &[u8]) {
+    handshake(Role::Client, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::proto::dh::GROUP14_P;
+
+    /// A harness body.
+    type Harness = fn(&[u8]);
+
+    /// Every target with its harness.
+    const TARGETS: [(&str, Harness); 4] = [
+        ("packet_open", packet_open),
+        ("stream_decode", stream_decode),
+        ("handshake_server", handshake_server),
+        ("handshake_client", handshake_client),
+    ];
+
+    /// The DH private value of the simulated peer in the handshake seeds.
+    const PEER_DH_PRIVATE: [u8; 32] = [0x24; 32];
+
+    fn corpus_dir(target: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target)
+    }
+
+    /// The files of `fuzz/corpus/<target>/`, sorted by name.
+    fn corpus_files(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        let dir = corpus_dir(target);
+        let mut files: Vec<_> = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.expect("directory entry").path())
+            .filter(|path| path.is_file())
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                (path, bytes)
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ seed generation
+
+    fn sealed(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut sealer = fixture().sealer.clone();
+        let mut wire = Vec::new();
+        for payload in payloads {
+            let mut packet = [0u8; PACKET_LEN];
+            sealer.seal(payload, &mut packet).expect("seal");
+            wire.extend_from_slice(&packet);
+        }
+        wire
+    }
+
+    fn packet_open_seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let mut then_partial = sealed(&[b"hello, spiped"]);
+        then_partial.extend_from_slice(&[0x55; 100]);
+        let mut forged_len_1025 = vec![0, 0, 4, 1];
+        forged_len_1025.extend_from_slice(b"sixteen bytes...");
+        vec![
+            ("genuine_packet", sealed(&[b"hello, spiped"])),
+            (
+                "three_genuine_packets",
+                sealed(&[&[b'a'; MAX_PAYLOAD], b"b", &[b'c'; 500]]),
+            ),
+            ("genuine_then_partial", then_partial),
+            ("forged_length_5", b"\0\0\0\x05hello".to_vec()),
+            ("forged_length_1025", forged_len_1025),
+        ]
+    }
+
+    /// A `stream_decode` input: writes (length, pattern), mutations (kind, position, value),
+    /// chunk-size bytes.
+    fn stream_input(writes: &[(u16, u8)], mutations: &[(u8, u16, u8)], chunks: &[u8]) -> Vec<u8> {
+        let mut v = vec![writes.len() as u8];
+        for (len, pattern) in writes {
+            v.extend_from_slice(&len.to_be_bytes());
+            v.push(*pattern);
+        }
+        v.push(mutations.len() as u8);
+        for (kind, pos, value) in mutations {
+            v.push(*kind);
+            v.extend_from_slice(&pos.to_be_bytes());
+            v.push(*value);
+        }
+        v.extend_from_slice(chunks);
+        v
+    }
+
+    fn stream_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            (
+                "clean_three_writes",
+                stream_input(&[(1500, 1), (1, 2), (1024, 3)], &[], &[1, 0x7f, 0x90, 5]),
+            ),
+            (
+                "bit_flip",
+                stream_input(&[(2000, 7)], &[(0, 1500, 0x80)], &[0xff, 0xff]),
+            ),
+            (
+                "truncated",
+                stream_input(&[(100, 1), (3072, 2)], &[(1, 2000, 0)], &[]),
+            ),
+            (
+                "inserted_byte",
+                stream_input(&[(10, 0), (10, 0)], &[(2, 1060, 0x42)], &[60]),
+            ),
+            ("no_writes", stream_input(&[], &[], &[3])),
+        ]
+    }
+
+    /// The bytes a genuine peer (key file `peer_key`, DH mode `peer_mode`) sends to the local
+    /// handshake of `role` and `sel`, and, once both are done, its encoding of `data`.
+    fn peer_stream(
+        role: Role,
+        sel: u8,
+        peer_key: &[u8],
+        peer_mode: DhMode,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut local = local_handshake(role, sel);
+        let peer_nonce = match role {
+            Role::Client => SERVER_NONCE,
+            Role::Server => CLIENT_NONCE,
+        };
+        let keys = KeySet::single(Key::from_key_file(peer_key));
+        let mut peer = Handshake::new(role.peer(), keys, peer_nonce, peer_mode);
+        let mut stream = Vec::new();
+        for _ in 0..3 {
+            let out = local.output().to_vec();
+            local.consume_output(out.len());
+            if peer.read(&out).is_err() {
+                break;
+            }
+            let out = peer.output().to_vec();
+            peer.consume_output(out.len());
+            stream.extend_from_slice(&out);
+            if local.read(&out).is_err() {
+                break;
+            }
+        }
+        if local.is_done() && peer.is_done() {
+            let (mut encoder, _) = peer.finish().expect("peer session").into_stream();
+            encoder.encode(data, &mut stream).expect("encode");
+        }
+        stream
+    }
+
+    /// A handshake-target input: the selector, then `stream` cut into chunks whose sizes cycle
+    /// through `sizes`.
+    fn chunked(sel: u8, stream: &[u8], sizes: &[u8]) -> Vec<u8> {
+        let mut v = vec![sel];
+        let mut rest = stream;
+        for &size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, tail) = rest.split_at(usize::from(size).min(rest.len()));
+            v.push(size);
+            v.extend_from_slice(chunk);
+            rest = tail;
+        }
+        v
+    }
+
+    /// The peer's nonce and a `y ‖ h` for `y`, MAC'd under `key_file`.
+    fn forged_yh(role: Role, key_file: &[u8], y: &[u8; 256]) -> Vec<u8> {
+        let dk1 = DhMacKeys::derive(&Key::from_key_file(key_file), &CLIENT_NONCE, &SERVER_NONCE);
+        let (nonce, peer) = match role {
+            Role::Client => (SERVER_NONCE, Role::Server),
+            Role::Server => (CLIENT_NONCE, Role::Client),
+        };
+        let mut v = nonce.to_vec();
+        v.extend_from_slice(y);
+        v.extend_from_slice(&dh_mac(dk1.for_role(peer), y));
+        v
+    }
+
+    /// The handshake seeds of `role`, each with the outcome it must reach: `Ok(key_index)` for
+    /// a completed handshake, or the error.
+    fn handshake_seeds(role: Role) -> Vec<(&'static str, Vec<u8>, Result<usize, HandshakeError>)> {
+        let pfs = || DhMode::Pfs(DhKeyPair::from_private(PEER_DH_PRIVATE));
+        let big = [32, 255];
+        let mut seeds = vec![
+            (
+                "pfs_both",
+                chunked(
+                    0,
+                    &peer_stream(role, 0, KEY_FILE, pfs(), b"first data"),
+                    &big,
+                ),
+                Ok(0),
+            ),
+            (
+                "nopfs_both_with_data",
+                chunked(
+                    2,
+                    &peer_stream(role, 2, KEY_FILE, DhMode::NoPfs, b"hello"),
+                    &[255],
+                ),
+                Ok(0),
+            ),
+            (
+                "require_pfs_vs_nopfs_peer",
+                chunked(1, &peer_stream(role, 1, KEY_FILE, DhMode::NoPfs, b""), &big),
+                Err(HandshakeError::PfsRequired),
+            ),
+            (
+                "wrong_key",
+                chunked(2, &forged_yh(role, OTHER_KEY_FILE, &Y_ONE), &big),
+                Err(HandshakeError::BadDhMac),
+            ),
+            (
+                "y_equals_p",
+                chunked(2, &forged_yh(role, KEY_FILE, &GROUP14_P), &big),
+                Err(HandshakeError::DhOutOfRange),
+            ),
+            (
+                "small_and_empty_reads",
+                chunked(
+                    2,
+                    &peer_stream(role, 2, KEY_FILE, DhMode::NoPfs, b"x"),
+                    &[1, 0, 7, 0, 100],
+                ),
+                Ok(0),
+            ),
+        ];
+        if role == Role::Server {
+            seeds.push((
+                "two_keys_new_key",
+                chunked(6, &peer_stream(role, 6, KEY_FILE, DhMode::NoPfs, b""), &big),
+                Ok(1),
+            ));
+            seeds.push((
+                "two_keys_old_key",
+                chunked(
+                    5,
+                    &peer_stream(role, 5, OTHER_KEY_FILE, DhMode::NoPfs, b""),
+                    &big,
+                ),
+                Ok(0),
+            ));
+        }
+        seeds
+    }
+
+    /// The seed files that [`write_seed_corpus`] writes for `target`.
+    fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
+        match target {
+            "packet_open" => packet_open_seeds(),
+            "stream_decode" => stream_decode_seeds(),
+            "handshake_server" => strip(handshake_seeds(Role::Server)),
+            "handshake_client" => strip(handshake_seeds(Role::Client)),
+            _ => unreachable!("unknown target {target}"),
+        }
+    }
+
+    fn strip<A, B, C>(v: Vec<(A, B, C)>) -> Vec<(A, B)> {
+        v.into_iter().map(|(a, b, _)| (a, b)).collect()
+    }
+
+    /// Runs a handshake seed as the harness parses it and reports the outcome.
+    fn handshake_outcome(role: Role, seed: &[u8]) -> Result<usize, HandshakeError> {
+        let mut input = Input(seed);
+        let mut hs = local_handshake(role, input.byte());
+        while !input.is_empty() {
+            let n = usize::from(input.byte());
+            hs.read(input.take(n))?;
+            let pending = hs.output().len();
+            hs.consume_output(pending);
+        }
+        Ok(hs.finish().expect("handshake completed").key_index())
+    }
+
+    // ------------------------------------------------------------ tests
+
+    /// The committed corpus (seeds and any files kept from campaigns) through every harness.
+    #[test]
+    fn corpus_replays_through_every_harness() {
+        for (target, harness) in TARGETS {
+            let files = corpus_files(target);
+            assert!(
+                files.len() >= 3,
+                "{target}: only {} corpus files",
+                files.len()
+            );
+            for (path, bytes) in files {
+                eprintln!("replaying {}", path.display());
+                harness(&bytes);
+            }
+        }
+    }
+
+    /// The generated seeds are committed unchanged (regenerate with
+    /// `cargo test --lib fuzzing -- --ignored write_seed_corpus`).
+    #[test]
+    fn committed_seeds_match_the_generator() {
+        for (target, _) in TARGETS {
+            for (name, bytes) in seeds(target) {
+                let path = corpus_dir(target).join(name);
+                let committed =
+                    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(
+                    committed == bytes,
+                    "{} differs from its generator",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    /// The handshake seeds reach past the MAC check to the outcomes they were made for.
+    #[test]
+    fn handshake_seeds_reach_their_outcomes() {
+        for role in [Role::Server, Role::Client] {
+            for (name, bytes, want) in handshake_seeds(role) {
+                assert_eq!(handshake_outcome(role, &bytes), want, "{role:?} {name}");
+            }
+        }
+    }
+
+    /// The harnesses on edge inputs: empty, all zeros, all ones.
+    #[test]
+    fn harnesses_take_edge_inputs() {
+        for (_, harness) in TARGETS {
+            for input in [&[][..], &[0; 2000][..], &[0xff; 2000][..], &[1][..]] {
+                harness(input);
+            }
+        }
+    }
+
+    /// Writes the generated seeds into `fuzz/corpus/`.
+    #[test]
+    #[ignore = "writes fuzz/corpus/; run by hand after changing a seed generator"]
+    fn write_seed_corpus() {
+        for (target, _) in TARGETS {
+            let dir = corpus_dir(target);
+            fs::create_dir_all(&dir).expect("create corpus dir");
+            for (name, bytes) in seeds(target) {
+                fs::write(dir.join(name), bytes).expect("write seed");
+            }
+        }
+    }
+}
