@@ -11,6 +11,46 @@ if command -v rustup >/dev/null 2>&1; then
 	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 
+# Debian packages the black-box tests drive (tests/interop.rs, tests/cli.rs, tests/redis.rs):
+# the reference spiped/spipe, socat, and redis. Installed only if missing, and only as root or
+# with passwordless sudo; otherwise those tests print SKIP (or fail under CI=true).
+# SPIPERELAY_NO_APT=1 skips this step.
+install_test_packages() {
+	local pkgs=(spiped socat redis-server redis-tools) missing=() p sudo=()
+	command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 || {
+		echo "== not a Debian system; install ${pkgs[*]} yourself" >&2
+		return 0
+	}
+	for p in "${pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			echo "== missing ${missing[*]} and not root (no passwordless sudo); tests needing them will SKIP" >&2
+			return 0
+		fi
+	fi
+	echo "== apt-get install ${missing[*]}" >&2
+	# Keep the redis-server postinst from starting a system redis: the tests run their own on a
+	# private socket. policy-rc.d exit 101 = "action forbidden"; only ours is removed afterwards.
+	local policy=/usr/sbin/policy-rc.d placed=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null &&
+			"${sudo[@]}" chmod 755 "$policy" && placed=1
+	fi
+	local rc=0
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+	[ "$placed" -eq 1 ] && "${sudo[@]}" rm -f "$policy"
+	return "$rc"
+}
+[ "${SPIPERELAY_NO_APT:-0}" = 1 ] || install_test_packages
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -D warnings" >&2
