@@ -30,7 +30,31 @@ impl Key {
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
+
+    /// A short public name for this key, safe to log: the first [`FINGERPRINT_LEN`] bytes of
+    /// `SHA-256(FINGERPRINT_CONTEXT ‖ K)` as lowercase hex (16 characters).
+    ///
+    /// The domain-separated hash reveals nothing usable about `K` (it is not one of the
+    /// protocol's derivations), and the same key file always gives the same fingerprint, so
+    /// `spiperelay keygen`, the daemon's logs and its key report all name a key the same way.
+    /// Never fails.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(FINGERPRINT_CONTEXT)
+            .chain_update(self.0)
+            .finalize();
+        digest[..FINGERPRINT_LEN]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
+
+/// Domain-separation prefix of [`Key::fingerprint`] (a spiperelay addition, not in spiped).
+pub const FINGERPRINT_CONTEXT: &[u8] = b"spiperelay key fingerprint v1";
+
+/// Bytes of the fingerprint hash shown by [`Key::fingerprint`] (as twice as many hex digits).
+pub const FINGERPRINT_LEN: usize = 8;
 
 impl Drop for Key {
     fn drop(&mut self) {
@@ -124,6 +148,29 @@ mod tests {
             Key::from_key_file(b"secret").as_bytes(),
             Key::from_key_file(b"secret\n").as_bytes()
         );
+    }
+
+    #[test]
+    fn fingerprint_is_stable_short_and_not_k() {
+        let k = Key::from_key_file(b"");
+        let fp = k.fingerprint();
+        assert_eq!(fp.len(), 2 * FINGERPRINT_LEN);
+        assert!(
+            fp.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        // Independently computed: SHA-256("spiperelay key fingerprint v1" ‖ SHA-256("")).
+        let mut h = Sha256::new();
+        h.update(b"spiperelay key fingerprint v1");
+        h.update(Sha256::digest(b""));
+        let want: String = h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(fp, want);
+        assert!(!"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".contains(&fp));
+        assert_eq!(Key::from_key_file(b"").fingerprint(), fp);
+        assert_ne!(Key::from_key_file(b"x").fingerprint(), fp);
     }
 
     #[test]
