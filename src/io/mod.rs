@@ -21,11 +21,13 @@
 //! - [`uring`]: the io_uring backend, with its startup probe.
 //! - [`epoll`]: the readiness-based fallback backend (edge-triggered epoll, a fixed receive
 //!   pool, timers in an ordered map).
+//! - [`any`]: [`any::Backend`] names a backend, [`any::AnyDriver`] runs the one chosen at start.
 //! - [`bufring`]: the provided-buffer ring that backs [`RecvBuf`].
 //! - [`sys`]: socket and resource-limit helpers shared by all backends.
 //! - [`forward`]: a plaintext TCP/Unix forwarder on this interface, the test harness the
 //!   encrypted relay will replace.
 
+pub mod any;
 pub mod bufring;
 pub mod epoll;
 pub mod forward;
