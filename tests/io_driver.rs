@@ -23,6 +23,7 @@ driver_tests!(
     large_send_completes_and_shutdown_waits_for_it,
     recv_reports_eof_and_reset,
     accept_is_repeating_until_cancelled,
+    short_data_then_eof_are_both_reported,
 );
 
 /// Waits (bounded) for the next batch of events, returning them.
@@ -348,4 +349,42 @@ fn accept_is_repeating_until_cancelled<D: TestDriver>() {
         [Event::Accepted { token: 6, .. }]
     ));
     drop((clients, late));
+}
+
+/// Data and the peer's EOF arriving together: a receive shorter than the buffer must not hide
+/// the EOF behind it (the epoll backend treats a short receive as "drained").
+fn short_data_then_eof_are_both_reported<D: TestDriver>() {
+    let dir = TempDir::new("shorteof");
+    let mut io = D::with_defaults();
+    for round in 0..2 {
+        let (mut client, h) = pair(&mut io, &dir);
+        if round == 1 {
+            // Let the driver see the socket idle first, so the data comes as a fresh edge.
+            let mut evs = Vec::new();
+            io.recv(h, 1).expect("recv");
+            io.wait(&mut evs, Some(Duration::from_millis(50)))
+                .expect("wait");
+            assert!(evs.is_empty(), "unexpected {evs:?}");
+        } else {
+            io.recv(h, 1).expect("recv");
+        }
+        client.write_all(b"abc").expect("write");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        match next(&mut io).pop() {
+            Some(Event::Received { token: 1, buf }) => {
+                assert_eq!(io.data(&buf), b"abc");
+                io.recycle(buf);
+            }
+            other => panic!("round {round}: unexpected {other:?}"),
+        }
+        io.recv(h, 2).expect("recv");
+        assert!(
+            matches!(next(&mut io)[..], [Event::Eof { token: 2 }]),
+            "round {round}: EOF not reported"
+        );
+        io.close(h, 3).expect("close");
+        assert!(matches!(next(&mut io)[..], [Event::Closed { token: 3 }]));
+    }
 }

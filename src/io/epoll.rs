@@ -5,7 +5,7 @@
 //! same observable rules (module docs of [`crate::io`]):
 //! - Every socket is non-blocking and registered once, edge-triggered, for input, output and
 //!   peer hang-up. Each socket remembers whether it is *readable* and *writable*; an edge sets
-//!   the flag, `EAGAIN` clears it. A requested operation runs as soon as its flag is set, so no
+//!   the flag, `EAGAIN` (or a receive shorter than its buffer, before any hang-up) clears it. A requested operation runs as soon as its flag is set, so no
 //!   `epoll_ctl` call is needed per operation and no edge is ever lost.
 //! - Operations run inside [`Driver::wait`], never inside the call that requested them, so
 //!   events arrive in the same places as with io_uring.
@@ -170,6 +170,9 @@ struct FdEntry {
     broken: Option<Errno>,
     readable: bool,
     writable: bool,
+    /// The peer hung up or an error is pending: a short receive does not mean the input is
+    /// drained, because the end of the stream may come with no further edge.
+    hangup: bool,
     /// In the `dirty` queue.
     queued: bool,
     /// In the `starved` queue.
@@ -370,6 +373,7 @@ impl Epoll {
             broken: None,
             readable: true,
             writable: true,
+            hangup: false,
             queued: false,
             starved: false,
             accept: None,
@@ -722,6 +726,16 @@ impl Epoll {
             let err = (r < 0).then(last_errno);
             let event = match r {
                 1.. => {
+                    // A short read drained the socket: new data brings a new edge, so skip
+                    // the receive that would only return EAGAIN (unless the peer hung up,
+                    // whose EOF may already be pending without another edge).
+                    if (r as usize) < self.pool.size {
+                        if let Some(e) = self.entry_mut(h) {
+                            if !e.hangup {
+                                e.readable = false;
+                            }
+                        }
+                    }
                     self.pool.lent[usize::from(id)] = true;
                     Event::Received {
                         token,
@@ -866,6 +880,9 @@ impl Epoll {
                 continue;
             };
             let failed = bits & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+            if failed || bits & libc::EPOLLRDHUP as u32 != 0 {
+                e.hangup = true;
+            }
             if failed || bits & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 != 0 {
                 e.readable = true;
             }
