@@ -46,6 +46,25 @@ fn pair<D: TestDriver>(io: &mut D, dir: &TempDir) -> (Socket, Handle) {
     (client, io.adopt(server.into()))
 }
 
+/// A Unix listener at `path` that never accepts, with its backlog filled by the returned
+/// client sockets, so that one more connect cannot complete until room is made.
+fn full_backlog(path: &std::path::Path) -> (Socket, SockAddr, Vec<Socket>) {
+    let l = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
+    let addr = SockAddr::unix(path).expect("addr");
+    l.bind(&addr).expect("bind");
+    l.listen(0).expect("listen");
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
+        s.set_nonblocking(true).expect("nonblocking");
+        if s.connect(&addr).is_err() {
+            break;
+        }
+        fillers.push(s);
+    }
+    (l, addr, fillers)
+}
+
 fn rand_name() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -100,20 +119,7 @@ fn connect_refused_and_timed_out<D: TestDriver>() {
     assert!(matches!(next(&mut io)[..], [Event::Closed { token: 8 }]));
 
     // A Unix listener with a full backlog that never accepts: the connect must time out.
-    let path = dir.0.join("full");
-    let l = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
-    let addr = SockAddr::unix(&path).expect("addr");
-    l.bind(&addr).expect("bind");
-    l.listen(0).expect("listen");
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
-        s.set_nonblocking(true).expect("nonblocking");
-        if s.connect(&addr).is_err() {
-            break;
-        }
-        fillers.push(s);
-    }
+    let (_listener, addr, _fillers) = full_backlog(&dir.0.join("full"));
     let start = Instant::now();
     let h = io
         .connect(&addr, Duration::from_millis(200), 9)
@@ -241,20 +247,7 @@ fn recv_reports_eof_and_reset<D: TestDriver>() {
 fn connect_waits_for_room_in_a_full_backlog<D: TestDriver>() {
     let dir = TempDir::new("backlog");
     let mut io = D::with_defaults();
-    let path = dir.0.join("full");
-    let l = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
-    let addr = SockAddr::unix(&path).expect("addr");
-    l.bind(&addr).expect("bind");
-    l.listen(0).expect("listen");
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        let s = Socket::new(Domain::UNIX, Type::STREAM, None).expect("socket");
-        s.set_nonblocking(true).expect("nonblocking");
-        if s.connect(&addr).is_err() {
-            break;
-        }
-        fillers.push(s);
-    }
+    let (l, addr, fillers) = full_backlog(&dir.0.join("full"));
     assert!(!fillers.is_empty(), "could not fill the backlog");
     let h = io
         .connect(&addr, Duration::from_secs(10), 1)

@@ -447,6 +447,14 @@ impl Epoll {
         Some(kind)
     }
 
+    /// Cancels the deadline and retry timers of a connect that has ended.
+    fn drop_connect_timers(&mut self, op: &ConnectOp) {
+        self.remove_timer(op.deadline);
+        if let Some((_, retry)) = op.retry {
+            self.remove_timer(retry);
+        }
+    }
+
     /// Handles every timer due at `now`.
     fn fire_timers(&mut self, now: Instant) {
         while let Some((&(at, id), _)) = self.timers.first_key_value() {
@@ -460,9 +468,7 @@ impl Epoll {
                 TimerKind::User(token) => self.ready.push_back(Event::Timer { token }),
                 TimerKind::ConnectDeadline(h) => {
                     if let Some(op) = self.entry_mut(h).and_then(|e| e.connect.take()) {
-                        if let Some((_, retry)) = op.retry {
-                            self.remove_timer(retry);
-                        }
+                        self.drop_connect_timers(&op);
                         self.ready.push_back(Event::Connected {
                             token: op.token,
                             result: Err(ConnectError::TimedOut),
@@ -526,10 +532,7 @@ impl Epoll {
         let Some(op) = self.entry_mut(h).and_then(|e| e.connect.take()) else {
             return;
         };
-        self.remove_timer(op.deadline);
-        if let Some((_, retry)) = op.retry {
-            self.remove_timer(retry);
-        }
+        self.drop_connect_timers(&op);
         if result.is_ok() {
             if let Some(e) = self.entry_mut(h) {
                 e.writable = true;
@@ -603,10 +606,7 @@ impl Epoll {
             });
         }
         if let Some(op) = connect {
-            self.remove_timer(op.deadline);
-            if let Some((_, retry)) = op.retry {
-                self.remove_timer(retry);
-            }
+            self.drop_connect_timers(&op);
             self.ready.push_back(Event::Connected {
                 token: op.token,
                 result: Err(ConnectError::Os(error)),
@@ -630,18 +630,31 @@ impl Epoll {
         }
     }
 
+    /// The token of the operation `pick` selects on `h`, and the descriptor, if the socket is
+    /// marked readable.
+    fn readable_op(
+        &self,
+        h: Handle,
+        pick: impl Fn(&FdEntry) -> Option<Token>,
+    ) -> Option<(Token, RawFd)> {
+        let e = self.entry(h)?;
+        if !e.readable {
+            return None;
+        }
+        Some((pick(e)?, e.fd.as_raw_fd()))
+    }
+
+    fn mark_unreadable(&mut self, h: Handle) {
+        if let Some(e) = self.entry_mut(h) {
+            e.readable = false;
+        }
+    }
+
     fn run_accept(&mut self, h: Handle) {
         for _ in 0..ACCEPT_BATCH {
-            let Some(e) = self.entry_mut(h) else {
+            let Some((token, fd)) = self.readable_op(h, |e| e.accept) else {
                 return;
             };
-            let Some(token) = e.accept else {
-                return;
-            };
-            if !e.readable {
-                return;
-            }
-            let fd = e.fd.as_raw_fd();
             // SAFETY: null address pointers are allowed (the peer address is not wanted); `fd`
             // is open because the entry owns it.
             let r = unsafe {
@@ -662,7 +675,7 @@ impl Epoll {
             let err = last_errno();
             match err.0 {
                 libc::EAGAIN => {
-                    e.readable = false;
+                    self.mark_unreadable(h);
                     return;
                 }
                 libc::EINTR => {}
@@ -700,16 +713,9 @@ impl Epoll {
 
     fn run_recv(&mut self, h: Handle) {
         for _ in 0..EINTR_RETRIES {
-            let Some(e) = self.entry_mut(h) else {
+            let Some((token, fd)) = self.readable_op(h, |e| e.recv) else {
                 return;
             };
-            let Some(token) = e.recv else {
-                return;
-            };
-            if !e.readable {
-                return;
-            }
-            let fd = e.fd.as_raw_fd();
             let Some(id) = self.pool.free.pop() else {
                 if let Some(e) = self.entry_mut(h) {
                     if !e.starved {
@@ -751,9 +757,7 @@ impl Epoll {
                             if err.0 == libc::EINTR {
                                 continue;
                             }
-                            if let Some(e) = self.entry_mut(h) {
-                                e.readable = false;
-                            }
+                            self.mark_unreadable(h);
                             // The buffer was free all along; a starved receive may use it.
                             self.wake_starved();
                             return;
@@ -1000,10 +1004,7 @@ impl Driver for Epoll {
         e.sends.clear();
         e.shutdowns.clear();
         if let Some(op) = e.connect.take() {
-            self.remove_timer(op.deadline);
-            if let Some((_, retry)) = op.retry {
-                self.remove_timer(retry);
-            }
+            self.drop_connect_timers(&op);
         }
         self.to_close.push(handle);
         Ok(())
