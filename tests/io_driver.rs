@@ -24,6 +24,7 @@ driver_tests!(
     recv_reports_eof_and_reset,
     accept_is_repeating_until_cancelled,
     short_data_then_eof_are_both_reported,
+    tcp_connect_succeeds_or_is_refused,
 );
 
 /// Waits (bounded) for the next batch of events, returning them.
@@ -380,4 +381,53 @@ fn short_data_then_eof_are_both_reported<D: TestDriver>() {
         io.close(h, 3).expect("close");
         assert!(matches!(next(&mut io)[..], [Event::Closed { token: 3 }]));
     }
+}
+
+/// TCP connects complete asynchronously: one to a live listener succeeds and carries data, one
+/// to a closed port reports `ECONNREFUSED`.
+fn tcp_connect_succeeds_or_is_refused<D: TestDriver>() {
+    let dir = TempDir::new("tcpconn");
+    let mut io = D::with_defaults();
+    let (listener, addr) = common::listen(Kind::Tcp, &dir, "tcp");
+    let h = io
+        .connect(&addr, Duration::from_secs(5), 1)
+        .expect("submit");
+    assert!(matches!(
+        next(&mut io)[..],
+        [Event::Connected {
+            token: 1,
+            result: Ok(())
+        }]
+    ));
+    let (mut server, _) = listener.accept().expect("accept");
+    io.send(h, b"over tcp".to_vec(), 2).expect("send");
+    assert!(matches!(
+        next(&mut io)[..],
+        [Event::Sent {
+            token: 2,
+            result: Ok(()),
+            ..
+        }]
+    ));
+    let mut got = [0u8; 8];
+    server.read_exact(&mut got).expect("read");
+    assert_eq!(&got, b"over tcp");
+    io.close(h, 3).expect("close");
+    assert!(matches!(next(&mut io)[..], [Event::Closed { token: 3 }]));
+
+    drop(listener);
+    let h = io
+        .connect(&addr, Duration::from_secs(5), 4)
+        .expect("submit");
+    match &next(&mut io)[..] {
+        [
+            Event::Connected {
+                token: 4,
+                result: Err(ConnectError::Os(e)),
+            },
+        ] => assert_eq!(e.0, libc::ECONNREFUSED),
+        other => panic!("unexpected {other:?}"),
+    }
+    io.close(h, 5).expect("close");
+    assert!(matches!(next(&mut io)[..], [Event::Closed { token: 5 }]));
 }

@@ -491,10 +491,22 @@ impl Epoll {
         let outcome = SockRef::from(&e.fd).connect(addr);
         let errno = outcome.as_ref().err().map(sys::errno_of);
         match errno {
-            None => self.finish_connect(h, Ok(())),
+            None => {
+                // Readiness seen so far described the unconnected socket (which polls as hung
+                // up); the next epoll_wait reports the connected one afresh.
+                if let Some(e) = self.entry_mut(h) {
+                    e.hangup = false;
+                }
+                self.finish_connect(h, Ok(()));
+            }
             Some(Errno(libc::EINPROGRESS)) => {
-                if let Some(op) = self.entry_mut(h).and_then(|e| e.connect.as_mut()) {
-                    op.retry = None;
+                // Only an edge after this point means the connect finished.
+                if let Some(e) = self.entry_mut(h) {
+                    e.writable = false;
+                    e.hangup = false;
+                    if let Some(op) = e.connect.as_mut() {
+                        op.retry = None;
+                    }
                 }
             }
             // A Unix listener's backlog is full: a blocking connect would wait, so try again.
