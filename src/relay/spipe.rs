@@ -11,8 +11,9 @@
 //! - Failures are reported in spipe's words ([`SpipeError`]): `Could not connect` (resolution,
 //!   socket, bind or connect failed, or `-o` expired, including a Unix socket that does not
 //!   exist, spiped issue #270), `Handshake failed` (wrong key, `-g` against a `-f` server, the
-//!   server closed or `-o` expired during the handshake), `Connection error` (a bad packet, a
-//!   truncated stream, a read or write error afterwards).
+//!   server closed during the handshake), `Connection error` (`-o` expired during the
+//!   handshake, as spipe 1.6.2 reports it; a bad packet, a truncated stream, a read or write
+//!   error afterwards).
 
 use std::fmt;
 use std::fs::File;
@@ -51,9 +52,10 @@ pub enum SpipeError {
     /// `-t` or `-b` could not be resolved, no socket could be created, bound or connected, or
     /// `-o` expired while connecting.
     Connect(String),
-    /// The handshake failed or did not finish within `-o`.
+    /// The handshake failed: a bad DH value or MAC, or the server closed the connection.
     Handshake(String),
-    /// The connection failed after the handshake, or standard input or output failed.
+    /// The handshake timed out (spipe's wording), or the connection, standard input or
+    /// standard output failed after the handshake.
     Connection(String),
 }
 
@@ -153,6 +155,8 @@ fn handshake(
     deadline: Instant,
 ) -> Result<(Encoder, Decoder, Vec<u8>), SpipeError> {
     let failed = |d: String| SpipeError::Handshake(d);
+    // spipe 1.6.2 reports a handshake that ran out of time as `Connection error`.
+    let timed_out = || SpipeError::Connection("handshake timed out".into());
     let mut nonce = [0u8; NONCE_LEN];
     let mut private = zeroize::Zeroizing::new([0u8; DH_PRIVATE_LEN]);
     sys::fill_random(&mut nonce)
@@ -170,12 +174,10 @@ fn handshake(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(failed("handshake timed out".into()));
+            return Err(timed_out());
         }
         let timed = |e: io::Error| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                failed("handshake timed out".into())
-            }
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
             _ => failed(e.to_string()),
         };
         if !hs.output().is_empty() {
