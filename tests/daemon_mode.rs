@@ -571,3 +571,23 @@ fn help_and_unknown_commands() {
     assert!(out.stderr.contains("illegal option -- -x"));
     assert!(out.stderr.contains("usage: spiped {-e | -d}"));
 }
+
+#[test]
+fn default_pidfile_is_source_dot_pid() {
+    let dir = TempDir::new("dm-pid");
+    let key = dir.key("key");
+    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
+    let src = dir.sock_path("src");
+    let mut a = args(["-d", "-s"]);
+    a.push(src.clone().into());
+    a.extend(args(["-t", &echo.addr.spiped(), "-k"]));
+    a.push(key.clone().into());
+    let out = run(&a);
+    let pidfile = PathBuf::from(format!("{}.pid", src.display()));
+    let daemon = Daemon {
+        pidfile: pidfile.clone(),
+    };
+    assert_exit(&out, 0, "daemon with the default pidfile");
+    assert!(daemon.pid().is_some(), "{} not written", pidfile.display());
+    assert!(daemon.alive());
+}

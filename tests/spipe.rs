@@ -563,3 +563,87 @@ fn short_and_readable_key_warns_but_works() {
     let dec_err = dec.stderr();
     assert!(dec_err.contains("holds only 9 bytes"), "{dec_err:?}");
 }
+
+/// A TCP proxy for one connection to `upstream` that flips one bit of the byte at `flip_at` in
+/// the server-to-client direction. Returns its address.
+fn tampering_proxy(upstream: std::net::SocketAddr, flip_at: usize) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let addr = l.local_addr().expect("proxy addr");
+    thread::spawn(move || {
+        let Ok((client, _)) = l.accept() else { return };
+        let Ok(server) = std::net::TcpStream::connect_timeout(&upstream, Duration::from_secs(5))
+        else {
+            return;
+        };
+        for s in [&client, &server] {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        }
+        let (mut c_in, mut s_out) = (
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        );
+        let up = thread::spawn(move || {
+            let _ = std::io::copy(&mut c_in, &mut s_out);
+            let _ = s_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut s_in, mut c_out) = (server, client);
+        let mut buf = [0u8; 4096];
+        let mut seen = 0usize;
+        for _ in 0..100_000 {
+            let n = match s_in.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if (seen..seen + n).contains(&flip_at) {
+                buf[flip_at - seen] ^= 0x01;
+            }
+            seen += n;
+            if c_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = c_out.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    });
+    addr
+}
+
+#[test]
+fn tampered_packet_is_connection_error() {
+    let dir = TempDir::new("sp-tamper");
+    let key = dir.key("key");
+    let echo = Echo::start(Fam::V4, &dir, Reply::AfterEof(Duration::from_millis(100)));
+    let dec = start_end(
+        &dir,
+        "dec",
+        &relay_bin(),
+        "-d",
+        Fam::V4,
+        &echo.addr,
+        &key,
+        &[],
+    );
+    let bin_common::Addr::Tcp(upstream) = dec.addr().clone() else {
+        panic!("TCP expected")
+    };
+    // The server's handshake is 32 + 288 bytes; byte 500 is inside its first data packet.
+    let proxy = tampering_proxy(upstream, 500);
+    let payload = random_bytes(12, 5000);
+    let out = run_ours(
+        &format!("[127.0.0.1]:{}", proxy.port()),
+        &key,
+        &[],
+        &payload,
+        Duration::from_secs(20),
+    );
+    assert_fails_with(
+        &out,
+        "Connection error",
+        "a flipped bit in the first packet",
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{} bytes delivered from a forged packet",
+        out.stdout.len()
+    );
+}
