@@ -468,42 +468,42 @@ fn links_from_install_script_behave_as_spiped_and_spipe() {
     }
     let dir = TempDir::new("dm-links");
     let prefix = dir.join("prefix");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh");
-    let out = run_bounded(
-        Path::new("bash"),
-        &args([
-            script.into_os_string(),
+    let install = |prefix: &Path, extra: &[&str]| {
+        let mut a = args([
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh"),
             "--prefix".into(),
-            prefix.clone().into_os_string(),
+            prefix.to_path_buf(),
             "--links".into(),
             "--bin".into(),
-            relay_bin().into_os_string(),
-        ]),
-        b"",
-        Duration::from_secs(60),
-    );
+            relay_bin(),
+        ]);
+        a.extend(extra.iter().map(OsString::from));
+        run_bounded(Path::new("bash"), &a, b"", Duration::from_secs(60))
+    };
+    let out = install(&prefix, &[]);
     assert_exit(&out, 0, "install.sh");
     let bin = prefix.join("bin");
     for name in ["spiperelay", "spiped", "spipe"] {
         assert!(bin.join(name).exists(), "{name} not installed: {out:?}");
     }
     // A second run replaces our own links without --force.
-    let again = run_bounded(
-        Path::new("bash"),
-        &args([
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("scripts/install.sh")
-                .into_os_string(),
-            "--prefix".into(),
-            prefix.clone().into_os_string(),
-            "--links".into(),
-            "--bin".into(),
-            relay_bin().into_os_string(),
-        ]),
-        b"",
-        Duration::from_secs(60),
+    assert_exit(&install(&prefix, &[]), 0, "install.sh again");
+    // Another program's spipe is kept unless --force.
+    let other = dir.join("other");
+    fs::create_dir_all(other.join("bin")).expect("mkdir");
+    fs::write(other.join("bin/spipe"), b"#!/bin/sh\n").expect("write");
+    assert_exit(&install(&other, &[]), 1, "install.sh over a foreign spipe");
+    assert_eq!(
+        fs::read(other.join("bin/spipe")).expect("read"),
+        b"#!/bin/sh\n"
     );
-    assert_exit(&again, 0, "install.sh again");
+    assert_exit(&install(&other, &["--force"]), 0, "install.sh --force");
+    assert!(
+        fs::symlink_metadata(other.join("bin/spipe"))
+            .expect("meta")
+            .file_type()
+            .is_symlink()
+    );
 
     // spiped: spiped's command line, usage text and all.
     let spiped = bin.join("spiped");

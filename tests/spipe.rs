@@ -88,6 +88,19 @@ fn assert_fails_with(out: &Output, msg: &str, what: &str) {
     );
 }
 
+/// An echo server (`reply`, on a `fam` socket) behind a decrypting end of `dec_bin` on IPv4.
+fn behind_d(
+    dir: &TempDir,
+    dec_bin: &Path,
+    fam: Fam,
+    reply: Reply,
+    key: &Path,
+) -> (Echo, bin_common::Proc) {
+    let echo = Echo::start(fam, dir, reply);
+    let dec = start_end(dir, "dec", dec_bin, "-d", Fam::V4, &echo.addr, key, &[]);
+    (echo, dec)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Interop with large inputs
 
@@ -98,17 +111,7 @@ fn ours_to_spiped_d_64mib() {
     }
     let dir = TempDir::new("sp-big1");
     let key = dir.key("key");
-    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let dec = start_end(
-        &dir,
-        "dec",
-        &spiped_bin(),
-        "-d",
-        Fam::V4,
-        &echo.addr,
-        &key,
-        &[],
-    );
+    let (echo, dec) = behind_d(&dir, &spiped_bin(), Fam::V4, Reply::Stream, &key);
     let payload = random_bytes(64, BIG);
     let out = run_ours(
         &dec.addr().spiped(),
@@ -130,17 +133,7 @@ fn spipe_to_ours_d_64mib() {
     }
     let dir = TempDir::new("sp-big2");
     let key = dir.key("key");
-    let echo = Echo::start(Fam::Unix, &dir, Reply::Stream);
-    let dec = start_end(
-        &dir,
-        "dec",
-        &relay_bin(),
-        "-d",
-        Fam::V4,
-        &echo.addr,
-        &key,
-        &[],
-    );
+    let (_echo, dec) = behind_d(&dir, &relay_bin(), Fam::Unix, Reply::Stream, &key);
     let payload = random_bytes(65, BIG);
     let out = run_spipe(dec.addr(), &key, &[], &payload);
     assert_ok(&out, "spipe -> our -d, 64 MiB");
@@ -234,8 +227,7 @@ fn pfs_flags_against_spiped_d() {
 fn limited(dec_bin: &Path, client_is_ours: bool, tag: &str) {
     let dir = TempDir::new(tag);
     let key = dir.key("key");
-    let echo = Echo::start(Fam::V4, &dir, Reply::Limited(1000));
-    let dec = start_end(&dir, "dec", dec_bin, "-d", Fam::V4, &echo.addr, &key, &[]);
+    let (_echo, dec) = behind_d(&dir, dec_bin, Fam::V4, Reply::Limited(1000), &key);
     let payload = random_bytes(8, 3000);
     let start = Instant::now();
     let out = if client_is_ours {
@@ -288,17 +280,7 @@ fn limited_echo_ours_to_ours_d() {
 fn proxycommand_interleaved_lines() {
     let dir = TempDir::new("sp-proxy");
     let key = dir.key("key");
-    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let dec = start_end(
-        &dir,
-        "dec",
-        &relay_bin(),
-        "-d",
-        Fam::V4,
-        &echo.addr,
-        &key,
-        &[],
-    );
+    let (_echo, dec) = behind_d(&dir, &relay_bin(), Fam::V4, Reply::Stream, &key);
     let mut child = Command::new(our_spipe().0)
         .args(spipe_args(&dec.addr().spiped(), &key, &[]))
         .stdin(Stdio::piped())
@@ -433,17 +415,7 @@ fn wrong_key_is_handshake_failed() {
     let dir = TempDir::new("sp-wrong");
     let key = dir.key("key");
     let other = dir.key("other");
-    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let dec = start_end(
-        &dir,
-        "dec",
-        &relay_bin(),
-        "-d",
-        Fam::V4,
-        &echo.addr,
-        &key,
-        &[],
-    );
+    let (echo, dec) = behind_d(&dir, &relay_bin(), Fam::V4, Reply::Stream, &key);
     let out = run_ours(
         &dec.addr().spiped(),
         &other,
@@ -530,17 +502,7 @@ fn short_and_readable_key_warns_but_works() {
     std::fs::write(&key, b"short key").expect("write");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .expect("chmod");
-    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let dec = start_end(
-        &dir,
-        "dec",
-        &relay_bin(),
-        "-d",
-        Fam::V4,
-        &echo.addr,
-        &key,
-        &[],
-    );
+    let (_echo, dec) = behind_d(&dir, &relay_bin(), Fam::V4, Reply::Stream, &key);
     let out = run_ours(
         &dec.addr().spiped(),
         &key,
@@ -612,16 +574,12 @@ fn tampering_proxy(upstream: std::net::SocketAddr, flip_at: usize) -> std::net::
 fn tampered_packet_is_connection_error() {
     let dir = TempDir::new("sp-tamper");
     let key = dir.key("key");
-    let echo = Echo::start(Fam::V4, &dir, Reply::AfterEof(Duration::from_millis(100)));
-    let dec = start_end(
+    let (_echo, dec) = behind_d(
         &dir,
-        "dec",
         &relay_bin(),
-        "-d",
         Fam::V4,
-        &echo.addr,
+        Reply::AfterEof(Duration::from_millis(100)),
         &key,
-        &[],
     );
     let bin_common::Addr::Tcp(upstream) = dec.addr().clone() else {
         panic!("TCP expected")

@@ -219,20 +219,25 @@ pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
                     });
                 }
             };
-            let addrs: Vec<SockAddr> = (host.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|error| DaemonError::Resolve {
-                    addr: spec_text(spec),
-                    error,
-                })?
-                .map(SockAddr::from)
-                .collect();
-            if addrs.is_empty() {
-                return Err(DaemonError::NoAddress(spec_text(spec)));
-            }
-            Ok(addrs)
+            lookup_host(spec, host, port)
         }
     }
+}
+
+/// `host` and `port` through the system resolver; errors name `spec`.
+fn lookup_host(spec: &SockAddrSpec, host: &str, port: u16) -> Result<Vec<SockAddr>, DaemonError> {
+    let addrs: Vec<SockAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| DaemonError::Resolve {
+            addr: spec_text(spec),
+            error,
+        })?
+        .map(SockAddr::from)
+        .collect();
+    if addrs.is_empty() {
+        return Err(DaemonError::NoAddress(spec_text(spec)));
+    }
+    Ok(addrs)
 }
 
 /// A bound Unix socket path, removed again when the daemon exits or fails to start.
@@ -268,20 +273,7 @@ fn bind(spec: &SockAddrSpec, addr: &SockAddr) -> Result<(OwnedFd, UnixPathGuard)
 /// As [`resolve`].
 pub fn resolve_bind(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
     match spec {
-        SockAddrSpec::Host { host, port } if port == "0" => {
-            let addrs: Vec<SockAddr> = (host.as_str(), 0)
-                .to_socket_addrs()
-                .map_err(|error| DaemonError::Resolve {
-                    addr: spec_text(spec),
-                    error,
-                })?
-                .map(SockAddr::from)
-                .collect();
-            if addrs.is_empty() {
-                return Err(DaemonError::NoAddress(spec_text(spec)));
-            }
-            Ok(addrs)
-        }
+        SockAddrSpec::Host { host, port } if port == "0" => lookup_host(spec, host, 0),
         _ => resolve(spec),
     }
 }
