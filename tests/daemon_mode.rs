@@ -591,3 +591,61 @@ fn default_pidfile_is_source_dot_pid() {
     assert!(daemon.pid().is_some(), "{} not written", pidfile.display());
     assert!(daemon.alive());
 }
+
+#[test]
+fn syslog_after_daemonising() {
+    if !relay_is_ours() {
+        return;
+    }
+    let dir = TempDir::new("dm-syslog");
+    let key = dir.key("key");
+    let wrong = dir.key("wrong");
+    let log_path = dir.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind log socket");
+    log.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let src = bin_common::fresh_addr(Fam::V4, &dir).spiped();
+    let pidfile = dir.join("syslog.pid");
+    // In a private mount namespace, /dev is a fresh tmpfs holding only /dev/null (the real one,
+    // bind-mounted) and /dev/log -> our datagram socket, so the host's /dev is never touched.
+    let d = dir.path().display();
+    let script = format!(
+        "set -e\n\
+         mount --make-rprivate /\n\
+         touch {d}/null && mount --bind /dev/null {d}/null\n\
+         mount -t tmpfs tmpfs /dev\n\
+         touch /dev/null && mount --bind {d}/null /dev/null\n\
+         ln -s {log} /dev/log\n\
+         exec \"$0\" \"$@\"",
+        log = log_path.display()
+    );
+    let mut a = args(["-m", "sh", "-c", &script]);
+    a.push(relay_bin().into());
+    a.extend(daemon_args(
+        &src,
+        "[127.0.0.1]:9",
+        &key,
+        &pidfile,
+        &["--syslog"],
+    ));
+    let out = run_bounded(Path::new("unshare"), &a, b"", QUICK);
+    let daemon = Daemon {
+        pidfile: pidfile.clone(),
+    };
+    if out.code() != Some(0) || daemon.pid().is_none() {
+        eprintln!("SKIP: cannot make a private mount namespace here: {out:?}");
+        return;
+    }
+    // A client with the wrong key: the daemon logs the dropped connection.
+    let wrong_client = roundtrip(&src, &wrong);
+    assert_exit(&wrong_client, 1, "wrong key");
+    let mut buf = [0u8; 2048];
+    let n = log.recv(&mut buf).expect("a syslog message within 10 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let pid = daemon.pid().expect("pid");
+    assert!(
+        msg.starts_with(&format!("<28>spiperelay[{pid}]: ")),
+        "facility daemon, priority warning, program and pid: {msg:?}"
+    );
+    assert!(msg.contains("handshake failed"), "{msg:?}");
+}
