@@ -529,11 +529,52 @@ fn links_from_install_script_behave_as_spiped_and_spipe() {
         "spiped keygen (not a subcommand under the spiped name)",
     );
 
+    // Shape errors print what spiped prints, byte for byte (only the usage text for these).
+    if have_spiped() {
+        for line in [
+            &["-d", "-s", "x"][..],
+            &["-e", "-d"][..],
+            &["-x"][..],
+            &[
+                "-d",
+                "-s",
+                "[127.0.0.1]:1",
+                "-t",
+                "[127.0.0.1]:2",
+                "-k",
+                "k",
+                "-f",
+                "-g",
+            ][..],
+            &[
+                "-d",
+                "-s",
+                "[127.0.0.1]:1",
+                "-t",
+                "[127.0.0.1]:2",
+                "-k",
+                "k",
+                "-r",
+                "5",
+                "-R",
+            ][..],
+        ] {
+            let ours = run_bounded(&spiped, &args(line), b"", QUICK);
+            let theirs = run_bounded(&spiped_bin(), &args(line), b"", QUICK);
+            assert_exit(&ours, 1, &format!("spiped {line:?}"));
+            assert_eq!(ours.stderr, theirs.stderr, "spiped {line:?}");
+        }
+    }
+
     // spipe: spipe's command line.
     let spipe = bin.join("spipe");
     let out = run_bounded(&spipe, &[], b"", QUICK);
     assert_exit(&out, 1, "spipe without arguments");
-    assert!(out.stderr.contains("usage: spipe -t"), "{:?}", out.stderr);
+    assert!(
+        out.stderr.starts_with("usage: spipe -t"),
+        "{:?}",
+        out.stderr
+    );
 
     // A tunnel made of the two names.
     let key = dir.key("key");

@@ -12,7 +12,8 @@
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
-//! errors, as spiped does) and exit with status 1.
+//! errors, as spiped does) and exit with status 1. Under the names `spiped` and `spipe`, a
+//! shape error that those programs answer with the usage text alone gets the usage text alone.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -47,9 +48,13 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = argv.collect();
     let first = args.first().and_then(|a| a.to_str());
     match (program.as_str(), first) {
-        ("spipe", _) => spipe_main("spipe", args),
-        ("spiped", _) => spiped_main("spiped", args),
-        (_, Some("spipe")) => spipe_main("spipe", args.into_iter().skip(1).collect()),
+        ("spipe", _) => spipe_main("spipe", args, DropIn::Exact),
+        ("spiped", _) => spiped_main("spiped", args, DropIn::Exact),
+        (_, Some("spipe")) => spipe_main(
+            "spipe",
+            args.into_iter().skip(1).collect(),
+            DropIn::Explained,
+        ),
         (_, Some("keygen")) => keygen_main(&program, args.into_iter().skip(1).collect()),
         (_, Some("--help" | "-h" | "help")) => {
             print!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
@@ -60,12 +65,22 @@ fn main() -> ExitCode {
             eprint!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
             ExitCode::FAILURE
         }
-        _ => spiped_main(&program, args),
+        _ => spiped_main(&program, args, DropIn::Explained),
     }
 }
 
+/// How command-line shape errors are reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DropIn {
+    /// Invoked as `spiped` or `spipe`: like those programs, only the usage text where they
+    /// print no message (a missing option, `-f` with `-g`, ...).
+    Exact,
+    /// Invoked as `spiperelay`: always a message naming the cause, then the usage text.
+    Explained,
+}
+
 /// The daemon, with spiped's command line.
-fn spiped_main(program: &str, args: Vec<OsString>) -> ExitCode {
+fn spiped_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
     let args = match SpipedArgs::parse(args) {
         Ok(SpipedCommand::Version) => {
             eprintln!(
@@ -76,7 +91,9 @@ fn spiped_main(program: &str, args: Vec<OsString>) -> ExitCode {
         }
         Ok(SpipedCommand::Run(args)) => args,
         Err(e) => {
-            eprintln!("{program}: {e}");
+            if style == DropIn::Explained || e.spiped_prints_message() {
+                eprintln!("{program}: {e}");
+            }
             if let Some(usage) = e.usage() {
                 eprint!("{usage}");
             }
@@ -93,7 +110,7 @@ fn spiped_main(program: &str, args: Vec<OsString>) -> ExitCode {
 }
 
 /// The client, with spipe's command line.
-fn spipe_main(program: &str, args: Vec<OsString>) -> ExitCode {
+fn spipe_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
     let args = match SpipeArgs::parse(args) {
         Ok(SpipeCommand::Version) => {
             eprintln!(
@@ -104,7 +121,9 @@ fn spipe_main(program: &str, args: Vec<OsString>) -> ExitCode {
         }
         Ok(SpipeCommand::Run(args)) => args,
         Err(e) => {
-            eprintln!("{program}: {e}");
+            if style == DropIn::Explained || e.spipe_prints_message() {
+                eprintln!("{program}: {e}");
+            }
             if e.usage().is_some() {
                 eprint!("{SPIPE_USAGE}");
             }
