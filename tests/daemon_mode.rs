@@ -111,6 +111,13 @@ fn roundtrip(front: &str, key: &Path) -> Output {
     run_bounded(&relay_bin(), &a, b"ping\n", QUICK)
 }
 
+/// [`roundtrip`] succeeds and echoes `ping`.
+fn assert_roundtrip(front: &str, key: &Path, what: &str) {
+    let rt = roundtrip(front, key);
+    assert_exit(&rt, 0, what);
+    assert_eq!(rt.stdout, b"ping\n", "{what}");
+}
+
 #[test]
 fn daemonises_after_bind_and_parent_waits_for_pidfile() {
     if !relay_is_ours() {
@@ -131,9 +138,7 @@ fn daemonises_after_bind_and_parent_waits_for_pidfile() {
         .pid()
         .expect("pidfile written before the parent exited");
     assert!(daemon.alive(), "daemon {pid} not running");
-    let rt = roundtrip(&src, &key);
-    assert_exit(&rt, 0, "round trip through the daemon");
-    assert_eq!(rt.stdout, b"ping\n");
+    assert_roundtrip(&src, &key, "round trip through the daemon");
     // A session of its own (setsid), as spiped.
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     let fields: Vec<&str> = stat
@@ -274,9 +279,7 @@ fn switches_user_and_group_as_root() {
             Some(want_gid),
             "-u {spec}: groups"
         );
-        let rt = roundtrip(&src, &key);
-        assert_exit(&rt, 0, &format!("round trip, -u {spec}"));
-        assert_eq!(rt.stdout, b"ping\n");
+        assert_roundtrip(&src, &key, &format!("round trip, -u {spec}"));
     }
 }
 
@@ -452,9 +455,11 @@ fn keygen_writes_0600_refuses_overwrite_and_forces() {
             &path,
             &[],
         );
-        let rt = roundtrip(&dec.addr().spiped(), &path);
-        assert_exit(&rt, 0, "spipe with a generated key -> spiped -d");
-        assert_eq!(rt.stdout, b"ping\n");
+        assert_roundtrip(
+            &dec.addr().spiped(),
+            &path,
+            "spipe with a generated key -> spiped -d",
+        );
     }
 }
 
