@@ -98,6 +98,16 @@ impl Driver for AnyDriver {
         pass_on!(self, d => d.connect(addr, timeout, token))
     }
 
+    fn connect_from(
+        &mut self,
+        addr: &SockAddr,
+        bind: Option<&SockAddr>,
+        timeout: Duration,
+        token: Token,
+    ) -> Result<Handle, SubmitError> {
+        pass_on!(self, d => d.connect_from(addr, bind, timeout, token))
+    }
+
     fn recv(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         pass_on!(self, d => d.recv(handle, token))
     }

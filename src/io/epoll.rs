@@ -32,7 +32,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use socket2::{SockRef, Socket, Type};
+use socket2::SockRef;
 
 use super::{
     ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
@@ -948,9 +948,25 @@ impl Driver for Epoll {
         timeout: Duration,
         token: Token,
     ) -> Result<Handle, SubmitError> {
-        let sock = Socket::new(addr.domain(), Type::STREAM.nonblocking().cloexec(), None)
+        self.connect_from(addr, None, timeout, token)
+    }
+
+    fn connect_from(
+        &mut self,
+        addr: &SockAddr,
+        bind: Option<&SockAddr>,
+        timeout: Duration,
+        token: Token,
+    ) -> Result<Handle, SubmitError> {
+        let sock = sys::stream_socket_bound(addr, bind).map_err(|e| match e {
+            sys::SysError::Bind(e) => SubmitError::Bind(e),
+            sys::SysError::Socket(e) | sys::SysError::SetOption(e) => SubmitError::Socket(e),
+            _ => SubmitError::Socket(Errno(libc::EIO)),
+        })?;
+        SockRef::from(&sock)
+            .set_nonblocking(true)
             .map_err(|e| SubmitError::Socket(sys::errno_of(&e)))?;
-        let h = self.insert(sock.into(), true);
+        let h = self.insert(sock, true);
         let deadline = self.add_timer(Instant::now() + timeout, TimerKind::ConnectDeadline(h));
         let Some(e) = self.entry_mut(h) else {
             return Err(SubmitError::StaleHandle);

@@ -147,6 +147,9 @@ pub enum SubmitError {
     EmptySend,
     /// A socket could not be created for a connect (for example `EMFILE`).
     Socket(Errno),
+    /// The socket for a connect could not be bound to the requested local address
+    /// ([`Driver::connect_from`]).
+    Bind(Errno),
 }
 
 impl fmt::Display for SubmitError {
@@ -157,6 +160,7 @@ impl fmt::Display for SubmitError {
             SubmitError::RecvPending => f.write_str("a receive is already pending on the socket"),
             SubmitError::EmptySend => f.write_str("refusing to send an empty buffer"),
             SubmitError::Socket(e) => write!(f, "cannot create a socket: {e}"),
+            SubmitError::Bind(e) => write!(f, "cannot bind the outgoing socket: {e}"),
         }
     }
 }
@@ -311,6 +315,27 @@ pub trait Driver {
         timeout: Duration,
         token: Token,
     ) -> Result<Handle, SubmitError>;
+
+    /// As [`Driver::connect`], but when `bind` is given the new socket is first bound to that
+    /// local address (spiped 1.6.3's `-b`). With `bind = None` this is exactly
+    /// [`Driver::connect`].
+    ///
+    /// # Errors
+    /// As [`Driver::connect`], plus [`SubmitError::Bind`] when binding fails (for example
+    /// `EADDRNOTAVAIL`). The provided implementation supports only `bind = None` and reports
+    /// `EOPNOTSUPP` otherwise; a backend that can bind overrides it.
+    fn connect_from(
+        &mut self,
+        addr: &SockAddr,
+        bind: Option<&SockAddr>,
+        timeout: Duration,
+        token: Token,
+    ) -> Result<Handle, SubmitError> {
+        match bind {
+            None => self.connect(addr, timeout, token),
+            Some(_) => Err(SubmitError::Bind(Errno(libc::EOPNOTSUPP))),
+        }
+    }
 
     /// Receives once into a pool buffer chosen when data arrives, so an idle socket holds no
     /// buffer. Ends with [`Event::Received`], [`Event::Eof`] or [`Event::RecvFailed`]. At most

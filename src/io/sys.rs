@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -87,6 +87,26 @@ pub fn stream_socket_for(addr: &SockAddr) -> Result<OwnedFd, SysError> {
     Socket::new(addr.domain(), Type::STREAM, None)
         .map(OwnedFd::from)
         .map_err(|e| SysError::Socket(errno_of(&e)))
+}
+
+/// As [`stream_socket_for`], then, when `bind` is given, binds the socket to that local
+/// address (with `SO_REUSEADDR` for TCP, so a fixed source port can be reused once the
+/// previous connection is in `TIME_WAIT`), ready to be connected from it (spiped's `-b`).
+///
+/// # Errors
+/// [`SysError::Socket`], [`SysError::SetOption`], or [`SysError::Bind`] (e.g. `EADDRNOTAVAIL`
+/// for an address not on this host, `EAFNOSUPPORT` for a family other than `addr`'s).
+pub fn stream_socket_bound(addr: &SockAddr, bind: Option<&SockAddr>) -> Result<OwnedFd, SysError> {
+    let fd = stream_socket_for(addr)?;
+    if let Some(local) = bind {
+        let s = SockRef::from(&fd);
+        if local.as_pathname().is_none() {
+            s.set_reuse_address(true)
+                .map_err(|e| SysError::SetOption(errno_of(&e)))?;
+        }
+        s.bind(local).map_err(|e| SysError::Bind(errno_of(&e)))?;
+    }
+    Ok(fd)
 }
 
 /// Creates a non-blocking socket and starts connecting it to `addr`. Returns the socket and
@@ -252,39 +272,231 @@ pub fn install_signal_handlers() -> Result<&'static SignalCounts, Errno> {
     Ok(&SIGNALS)
 }
 
-/// Detaches from the terminal the way spiped's `daemonize` does: `fork`, the parent exits 0
-/// at once, the child becomes a session leader (`setsid`) and points stdin, stdout and stderr
-/// at `/dev/null`. Call it before any thread or io_uring instance exists.
+/// Detaches from the terminal the way spiped's `daemonize` does (spec §4): `fork`; the child
+/// becomes a session leader (`setsid`) and continues; the parent waits until the child calls
+/// [`Detached::ready`] (after writing its pidfile and finishing its startup) and then exits 0,
+/// or exits 1 if the child exits or drops the [`Detached`] first, so a startup error in the
+/// child still reaches the shell as exit status 1 (the child prints the message itself: its
+/// standard error is still the caller's until [`Detached::ready`]). Call it before any thread
+/// or io_uring instance exists.
 ///
 /// # Errors
-/// The `fork`, `setsid` or `open` error; the process is then still attached.
-pub fn daemonize() -> Result<(), Errno> {
+/// The `pipe`, `fork` or `setsid` error; the process is then still attached.
+pub fn daemonize() -> Result<Detached, Errno> {
+    let mut fds: [libc::c_int; 2] = [0; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints for the duration of the call.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(errno_of(&io::Error::last_os_error()));
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: called while the process is single-threaded (documented contract), so the child
     // may keep running arbitrary code after fork.
     match unsafe { libc::fork() } {
         -1 => return Err(errno_of(&io::Error::last_os_error())),
         0 => {}
-        // SAFETY: `_exit` ends the parent without running destructors that the child still
-        // relies on (the listening socket, for instance, stays open in the child).
-        _ => unsafe { libc::_exit(0) },
+        _ => {
+            drop(wr);
+            let mut byte = [1u8; 1];
+            let status = match std::fs::File::from(rd).read(&mut byte) {
+                Ok(1) if byte[0] == READY => 0,
+                _ => 1,
+            };
+            // SAFETY: `_exit` ends the parent without running destructors that the child still
+            // relies on (the listening socket, for instance, stays open in the child).
+            unsafe { libc::_exit(status) }
+        }
     }
+    drop(rd);
     // SAFETY: setsid has no memory-safety preconditions.
     if unsafe { libc::setsid() } == -1 {
         return Err(errno_of(&io::Error::last_os_error()));
     }
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| errno_of(&e))?;
-    use std::os::fd::AsRawFd;
-    for target in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors; `null` is a valid open descriptor.
-        if unsafe { libc::dup2(null.as_raw_fd(), target) } == -1 {
-            return Err(errno_of(&io::Error::last_os_error()));
+    Ok(Detached { pipe: wr })
+}
+
+/// The byte a daemonised child sends its waiting parent when startup succeeded.
+const READY: u8 = 0;
+
+/// The child's side of [`daemonize`]: tells the waiting parent how startup went. Dropping it
+/// without [`Detached::ready`] makes the parent exit 1.
+#[derive(Debug)]
+pub struct Detached {
+    pipe: OwnedFd,
+}
+
+impl Detached {
+    /// Points stdin, stdout and stderr at `/dev/null` and lets the parent exit 0.
+    ///
+    /// # Errors
+    /// The `open` or `dup2` error; the parent then exits 1.
+    pub fn ready(self) -> Result<(), Errno> {
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| errno_of(&e))?;
+        use std::os::fd::AsRawFd;
+        for target in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors; `null` is a valid open descriptor.
+            if unsafe { libc::dup2(null.as_raw_fd(), target) } == -1 {
+                return Err(errno_of(&io::Error::last_os_error()));
+            }
+        }
+        std::fs::File::from(self.pipe)
+            .write_all(&[READY])
+            .map_err(|e| errno_of(&e))
+    }
+}
+
+/// Why a `-u` user or group could not be found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupError {
+    /// No user of that name, and the name is not a numeric id.
+    NoSuchUser(String),
+    /// No group of that name, and the name is not a numeric id.
+    NoSuchGroup(String),
+    /// The name contains a NUL byte.
+    NulByte(String),
+    /// The password or group database could not be read.
+    Database(Errno),
+}
+
+impl fmt::Display for LookupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchUser(u) => write!(f, "no such user: {u}"),
+            Self::NoSuchGroup(g) => write!(f, "no such group: {g}"),
+            Self::NulByte(n) => write!(f, "invalid name: {n:?}"),
+            Self::Database(e) => write!(f, "cannot read the user database: {e}"),
         }
     }
-    Ok(())
+}
+
+impl std::error::Error for LookupError {}
+
+/// Size of the string buffer handed to `getpwnam_r`/`getgrnam_r`; grown on `ERANGE`.
+const NSS_BUFFER: usize = 4096;
+/// The largest buffer tried before giving up with `ERANGE`.
+const NSS_BUFFER_MAX: usize = 1 << 20;
+
+/// Looks up a user by name, falling back to a numeric uid (spiped's `setuidgid`). Returns
+/// `(uid, primary gid)`; for a numeric uid with no passwd entry, the gid is `None`.
+///
+/// # Errors
+/// [`LookupError::NoSuchUser`], [`LookupError::NulByte`] or [`LookupError::Database`].
+pub fn lookup_user(name: &str) -> Result<(u32, Option<u32>), LookupError> {
+    let c = std::ffi::CString::new(name).map_err(|_| LookupError::NulByte(name.to_owned()))?;
+    let mut size = NSS_BUFFER;
+    loop {
+        let mut buf: Vec<libc::c_char> = vec![0; size];
+        // SAFETY: an all-zero passwd is a valid value to be overwritten by getpwnam_r.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: `c` is NUL-terminated, `pw` and
+        // `result` are writable, `buf` holds `size` bytes. The strings written into `buf` are
+        // not used after it is dropped (only the numeric fields are read).
+        let r =
+            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), size, &mut result) };
+        match r {
+            0 if !result.is_null() => return Ok((pw.pw_uid, Some(pw.pw_gid))),
+            0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
+                return name
+                    .parse::<u32>()
+                    .map(|uid| (uid, None))
+                    .map_err(|_| LookupError::NoSuchUser(name.to_owned()));
+            }
+            libc::ERANGE if size < NSS_BUFFER_MAX => size *= 4,
+            e => return Err(LookupError::Database(Errno(e))),
+        }
+    }
+}
+
+/// Looks up a group by name, falling back to a numeric gid.
+///
+/// # Errors
+/// [`LookupError::NoSuchGroup`], [`LookupError::NulByte`] or [`LookupError::Database`].
+pub fn lookup_group(name: &str) -> Result<u32, LookupError> {
+    let c = std::ffi::CString::new(name).map_err(|_| LookupError::NulByte(name.to_owned()))?;
+    let mut size = NSS_BUFFER;
+    loop {
+        let mut buf: Vec<libc::c_char> = vec![0; size];
+        // SAFETY: an all-zero group is a valid value to be overwritten by getgrnam_r.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `lookup_user`: valid pointers, `buf` holds `size` bytes, and only the
+        // numeric gid is read afterwards.
+        let r =
+            unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), size, &mut result) };
+        match r {
+            0 if !result.is_null() => return Ok(gr.gr_gid),
+            0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
+                return name
+                    .parse::<u32>()
+                    .map_err(|_| LookupError::NoSuchGroup(name.to_owned()));
+            }
+            libc::ERANGE if size < NSS_BUFFER_MAX => size *= 4,
+            e => return Err(LookupError::Database(Errno(e))),
+        }
+    }
+}
+
+/// Which step of [`drop_privileges`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrivilegeError {
+    /// `setgid(2)` failed (usually `EPERM`: not root).
+    SetGid(Errno),
+    /// `setuid(2)` failed.
+    SetUid(Errno),
+}
+
+impl fmt::Display for PrivilegeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SetGid(e) => write!(f, "setgid failed: {e}"),
+            Self::SetUid(e) => write!(f, "setuid failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PrivilegeError {}
+
+/// Switches to `gid` and then `uid` (either may be absent), as spiped's `setuidgid` does: with
+/// a gid, first `setgroups` to just that group (its failure is returned as `Ok(Some(errno))`, a
+/// warning, since an unprivileged process cannot do it but may still switch groups it is in),
+/// then `setgid`; then `setuid`. Must run while the process is single-threaded or accept that
+/// glibc applies the change to every thread.
+///
+/// # Errors
+/// [`PrivilegeError::SetGid`] or [`PrivilegeError::SetUid`]; the process should then exit.
+pub fn drop_privileges(
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<Option<Errno>, PrivilegeError> {
+    let mut warning = None;
+    if let Some(gid) = gid {
+        let groups: [libc::gid_t; 1] = [gid];
+        // SAFETY: `groups` is a valid array of one gid for the duration of the call.
+        if unsafe { libc::setgroups(1, groups.as_ptr()) } != 0 {
+            warning = Some(errno_of(&io::Error::last_os_error()));
+        }
+        // SAFETY: setgid has no memory-safety preconditions.
+        if unsafe { libc::setgid(gid) } != 0 {
+            return Err(PrivilegeError::SetGid(
+                errno_of(&io::Error::last_os_error()),
+            ));
+        }
+    }
+    if let Some(uid) = uid {
+        // SAFETY: setuid has no memory-safety preconditions.
+        if unsafe { libc::setuid(uid) } != 0 {
+            return Err(PrivilegeError::SetUid(
+                errno_of(&io::Error::last_os_error()),
+            ));
+        }
+    }
+    Ok(warning)
 }
 
 /// `AUDIT_ARCH_*` of the architecture this is built for, as seen in `seccomp_data.arch`.

@@ -800,8 +800,19 @@ impl Driver for Uring {
         timeout: Duration,
         token: Token,
     ) -> Result<Handle, SubmitError> {
-        let sock = sys::stream_socket_for(addr).map_err(|e| match e {
+        self.connect_from(addr, None, timeout, token)
+    }
+
+    fn connect_from(
+        &mut self,
+        addr: &SockAddr,
+        bind: Option<&SockAddr>,
+        timeout: Duration,
+        token: Token,
+    ) -> Result<Handle, SubmitError> {
+        let sock = sys::stream_socket_bound(addr, bind).map_err(|e| match e {
             sys::SysError::Socket(e) => SubmitError::Socket(e),
+            sys::SysError::Bind(e) => SubmitError::Bind(e),
             _ => SubmitError::Socket(Errno(libc::EIO)),
         })?;
         let raw = sock.as_raw_fd();

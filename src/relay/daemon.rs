@@ -1,9 +1,12 @@
 //! `spiperelay -e|-d`: from parsed arguments to a running relay (spec §3–§4).
 //!
 //! Startup order, so that every startup error is reported before anything is left behind:
-//! refuse flags not supported yet; read the keys; resolve `-s` and `-t` (with `-D`, after
-//! daemonising, retrying every second); pick the io backend; bind the listener; then
-//! daemonise and write the pidfile (unless `-F`) and start the event loop.
+//! read the keys (warning about weak or exposed key files); look up the `-u` user and group;
+//! resolve `-s`, `-t` and `-b` (with `-D`, after daemonising, retrying every second); pick the
+//! io backend; bind the listener; then (unless `-F`) daemonise and write the pidfile;
+//! drop privileges (`-u`); and only then let the waiting parent exit 0 and switch the log to
+//! syslog (`--syslog`) or nowhere. An error up to that point is printed to the caller's
+//! standard error and the parent exits 1 (spec §3.1, §4).
 //!
 //! Backend: io_uring when it works, otherwise epoll, with one line on standard error naming
 //! why io_uring is unusable. [`BACKEND_ENV`] forces either one.
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::cli::{KeySource, SockAddrSpec, SpipedArgs};
+use crate::cli::{KeySource, SockAddrSpec, SpipedArgs, UserGroup};
 use crate::io::any::{AnyDriver, Backend};
 use crate::io::epoll::{Epoll, EpollConfig, EpollError};
 use crate::io::uring::{self, SetupError, Uring, UringConfig};
@@ -28,6 +31,7 @@ use crate::io::{Errno, SockAddr, WaitError, sys};
 use crate::proto::key::{Key, KeySet};
 
 use super::engine::{Relay, RelayConfig, RelayError};
+use super::keyfile::{self, KeyWarning};
 use super::log::{Logger, Sink};
 
 /// How long the event loop sleeps at most between checks of signals and re-resolution.
@@ -98,6 +102,20 @@ pub enum DaemonError {
     },
     /// Installing signal handlers failed.
     Signals(Errno),
+    /// A `-u` user or group does not exist.
+    User {
+        /// The `-u` argument.
+        user: String,
+        /// What the lookup found.
+        error: sys::LookupError,
+    },
+    /// Switching to the `-u` user or group failed.
+    Privileges {
+        /// The `-u` argument.
+        user: String,
+        /// The step that failed.
+        error: sys::PrivilegeError,
+    },
     /// The relay could not start.
     Relay(RelayError),
     /// The event loop failed.
@@ -125,6 +143,10 @@ impl fmt::Display for DaemonError {
                 write!(f, "cannot write pidfile {}: {error}", path.display())
             }
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Self::User { user, error } => write!(f, "-u {user}: {error}"),
+            Self::Privileges { user, error } => {
+                write!(f, "cannot switch to -u {user}: {error}")
+            }
             Self::Relay(e) => e.fmt(f),
             Self::Wait(e) => write!(f, "error running event loop: {e}"),
         }
@@ -139,13 +161,29 @@ impl std::error::Error for DaemonError {}
 /// # Errors
 /// [`DaemonError::KeyFile`] or [`DaemonError::KeyStdin`] naming the source that failed.
 pub fn read_keys(sources: &[KeySource]) -> Result<KeySet, DaemonError> {
+    read_keys_with_warnings(sources).map(|(keys, _)| keys)
+}
+
+/// As [`read_keys`], and also returns the [`KeyWarning`]s for the key files read (empty,
+/// shorter than 32 bytes, readable by group or others), which the caller prints at start.
+///
+/// # Errors
+/// As [`read_keys`].
+pub fn read_keys_with_warnings(
+    sources: &[KeySource],
+) -> Result<(KeySet, Vec<KeyWarning>), DaemonError> {
     let mut keys = Vec::with_capacity(sources.len());
+    let mut warnings = Vec::new();
     for source in sources {
         let bytes = zeroize::Zeroizing::new(match source {
-            KeySource::File(path) => std::fs::read(path).map_err(|error| DaemonError::KeyFile {
-                path: path.clone(),
-                error,
-            })?,
+            KeySource::File(path) => {
+                let bytes = std::fs::read(path).map_err(|error| DaemonError::KeyFile {
+                    path: path.clone(),
+                    error,
+                })?;
+                warnings.extend(keyfile::warnings(path, bytes.len()));
+                bytes
+            }
             KeySource::Stdin => {
                 let mut buf = Vec::new();
                 std::io::stdin()
@@ -156,7 +194,8 @@ pub fn read_keys(sources: &[KeySource]) -> Result<KeySet, DaemonError> {
         });
         keys.push(Key::from_key_file(&bytes));
     }
-    KeySet::new(keys).ok_or(DaemonError::NotSupported("running without a key"))
+    let keys = KeySet::new(keys).ok_or(DaemonError::NotSupported("running without a key"))?;
+    Ok((keys, warnings))
 }
 
 /// The address as the user wrote it, for messages.
@@ -201,20 +240,25 @@ pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
                     });
                 }
             };
-            let addrs: Vec<SockAddr> = (host.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|error| DaemonError::Resolve {
-                    addr: spec_text(spec),
-                    error,
-                })?
-                .map(SockAddr::from)
-                .collect();
-            if addrs.is_empty() {
-                return Err(DaemonError::NoAddress(spec_text(spec)));
-            }
-            Ok(addrs)
+            lookup_host(spec, host, port)
         }
     }
+}
+
+/// `host` and `port` through the system resolver; errors name `spec`.
+fn lookup_host(spec: &SockAddrSpec, host: &str, port: u16) -> Result<Vec<SockAddr>, DaemonError> {
+    let addrs: Vec<SockAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| DaemonError::Resolve {
+            addr: spec_text(spec),
+            error,
+        })?
+        .map(SockAddr::from)
+        .collect();
+    if addrs.is_empty() {
+        return Err(DaemonError::NoAddress(spec_text(spec)));
+    }
+    Ok(addrs)
 }
 
 /// A bound Unix socket path, removed again when the daemon exits or fails to start.
@@ -241,6 +285,62 @@ fn bind(spec: &SockAddrSpec, addr: &SockAddr) -> Result<(OwnedFd, UnixPathGuard)
         Some(sa) => Ok((sys::listen_tcp(sa).map_err(err)?, UnixPathGuard(None))),
         None => Err(DaemonError::NoAddress(spec_text(spec))),
     }
+}
+
+/// Resolves a `-b` address: as [`resolve`], except that `host:0` is allowed (bind to that
+/// address with a port chosen by the kernel for each connection).
+///
+/// # Errors
+/// As [`resolve`].
+pub fn resolve_bind(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
+    match spec {
+        SockAddrSpec::Host { host, port } if port == "0" => lookup_host(spec, host, 0),
+        _ => resolve(spec),
+    }
+}
+
+/// The first of `addrs`, or [`DaemonError::NoAddress`] naming `spec`.
+pub fn first_address(spec: &SockAddrSpec, addrs: Vec<SockAddr>) -> Result<SockAddr, DaemonError> {
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| DaemonError::NoAddress(spec_text(spec)))
+}
+
+/// The uid and gid a `-u` argument names: `user` gives the user and its primary group,
+/// `:group` only the group, `user:group` both. Names are looked up, with numeric ids as a
+/// fallback (spec §3.1).
+///
+/// # Errors
+/// [`DaemonError::User`] when a name is unknown and not a number.
+pub fn lookup_ids(ug: &UserGroup) -> Result<(Option<u32>, Option<u32>), DaemonError> {
+    let err = |error| DaemonError::User {
+        user: ug.to_string(),
+        error,
+    };
+    match ug {
+        UserGroup::User(user) => {
+            let (uid, gid) = sys::lookup_user(user).map_err(err)?;
+            Ok((Some(uid), gid))
+        }
+        UserGroup::Group(group) => Ok((None, Some(sys::lookup_group(group).map_err(err)?))),
+        UserGroup::UserAndGroup { user, group } => {
+            let (uid, _) = sys::lookup_user(user).map_err(err)?;
+            let gid = sys::lookup_group(group).map_err(err)?;
+            Ok((Some(uid), Some(gid)))
+        }
+    }
+}
+
+/// The logger of a daemonised process: syslog with `--syslog` (if `/dev/log` accepts), else
+/// nothing (standard error is `/dev/null` by then).
+fn daemon_logger(program: &str, syslog: bool) -> Logger {
+    let sink = if syslog {
+        Logger::syslog_sink().unwrap_or(Sink::Discard)
+    } else {
+        Sink::Discard
+    };
+    Logger::new(program, sink)
 }
 
 fn resolve_retrying(spec: &SockAddrSpec, retry: bool) -> Result<Vec<SockAddr>, DaemonError> {
@@ -352,27 +452,31 @@ fn write_pidfile(path: &Path) -> Result<(), DaemonError> {
 /// # Errors
 /// A [`DaemonError`] naming what failed, at startup or (rarely) in the event loop.
 pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
-    if args.user.is_some() {
-        return Err(DaemonError::NotSupported("-u (switching user)"));
+    let (keys, warnings) = read_keys_with_warnings(&args.keys)?;
+    let mut log = Logger::new(program, Sink::Stderr);
+    for w in &warnings {
+        log.always(format_args!("{w}"));
     }
-    if args.bind.is_some() {
-        return Err(DaemonError::NotSupported(
-            "-b (binding outgoing connections)",
-        ));
-    }
-    let keys = read_keys(&args.keys)?;
     let forced = forced_backend(std::env::var_os(BACKEND_ENV).as_deref())?;
     let mut backend = None;
-    let mut pidfile_written = false;
+    // Looked up before anything else happens, so a bad -u is an error at the shell (exit 1).
+    let ids = args.user.as_ref().map(lookup_ids).transpose()?;
+    let mut detached = None;
     if args.wait_for_dns && !args.foreground {
         backend = Some(pick_backend(program, forced)?);
-        sys::daemonize().map_err(DaemonError::Daemonize)?;
+        let d = sys::daemonize().map_err(DaemonError::Daemonize)?;
         write_pidfile(&args.pidfile)?;
-        pidfile_written = true;
+        // -D: the parent returns as soon as the pidfile exists (spec §3.1); later errors go
+        // to syslog (--syslog) or nowhere, as in spiped.
+        d.ready().map_err(DaemonError::Daemonize)?;
+        log = daemon_logger(program, args.syslog);
     }
     let sources = resolve_retrying(&args.source, args.wait_for_dns)?;
     let targets = resolve_retrying(&args.target, args.wait_for_dns)?;
-    let mut log = Logger::new(program, Sink::Stderr);
+    let bind_from = match &args.bind {
+        Some(spec) => Some(first_address(spec, resolve_bind(spec)?)?),
+        None => None,
+    };
     if sources.len() > 1 {
         log.always(format_args!(
             "Listening on first of multiple addresses found for {}",
@@ -384,17 +488,34 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         None => pick_backend(program, forced)?,
     };
     let (listener, _unix_path) = bind(&args.source, &sources[0])?;
-    if !args.foreground && !pidfile_written {
-        sys::daemonize().map_err(DaemonError::Daemonize)?;
+    if !args.foreground && !args.wait_for_dns {
+        // Until `ready`, the parent waits and our stderr is still the caller's: an error from
+        // here on is printed by the binary and makes the parent exit 1.
+        detached = Some(sys::daemonize().map_err(DaemonError::Daemonize)?);
         write_pidfile(&args.pidfile)?;
     }
-    if !args.foreground {
-        let sink = if args.syslog {
-            Logger::syslog_sink().unwrap_or(Sink::Discard)
-        } else {
-            Sink::Discard
-        };
-        log = Logger::new(program, sink);
+    if let Some((uid, gid)) = ids {
+        // After bind and daemonise (spec §3.1, §4).
+        match sys::drop_privileges(uid, gid) {
+            Ok(None) => {}
+            Ok(Some(e)) => log.always(format_args!(
+                "warning: cannot drop supplementary groups: {e}"
+            )),
+            Err(error) => {
+                return Err(DaemonError::Privileges {
+                    user: args
+                        .user
+                        .as_ref()
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
+                    error,
+                });
+            }
+        }
+    }
+    if let Some(d) = detached {
+        d.ready().map_err(DaemonError::Daemonize)?;
+        log = daemon_logger(program, args.syslog);
     }
     let signals = sys::install_signal_handlers().map_err(DaemonError::Signals)?;
     // Two descriptors per connection: the default soft limit of 1024 is too low for -n 1000.
@@ -410,6 +531,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         timeout: args.timeout,
         keepalive: !args.no_keepalive,
         accept_backoff: ACCEPT_BACKOFF,
+        bind: bind_from,
     };
     let mut relay = Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay)?;
 

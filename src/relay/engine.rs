@@ -65,6 +65,8 @@ pub struct RelayConfig {
     pub keepalive: bool,
     /// How long to wait before re-arming an accept that failed for lack of descriptors.
     pub accept_backoff: Duration,
+    /// `-b`: the local address outgoing connections are bound to, if any.
+    pub bind: Option<SockAddr>,
 }
 
 /// Why a connection was dropped; each is logged as one line.
@@ -694,7 +696,7 @@ impl<D: Driver> Relay<D> {
             return;
         }
         let t = self.tok(slot, TAG_CONNECT);
-        match self.io.connect(&addr, left, t) {
+        match self.io.connect_from(&addr, self.cfg.bind.as_ref(), left, t) {
             Ok(h) => {
                 let side = self.target_side();
                 if let Some(c) = self.conn(slot) {

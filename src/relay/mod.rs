@@ -4,11 +4,15 @@
 //!   [`Driver`](crate::io::Driver); no process-wide state.
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
+//! - [`keyfile`]: start-up warnings about key files, and `spiperelay keygen`.
+//! - [`spipe`]: the `spipe` client (stdin/stdout over one connection, blocking sockets).
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 
 pub mod daemon;
 pub mod engine;
+pub mod keyfile;
 pub mod log;
+pub mod spipe;
 
 pub use daemon::{DaemonError, run};
 pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};

@@ -147,6 +147,8 @@ impl TempDir {
             ^ u64::from(std::process::id()).rotate_left(40);
         let path = self.join(name);
         fs::write(&path, random_bytes(seed, 32)).expect("write key file");
+        // As a key file should be (our relay warns about group- or world-readable keys).
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod key file");
         path
     }
 }
@@ -690,6 +692,10 @@ pub enum Reply {
     /// Buffer everything; after the client's EOF wait this long, then send it all and
     /// half-close (a reply that arrives after the client's half-close).
     AfterEof(Duration),
+    /// Echo at most this many bytes a second, in 10 ms bursts (spiped's `nc-server` with a
+    /// BPS argument, its test 08); half-close once the client's EOF was seen and everything
+    /// was echoed.
+    Limited(u32),
 }
 
 /// An echo server (TCP or Unix) on its own accept thread; each connection gets a thread.
@@ -804,6 +810,10 @@ fn serve_echo(mut conn: Conn, reply: Reply, bytes_in: &AtomicU64) {
     if conn.set_timeouts(IO_TIMEOUT).is_err() {
         return;
     }
+    if let Reply::Limited(bps) = reply {
+        serve_limited(conn, bps, bytes_in);
+        return;
+    }
     let deadline = Instant::now() + EXCHANGE_TIMEOUT;
     let mut buf = vec![0u8; 64 * 1024];
     let mut held = Vec::new();
@@ -822,7 +832,7 @@ fn serve_echo(mut conn: Conn, reply: Reply, bytes_in: &AtomicU64) {
                             return;
                         }
                     }
-                    Reply::AfterEof(_) => held.extend_from_slice(&buf[..n]),
+                    Reply::AfterEof(_) | Reply::Limited(_) => held.extend_from_slice(&buf[..n]),
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -839,6 +849,48 @@ fn serve_echo(mut conn: Conn, reply: Reply, bytes_in: &AtomicU64) {
         }
     }
     let _ = conn.shutdown_write();
+}
+
+/// [`Reply::Limited`]: reads whatever is available every 10 ms tick and writes back at most
+/// `bps / 100` bytes per tick, until the client's EOF has been read and everything echoed.
+fn serve_limited(mut conn: Conn, bps: u32, bytes_in: &AtomicU64) {
+    const TICK: Duration = Duration::from_millis(10);
+    let per_tick = (bps as usize / 100).max(1);
+    if conn.set_read_timeout(TICK).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + EXCHANGE_TIMEOUT;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut queue: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut eof = false;
+    while Instant::now() < deadline {
+        if !eof {
+            match conn.read(&mut buf) {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    bytes_in.fetch_add(n as u64, Ordering::SeqCst);
+                    queue.extend(&buf[..n]);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return,
+            }
+        } else {
+            thread::sleep(TICK);
+        }
+        let n = per_tick.min(queue.len());
+        let burst: Vec<u8> = queue.drain(..n).collect();
+        if !burst.is_empty() && conn.write_all(&burst).is_err() {
+            return;
+        }
+        if eof && queue.is_empty() {
+            let _ = conn.shutdown_write();
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
