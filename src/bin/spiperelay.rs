@@ -17,6 +17,10 @@ fn main() -> ExitCode {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "spiperelay".to_owned());
+    let mut argv = argv.peekable();
+    if argv.peek().is_some_and(|a| a == "keys") {
+        return spiperelay::relay::control::keys_main(&program, argv.skip(1).collect());
+    }
     let args = match SpipedArgs::parse(argv) {
         Ok(SpipedCommand::Version) => {
             eprintln!(

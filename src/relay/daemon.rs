@@ -7,6 +7,7 @@
 //!
 //! Signals: the first `SIGTERM` stops accepting and lets open connections finish, then the
 //! process exits 0; a second `SIGTERM`, or `SIGINT`, exits at once. `SIGPIPE` is ignored.
+//! `SIGHUP` reloads the key files, and `--control` serves key rotation ([`super::control`]).
 
 use std::fmt;
 use std::io::Read;
@@ -21,6 +22,7 @@ use crate::io::uring::{self, SetupError, Uring, UringConfig};
 use crate::io::{Errno, SockAddr, WaitError, sys};
 use crate::proto::key::{Key, KeySet};
 
+use super::control::{Rotation, RotationError};
 use super::engine::{Relay, RelayConfig, RelayError};
 use super::log::{Logger, Sink};
 
@@ -85,6 +87,8 @@ pub enum DaemonError {
     Relay(RelayError),
     /// The event loop failed.
     Wait(WaitError),
+    /// Key rotation (`--max-keys`, `--control`) could not be set up.
+    Rotation(RotationError),
 }
 
 impl fmt::Display for DaemonError {
@@ -106,6 +110,7 @@ impl fmt::Display for DaemonError {
             Self::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Self::Relay(e) => e.fmt(f),
             Self::Wait(e) => write!(f, "error running event loop: {e}"),
+            Self::Rotation(e) => e.fmt(f),
         }
     }
 }
@@ -259,6 +264,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         ));
     }
     let keys = read_keys(&args.keys)?;
+    let mut rotation = Rotation::setup(args, &keys).map_err(DaemonError::Rotation)?;
     let mut pidfile_written = false;
     if args.wait_for_dns && !args.foreground {
         uring::probe().map_err(DaemonError::Uring)?;
@@ -302,7 +308,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let cfg = RelayConfig {
         mode: args.mode,
         targets,
-        keys,
+        keys: rotation.ring(),
         pfs: args.pfs,
         max_connections: args.max_connections,
         timeout: args.timeout,
@@ -310,6 +316,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         accept_backoff: ACCEPT_BACKOFF,
     };
     let mut relay = Relay::new(ring, listener, cfg, log).map_err(DaemonError::Relay)?;
+    rotation.start().map_err(DaemonError::Rotation)?;
 
     let reresolve = match (&args.target, args.resolve_interval) {
         (SockAddrSpec::Host { .. }, Some(every)) => Some(every),
@@ -319,6 +326,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let mut terms_seen = 0;
     loop {
         relay.turn(TICK).map_err(DaemonError::Wait)?;
+        rotation.tick(signals.hup.load(Relaxed), relay.log());
         if signals.int.load(Relaxed) > 0 {
             return Ok(());
         }

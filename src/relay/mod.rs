@@ -5,9 +5,13 @@
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
+//! - [`keys`]: the running key set of key rotation, with per-key use counters.
+//! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
 
+pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod keys;
 pub mod log;
 
 pub use daemon::{DaemonError, run};
