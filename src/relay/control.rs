@@ -223,6 +223,12 @@ impl Rotation {
     /// Called by the event loop after each turn with the `SIGHUP` count: reloads the key files
     /// once per new `SIGHUP`, and logs what the control thread did.
     pub fn tick(&mut self, hups: usize, log: &mut Logger) {
+        // Control changes first: they happened before this turn's SIGHUP is handled.
+        if let Some(rx) = &self.log_rx {
+            for line in rx.try_iter().take(1000) {
+                log.always(format_args!("{line}"));
+            }
+        }
         if hups > self.hups_seen {
             self.hups_seen = hups;
             match keys::reload(&self.sources, &self.startup).and_then(|s| self.ring.replace(&s)) {
@@ -231,11 +237,6 @@ impl Rotation {
                     "SIGHUP: reload failed, keeping the accepted keys ({}): {e}",
                     self.ring.fingerprints()
                 )),
-            }
-        }
-        if let Some(rx) = &self.log_rx {
-            for line in rx.try_iter().take(1000) {
-                log.always(format_args!("{line}"));
             }
         }
     }

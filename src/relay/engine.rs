@@ -903,9 +903,9 @@ impl<D: Driver> Relay<D> {
         }
     }
 
-    /// Counts the connection against the key its handshake used and, while more than one key
-    /// is accepted (a rotation is under way), logs that key's fingerprint. Returns false (and
-    /// drops the connection) if the key was removed while the handshake ran.
+    /// Counts the connection against the key its handshake used and logs that key's
+    /// fingerprint (rate-limited like every other line). Returns false (and drops the
+    /// connection) if the key was removed while the handshake ran.
     fn claim_key(&mut self, slot: u32, key_index: usize) -> bool {
         let Some(c) = self.conn(slot) else {
             return false;
@@ -919,13 +919,11 @@ impl<D: Driver> Relay<D> {
             self.drop_conn(slot, DropReason::KeyRemoved);
             return false;
         };
-        if self.cfg.keys.len() > 1 {
-            let mode = mode_flag(self.cfg.mode);
-            self.log.warn(format_args!(
-                "connection established ({mode}) with key {}",
-                claim.fingerprint()
-            ));
-        }
+        let mode = mode_flag(self.cfg.mode);
+        self.log.warn(format_args!(
+            "connection established ({mode}) with key {}",
+            claim.fingerprint()
+        ));
         if let Some(c) = self.conn(slot) {
             c.key_use = Some(claim);
         }
