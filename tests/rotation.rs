@@ -85,6 +85,19 @@ fn status_line(ctl: &Path, fp: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Polls `keys status` until `cond` holds on its output (bounded by [`WAIT`]); panics with the
+/// last output otherwise. Live counts lag a client's close by a moment (the daemon counts a
+/// connection until both of its sockets are closed), hence the polling.
+fn wait_status(ctl: &Path, what: &str, cond: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    let ok = wait_for(|| {
+        last = keys_ok(ctl, "status", None);
+        cond(&last)
+    });
+    assert!(ok, "{what}: status was {last}");
+    last
+}
+
 /// Polls (every 20 ms, at most [`WAIT`]) until `cond` holds; returns whether it did.
 fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
@@ -317,12 +330,10 @@ fn full_rotation(tag: &str, client_bin: &Path) {
         out.contains(&format!("set key {fp_new}")) && out.contains(&fp_old),
         "{out}"
     );
-    let st = keys_ok(&ctl, "status", None);
-    assert!(
+    wait_status(&ctl, "after set", |st| {
         st.contains(&format!("key {fp_new} accepted live=0"))
-            && st.contains(&format!("key {fp_old} removed live=1")),
-        "{st}"
-    );
+            && st.contains(&format!("key {fp_old} removed live=1"))
+    });
 
     // A keeps streaming on its established connection...
     a.wait_progress(256 * 1024, "A after set");
@@ -565,16 +576,15 @@ fn reload_beyond_max_keys_and_rotate_failures_keep_keys() {
     // Everything still works after the refusals.
     assert_echo(ea.addr(), b"a\n", "a after refusals");
     assert_echo(eb.addr(), b"b\n", "b after refusals");
-    let st = keys_ok(&ctl, "status", None);
-    assert!(
-        st.contains("2 key(s) accepted, at most 2 (--max-keys)"),
-        "{st}"
-    );
-    let line_b = status_line(&ctl, &fingerprint(&b)).expect("b listed");
-    assert!(
-        line_b.contains("accepted live=0") && line_b.contains("last_used=2"),
-        "{line_b}"
-    );
+    let fp_b = fingerprint(&b);
+    wait_status(&ctl, "after b's exchange", |st| {
+        st.contains("2 key(s) accepted, at most 2 (--max-keys)")
+            && st.lines().any(|l| {
+                l.starts_with(&format!("key {fp_b} accepted live=0 handshakes="))
+                    && l.contains("last_used=2")
+                    && l.ends_with(" s ago)")
+            })
+    });
 
     // SIGHUP goes back to the -k files: {a, d}.
     sighup(&dec);
@@ -665,18 +675,17 @@ fn set_refuses_a_key_in_use_and_encrypting_end_rotates() {
     };
     let a = Streamer::start(enc.addr());
     a.wait_progress(16 * 1024, "A on -e");
-    let st = keys_ok(&ctl, "status", None);
-    assert!(
+    wait_status(&ctl, "-e with A", |st| {
         st.starts_with("-e end: 1 key(s) accepted")
-            && st.contains(&format!("key {fp_old} current live=1")),
-        "{st}"
-    );
+            && st.contains(&format!("key {fp_old} current live=1"))
+    });
     // -e: SET needs the key rotated in first, too.
     let out = keys_cmd(&ctl, "set", Some(&new));
     assert!(out.code() == Some(1) && out.stderr.contains("Rotate it in first"));
     keys_ok(&ctl, "rotate", Some(&new));
-    let st = keys_ok(&ctl, "status", None);
-    assert!(st.contains(&format!("key {fp_new} standby live=0")), "{st}");
+    wait_status(&ctl, "-e after rotate", |st| {
+        st.contains(&format!("key {fp_new} standby live=0"))
+    });
     // After rotate, -e still uses its first key.
     let n_old = established(&fp_old);
     assert_echo(enc.addr(), b"x\n", "-e after rotate");
