@@ -140,6 +140,21 @@ fn terminate(mut p: Proc) {
     );
 }
 
+/// `-k K` for each key, `--control CTL` if given, then `extra`.
+fn key_flags(keys: &[&Path], control: Option<&Path>, extra: &[&str]) -> Vec<OsString> {
+    let mut flags = Vec::new();
+    for k in keys {
+        flags.push(OsString::from("-k"));
+        flags.push(k.into());
+    }
+    if let Some(c) = control {
+        flags.push("--control".into());
+        flags.push(c.into());
+    }
+    flags.extend(extra.iter().map(OsString::from));
+    flags
+}
+
 /// Our `-d` in front of `echo`, with `flags` (keys, `--control`, ...).
 fn start_d(dir: &TempDir, echo: &Echo, flags: &[OsString]) -> Proc {
     let target = echo.addr.spiped();
@@ -251,11 +266,7 @@ fn full_rotation(tag: &str, client_bin: &Path) {
     let (fp_old, fp_new) = (fingerprint(&old), fingerprint(&new));
     let ctl = dir.join("ctl.sock");
     let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let mut flags = args(["-k"]);
-    flags.push(old.clone().into());
-    flags.push("--control".into());
-    flags.push(ctl.clone().into());
-    let dec = start_d(&dir, &echo, &flags);
+    let dec = start_d(&dir, &echo, &key_flags(&[&old], Some(&ctl), &[]));
     let enc_old = start_end(
         &dir,
         "enc_old",
@@ -400,12 +411,8 @@ fn sighup_reload_and_its_failures() {
     fs::copy(&a, &k1).expect("copy");
     fs::copy(&a, &k2).expect("copy");
     let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let mut flags = args(["-k"]);
-    flags.push(k1.clone().into());
-    flags.push("-k".into());
-    flags.push(k2.clone().into());
     // Standard input is /dev/null: the `-k -` key is K of the empty file.
-    flags.extend(args(["-k", "-", "--max-keys", "3"]));
+    let flags = key_flags(&[&k1, &k2], None, &["-k", "-", "--max-keys", "3"]);
     let dec = start_d(&dir, &echo, &flags);
     let enc = |name: &str, key: &Path| {
         start_end(
@@ -515,13 +522,7 @@ fn reload_beyond_max_keys_and_rotate_failures_keep_keys() {
 
     let k2 = dir.join("k2.key");
     fs::copy(&a, &k2).expect("copy");
-    let mut flags = args(["-k"]);
-    flags.push(a.clone().into());
-    flags.push("-k".into());
-    flags.push(k2.clone().into());
-    flags.push("--control".into());
-    flags.push(ctl.clone().into());
-    let dec = start_d(&dir, &echo, &flags);
+    let dec = start_d(&dir, &echo, &key_flags(&[&a, &k2], Some(&ctl), &[]));
     let meta = fs::metadata(&ctl).expect("control socket");
     assert!(meta.file_type().is_socket());
     assert_eq!(
@@ -601,12 +602,11 @@ fn reload_beyond_max_keys_and_rotate_failures_keep_keys() {
     let k1 = dir.join("k1.key");
     fs::copy(&a, &k1).expect("copy");
     fs::copy(&a, &k2).expect("copy");
-    let mut flags = args(["-k"]);
-    flags.push(k1.clone().into());
-    flags.push("-k".into());
-    flags.push(k2.clone().into());
-    flags.extend(args(["--max-keys", "1"]));
-    let dec = start_d(&dir, &echo, &flags);
+    let dec = start_d(
+        &dir,
+        &echo,
+        &key_flags(&[&k1, &k2], None, &["--max-keys", "1"]),
+    );
     let ea = start_end(
         &dir,
         "ea1",
@@ -649,11 +649,7 @@ fn set_refuses_a_key_in_use_and_encrypting_end_rotates() {
     let ctl = dir.join("ctl-e.sock");
     let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
     // The server already accepts both keys.
-    let mut flags = args(["-k"]);
-    flags.push(old.clone().into());
-    flags.push("-k".into());
-    flags.push(new.clone().into());
-    let dec = start_d(&dir, &echo, &flags);
+    let dec = start_d(&dir, &echo, &key_flags(&[&old, &new], None, &[]));
     let mut eflags: Vec<String> = vec!["--control".into()];
     eflags.push(ctl.display().to_string());
     let eflags: Vec<&str> = eflags.iter().map(String::as_str).collect();
