@@ -719,3 +719,46 @@ fn set_refuses_a_key_in_use_and_encrypting_end_rotates() {
     let out = run_bounded(&relay_bin(), &args(["keys", "frob"]), b"", WAIT);
     assert!(out.code() == Some(1) && out.stderr.contains("usage: spiperelay keys"));
 }
+
+#[test]
+fn control_socket_stale_taken_and_foreign_paths() {
+    if !ours() {
+        return;
+    }
+    let dir = TempDir::new("rot-ctl");
+    let key = key_file(&dir, "k.key", 41);
+    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
+    // A stale socket left by a crash is replaced.
+    let ctl = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&ctl).expect("bind stale"));
+    assert!(ctl.exists());
+    let dec = start_d(&dir, &echo, &key_flags(&[&key], Some(&ctl), &[]));
+    let st = keys_ok(&ctl, "status", None);
+    assert!(
+        st.contains(&format!("key {} accepted", fingerprint(&key))),
+        "{st}"
+    );
+
+    // A second daemon cannot take a live control socket, nor a path that is another file.
+    let foreign = dir.join("foreign");
+    fs::write(&foreign, b"not a socket").expect("write");
+    for (path, what) in [(&ctl, "live socket"), (&foreign, "regular file")] {
+        let mut a = args(["-F", "-d", "-s", "[127.0.0.1]:1", "-t", "[127.0.0.1]:2"]);
+        a.extend(key_flags(&[&key], Some(path), &[]));
+        let out = run_bounded(&relay_bin(), &a, b"", WAIT);
+        assert_eq!(out.code(), Some(1), "{what}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("exists and is not a stale socket"),
+            "{what}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(fs::read(&foreign).expect("read"), b"not a socket");
+    let st = keys_ok(&ctl, "status", None);
+    assert!(
+        st.contains("1 key(s) accepted"),
+        "first daemon still served: {st}"
+    );
+    terminate(dec);
+    assert!(!ctl.exists(), "control socket removed on exit");
+}

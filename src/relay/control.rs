@@ -66,7 +66,8 @@ pub enum RotationError {
         /// What failed.
         error: SysError,
     },
-    /// Another process is serving the control socket path already.
+    /// The control socket path exists and is not a stale socket: another process serves it,
+    /// or it is some other file.
     InUse(PathBuf),
     /// A stale control socket could not be removed.
     Stale {
@@ -92,7 +93,8 @@ impl fmt::Display for RotationError {
             }
             Self::InUse(path) => write!(
                 f,
-                "control socket {} is in use by a running process",
+                "cannot create control socket {}: it exists and is not a stale socket \
+                 (another daemon serving it?)",
                 path.display()
             ),
             Self::Stale { path, error } => write!(

@@ -94,8 +94,8 @@ pub enum DropReason {
     Random(Errno),
     /// An io operation could not be submitted.
     Submit(SubmitError),
-    /// The handshake finished with a key that was removed from the accepted set (`keys set`
-    /// or a reload) while it ran.
+    /// `-d`: the handshake finished with a key that was removed from the accepted set
+    /// (`keys set` or a reload) while it ran.
     KeyRemoved,
 }
 

@@ -339,11 +339,27 @@ impl KeyRing {
     }
 
     /// Records that a connection completed its handshake with `key`: one more live connection,
-    /// last used now. Returns `None` (and counts nothing) if `key` is no longer accepted, i.e.
-    /// it was removed while the handshake ran; the caller should then drop the connection.
+    /// last used now.
+    ///
+    /// If `key` was removed while the handshake ran: on `-d` this returns `None` and counts
+    /// nothing (the caller drops the connection: the key is no longer accepted); on `-e` the
+    /// connection is counted against the removed key, listed as retired (the server, not this
+    /// end, decides which keys it accepts, and it has just accepted this one).
     pub fn begin_use(&self, key: &Key) -> Option<KeyUse> {
         let mut ring = self.lock();
-        let e = ring.accepted.iter_mut().find(|e| same(&e.key, key))?;
+        let ring = &mut *ring;
+        let found = ring.accepted.iter().position(|e| same(&e.key, key));
+        let e = match (found, ring.mode) {
+            (Some(i), _) => ring.accepted.get_mut(i)?,
+            (None, RingMode::Decrypt) => return None,
+            (None, RingMode::Encrypt) => {
+                if !ring.retired.iter().any(|e| same(&e.key, key)) {
+                    let entry = ring.new_entry(key.clone());
+                    ring.retired.push(entry);
+                }
+                ring.retired.iter_mut().find(|e| same(&e.key, key))?
+            }
+        };
         e.live += 1;
         e.handshakes += 1;
         e.last_used = Some(SystemTime::now());
@@ -555,6 +571,12 @@ mod tests {
         assert!(r.status()[0].primary);
         r.set(k("new"), false).expect("set on -e needs no --force");
         assert_eq!(r.current().first().as_bytes(), k("new").as_bytes());
+        // A handshake that began with the old key before the SET still counts on -e.
+        let late = r.begin_use(&k("old")).expect("-e keeps a late handshake");
+        assert_eq!(r.status().iter().filter(|s| !s.accepted).count(), 1);
+        assert_eq!(r.status()[1].live, 2);
+        r.end_use(late);
+        assert_eq!(r.status()[1].live, 1);
     }
 
     #[test]
