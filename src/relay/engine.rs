@@ -904,7 +904,8 @@ impl<D: Driver> Relay<D> {
     }
 
     /// Counts the connection against the key its handshake used and logs that key's
-    /// fingerprint (rate-limited like every other line). Returns false (and drops the
+    /// fingerprint (as a notice: rate-limited, but on its own budget, so it never hides a
+    /// warning). Returns false (and drops the
     /// connection) if the key was removed while the handshake ran.
     fn claim_key(&mut self, slot: u32, key_index: usize) -> bool {
         let Some(c) = self.conn(slot) else {
@@ -920,7 +921,7 @@ impl<D: Driver> Relay<D> {
             return false;
         };
         let mode = mode_flag(self.cfg.mode);
-        self.log.warn(format_args!(
+        self.log.notice(format_args!(
             "connection established ({mode}) with key {}",
             claim.fingerprint()
         ));
