@@ -44,6 +44,9 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest request line accepted (a command word and a path).
 pub const MAX_REQUEST: usize = 8192;
 
+/// The longest answer the client reads (a status report is a few hundred bytes).
+pub const MAX_ANSWER: u64 = 1 << 20;
+
 /// The environment variable `spiperelay keys` reads when `--control` is not given.
 pub const CONTROL_ENV: &str = "SPIPERELAY_CONTROL";
 
@@ -480,7 +483,7 @@ fn request(control: &Path, line: &[u8]) -> Result<(bool, String), String> {
         .map_err(io_err)?;
     conn.write_all(line).map_err(io_err)?;
     let mut answer = Vec::new();
-    conn.take(1 << 20)
+    conn.take(MAX_ANSWER)
         .read_to_end(&mut answer)
         .map_err(io_err)?;
     let answer = String::from_utf8_lossy(&answer);
