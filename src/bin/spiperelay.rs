@@ -8,6 +8,7 @@
 //! | `spipe ARGS` (argv[0]) or `spiperelay spipe ARGS` | the spipe client |
 //! | `spiped ARGS` (argv[0]) | the daemon, spiped's command line exactly |
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
+//! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
 //! | `spiperelay --help` | this program's usage, exit 0 |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
@@ -29,6 +30,7 @@ const SUBCOMMANDS_USAGE: &str = "\
        spiperelay spipe -t <target socket> -k <key file> [-f | -g] [-j]
            [-o <connection timeout>] [-b <bind address>]
        spiperelay keygen [--force] <key file>
+       spiperelay keys [--control <socket>] {status | rotate <key file> | set [--force] <key file>}
        spiperelay --help
 ";
 
@@ -56,6 +58,9 @@ fn main() -> ExitCode {
             DropIn::Explained,
         ),
         (_, Some("keygen")) => keygen_main(&program, args.into_iter().skip(1).collect()),
+        (_, Some("keys")) => {
+            spiperelay::relay::control::keys_main(&program, args.into_iter().skip(1).collect())
+        }
         (_, Some("--help" | "-h" | "help")) => {
             print!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
             ExitCode::SUCCESS

@@ -10,6 +10,9 @@
 //! spiperelay additions and differences, on purpose:
 //! - `-k` may be repeated, to accept several keys during key rotation: the one exception to
 //!   "a repeated option is a usage error". `-k -` (stdin) may appear only once.
+//! - `--control <path>` (a Unix control socket for `spiperelay keys`) and `--max-keys <n>`
+//!   (how many keys may be accepted at once, default [`DEFAULT_MAX_KEYS`]) are spiperelay's
+//!   key-rotation options; they are not in the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
@@ -50,6 +53,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default target re-resolution interval (`-r`): 60 seconds.
 pub const DEFAULT_RTIME: Duration = Duration::from_secs(60);
 
+/// How many keys may be accepted at once without `--max-keys`: two, the current one and the
+/// one being rotated in (as the managed-Redis AUTH token rotation allows).
+pub const DEFAULT_MAX_KEYS: usize = 2;
+
+/// The largest `--max-keys`: a `-d` handshake costs one HMAC per accepted key.
+pub const MAX_KEYS_LIMIT: usize = 16;
+
 const SPECS: &[OptSpec] = &[
     OptSpec::flag("-e"),
     OptSpec::flag("-d"),
@@ -68,6 +78,8 @@ const SPECS: &[OptSpec] = &[
     OptSpec::flag("-R"),
     OptSpec::with_arg("-b"),
     OptSpec::flag("--syslog"),
+    OptSpec::with_arg("--control"),
+    OptSpec::with_arg("--max-keys"),
     OptSpec::with_arg("-u"),
     OptSpec::flag("-v"),
 ];
@@ -125,6 +137,11 @@ pub struct SpipedArgs {
     pub syslog: bool,
     /// `-u`: the user and/or group to switch to after binding.
     pub user: Option<UserGroup>,
+    /// `--control`: where to serve the key-rotation control socket (spiperelay only).
+    pub control: Option<PathBuf>,
+    /// `--max-keys`: the most keys accepted at once, 1 to [`MAX_KEYS_LIMIT`]. Default
+    /// [`DEFAULT_MAX_KEYS`].
+    pub max_keys: usize,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -153,6 +170,9 @@ pub enum SpipedArgsError {
     RtimeWithNoResolve(String),
     /// A bad `-n`, `-o`, `-r` or `-u` argument.
     Value(ValueError),
+    /// A `--max-keys` argument that is not a decimal number from 1 to [`MAX_KEYS_LIMIT`].
+    /// Holds the text.
+    MaxKeys(String),
     /// A `-s`, `-t` or `-b` address that does not parse.
     Address {
         /// The option: `-s`, `-t` or `-b`.
@@ -168,7 +188,7 @@ impl SpipedArgsError {
     /// message and exits 1).
     pub fn usage(&self) -> Option<&'static str> {
         match self {
-            Self::Value(_) | Self::Address { .. } => None,
+            Self::Value(_) | Self::Address { .. } | Self::MaxKeys(_) => None,
             _ => Some(SPIPED_USAGE),
         }
     }
@@ -199,6 +219,10 @@ impl fmt::Display for SpipedArgsError {
                 write!(f, "-r {r} and -R are mutually exclusive")
             }
             Self::Value(e) => e.fmt(f),
+            Self::MaxKeys(text) => write!(
+                f,
+                "--max-keys {text}: must be a number from 1 to {MAX_KEYS_LIMIT}"
+            ),
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
         }
     }
@@ -254,6 +278,8 @@ impl SpipedArgs {
         let mut no_resolve = false;
         let mut bind = None;
         let mut user = None;
+        let mut control = None;
+        let mut max_keys = DEFAULT_MAX_KEYS;
         let mut flags = Flags::default();
 
         while let Some(opt) = getopt.next_opt()? {
@@ -297,6 +323,8 @@ impl SpipedArgs {
                 "-b" => bind = Some(arg),
                 "--syslog" => flags.syslog = true,
                 "-u" => user = Some(UserGroup::parse(&arg)?),
+                "--control" => control = Some(PathBuf::from(arg)),
+                "--max-keys" => max_keys = parse_max_keys(&arg)?,
                 "-v" => return Ok(SpipedCommand::Version),
                 // Every name in SPECS is handled above; Getopt returns no other.
                 _ => return Err(GetoptError::IllegalOption(name.to_owned()).into()),
@@ -354,7 +382,20 @@ impl SpipedArgs {
             bind,
             syslog: flags.syslog,
             user,
+            control,
+            max_keys,
         })))
+    }
+}
+
+/// `--max-keys`: decimal, 1 to [`MAX_KEYS_LIMIT`].
+fn parse_max_keys(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
+    let text = lossy_os(arg);
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_KEYS_LIMIT).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(n)
+        }
+        _ => Err(SpipedArgsError::MaxKeys(text)),
     }
 }
 
@@ -416,7 +457,26 @@ mod tests {
                 bind: None,
                 syslog: false,
                 user: None,
+                control: None,
+                max_keys: DEFAULT_MAX_KEYS,
             }
+        );
+    }
+
+    #[test]
+    fn rotation_options() {
+        let a = run(&format!("{BASE} --control /run/c.sock --max-keys 3"));
+        assert_eq!(a.control, Some(PathBuf::from("/run/c.sock")));
+        assert_eq!(a.max_keys, 3);
+        assert_eq!(run(&format!("{BASE} --max-keys=16")).max_keys, 16);
+        for bad in ["0", "17", "-1", "+2", "x", ""] {
+            let e = err(&format!("{BASE} --max-keys={bad}"));
+            assert_eq!(e, SpipedArgsError::MaxKeys(bad.into()));
+            assert!(e.usage().is_none());
+        }
+        assert_eq!(
+            err(&format!("{BASE} --control a --control b")),
+            SpipedArgsError::Repeated("--control")
         );
     }
 

@@ -77,6 +77,42 @@ pub fn listen_unix(path: &Path) -> Result<OwnedFd, SysError> {
     listener(Domain::UNIX, &addr)
 }
 
+/// Like [`listen_unix`], but the socket file is created with mode 0600 (owner only), for a
+/// control socket: the umask is set to 0177 around the `bind`, so the file is never briefly
+/// accessible to others. Call it while the process is single-threaded (the umask is
+/// process-wide).
+pub fn listen_unix_private(path: &Path) -> Result<OwnedFd, SysError> {
+    // SAFETY: umask has no memory-safety preconditions; it only swaps the process's mask.
+    let old = unsafe { libc::umask(0o177) };
+    let r = listen_unix(path);
+    // SAFETY: as above; restores the previous mask.
+    unsafe { libc::umask(old) };
+    r
+}
+
+/// Blocks `SIGTERM`, `SIGINT` and `SIGHUP` in the calling thread, so that they are delivered
+/// to the event-loop thread, whose io_uring wait they interrupt. For helper threads.
+///
+/// # Errors
+/// The `pthread_sigmask` error (not expected).
+pub fn block_daemon_signals_in_thread() -> Result<(), Errno> {
+    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t owned by this frame; the signal numbers are valid.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(Errno(r));
+    }
+    Ok(())
+}
+
 /// The local address of a socket, e.g. to learn the port of a listener bound to port 0.
 pub fn local_addr(fd: BorrowedFd<'_>) -> Result<SockAddr, Errno> {
     SockRef::from(&fd).local_addr().map_err(|e| errno_of(&e))

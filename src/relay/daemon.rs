@@ -13,6 +13,7 @@
 //!
 //! Signals: the first `SIGTERM` stops accepting and lets open connections finish, then the
 //! process exits 0; a second `SIGTERM`, or `SIGINT`, exits at once. `SIGPIPE` is ignored.
+//! `SIGHUP` reloads the key files, and `--control` serves key rotation ([`super::control`]).
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -30,6 +31,7 @@ use crate::io::uring::{self, SetupError, Uring, UringConfig};
 use crate::io::{Errno, SockAddr, WaitError, sys};
 use crate::proto::key::{Key, KeySet};
 
+use super::control::{Rotation, RotationError};
 use super::engine::{Relay, RelayConfig, RelayError};
 use super::keyfile::{self, KeyWarning};
 use super::log::{Logger, Sink};
@@ -120,6 +122,8 @@ pub enum DaemonError {
     Relay(RelayError),
     /// The event loop failed.
     Wait(WaitError),
+    /// Key rotation (`--max-keys`, `--control`) could not be set up.
+    Rotation(RotationError),
 }
 
 impl fmt::Display for DaemonError {
@@ -149,6 +153,7 @@ impl fmt::Display for DaemonError {
             }
             Self::Relay(e) => e.fmt(f),
             Self::Wait(e) => write!(f, "error running event loop: {e}"),
+            Self::Rotation(e) => e.fmt(f),
         }
     }
 }
@@ -457,6 +462,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     for w in &warnings {
         log.always(format_args!("{w}"));
     }
+    let mut rotation = Rotation::setup(args, &keys).map_err(DaemonError::Rotation)?;
     let forced = forced_backend(std::env::var_os(BACKEND_ENV).as_deref())?;
     let mut backend = None;
     // Looked up before anything else happens, so a bad -u is an error at the shell (exit 1).
@@ -525,7 +531,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let cfg = RelayConfig {
         mode: args.mode,
         targets,
-        keys,
+        keys: rotation.ring(),
         pfs: args.pfs,
         max_connections: args.max_connections,
         timeout: args.timeout,
@@ -534,6 +540,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         bind: bind_from,
     };
     let mut relay = Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay)?;
+    rotation.start().map_err(DaemonError::Rotation)?;
 
     let reresolve = match (&args.target, args.resolve_interval) {
         (SockAddrSpec::Host { .. }, Some(every)) => Some(every),
@@ -543,6 +550,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let mut terms_seen = 0;
     loop {
         relay.turn(TICK).map_err(DaemonError::Wait)?;
+        rotation.tick(signals.hup.load(Relaxed), relay.log());
         if signals.int.load(Relaxed) > 0 {
             return Ok(());
         }

@@ -34,6 +34,7 @@ use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
 
+use super::keys::{KeyRing, KeyUse};
 use super::log::Logger;
 
 /// A pump stops reading while this many bytes wait to be written to the other side
@@ -53,8 +54,10 @@ pub struct RelayConfig {
     pub mode: Mode,
     /// The target's addresses, tried in order for each connection.
     pub targets: Vec<SockAddr>,
-    /// Accepted keys; the first is used when this side is the protocol client.
-    pub keys: KeySet,
+    /// Accepted keys, shared with the control socket (key rotation): each new handshake uses
+    /// the set current at its start; the first key is used when this side is the protocol
+    /// client.
+    pub keys: KeyRing,
     /// `-f` / `-g` / neither.
     pub pfs: PfsPolicy,
     /// `-n`: the most simultaneous connections, `None` for unlimited.
@@ -93,6 +96,9 @@ pub enum DropReason {
     Random(Errno),
     /// An io operation could not be submitted.
     Submit(SubmitError),
+    /// `-d`: the handshake finished with a key that was removed from the accepted set
+    /// (`keys set` or a reload) while it ran.
+    KeyRemoved,
 }
 
 /// The two sockets of a connection.
@@ -143,6 +149,9 @@ impl fmt::Display for DropReason {
             DropReason::BadStream(e) => write!(f, "bad packet: {e}"),
             DropReason::Random(e) => write!(f, "the random number generator failed: {e}"),
             DropReason::Submit(e) => write!(f, "io error: {e}"),
+            DropReason::KeyRemoved => {
+                f.write_str("its key was removed from the accepted keys during the handshake")
+            }
         }
     }
 }
@@ -185,6 +194,14 @@ const CRYPT: usize = 1;
 const ENC: usize = 0;
 /// Direction `DEC` reads the encrypted side and writes the plaintext side.
 const DEC: usize = 1;
+
+/// `-e` or `-d`, for log lines.
+fn mode_flag(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Encrypt => "-e",
+        Mode::Decrypt => "-d",
+    }
+}
 
 fn side_of(index: usize) -> Side {
     if index == PLAIN {
@@ -240,6 +257,10 @@ struct Conn {
     phase: Phase,
     /// Handshake state while `phase == Handshake` (and until its last output is sent).
     hs: Option<Box<Handshake>>,
+    /// The key set the handshake was started with (its `key_index` refers to it).
+    hs_keys: Option<KeySet>,
+    /// The key this connection uses, counted in the [`KeyRing`] until teardown.
+    key_use: Option<KeyUse>,
     /// A handshake send is in flight on the encrypted side.
     hs_sending: bool,
     /// The deadline timer of the current setup phase.
@@ -618,6 +639,8 @@ impl<D: Driver> Relay<D> {
             sock,
             phase: Phase::Handshake,
             hs: None,
+            hs_keys: None,
+            key_use: None,
             hs_sending: false,
             timer: None,
             connect_deadline: Instant::now(),
@@ -777,12 +800,14 @@ impl<D: Driver> Relay<D> {
             Mode::Encrypt => Role::Client,
             Mode::Decrypt => Role::Server,
         };
-        let hs = Handshake::new(role, self.cfg.keys.clone(), nonce, dh);
+        let keys = self.cfg.keys.current();
+        let hs = Handshake::new(role, keys.clone(), nonce, dh);
         let t = self.tok(slot, TAG_HS_TIMER);
         let timer = self.io.timer(self.cfg.timeout, t);
         if let Some(c) = self.conn(slot) {
             c.phase = Phase::Handshake;
             c.hs = Some(Box::new(hs));
+            c.hs_keys = Some(keys);
             c.timer = Some(timer);
         }
         self.flush_handshake(slot);
@@ -857,6 +882,7 @@ impl<D: Driver> Relay<D> {
                 return;
             }
         };
+        let key_index = session.key_index();
         let (encoder, decoder) = session.into_stream();
         c.encoder = Some(encoder);
         c.decoder = Some(decoder);
@@ -865,6 +891,9 @@ impl<D: Driver> Relay<D> {
             self.io.cancel_timer(id);
         }
         self.stats.handshakes += 1;
+        if !self.claim_key(slot, key_index) {
+            return;
+        }
         match self.cfg.mode {
             Mode::Encrypt => self.start_pumps(slot),
             Mode::Decrypt => {
@@ -874,6 +903,34 @@ impl<D: Driver> Relay<D> {
                 self.begin_connect(slot);
             }
         }
+    }
+
+    /// Counts the connection against the key its handshake used and logs that key's
+    /// fingerprint (as a notice: rate-limited, but on its own budget, so it never hides a
+    /// warning). Returns false (and drops the
+    /// connection) if the key was removed while the handshake ran.
+    fn claim_key(&mut self, slot: u32, key_index: usize) -> bool {
+        let Some(c) = self.conn(slot) else {
+            return false;
+        };
+        let key = c
+            .hs_keys
+            .take()
+            .and_then(|set| set.as_slice().get(key_index).cloned());
+        let claim = key.and_then(|k| self.cfg.keys.begin_use(&k));
+        let Some(claim) = claim else {
+            self.drop_conn(slot, DropReason::KeyRemoved);
+            return false;
+        };
+        let mode = mode_flag(self.cfg.mode);
+        self.log.notice(format_args!(
+            "connection established ({mode}) with key {}",
+            claim.fingerprint()
+        ));
+        if let Some(c) = self.conn(slot) {
+            c.key_use = Some(claim);
+        }
+        true
     }
 
     // ---- pumps ----
@@ -1082,20 +1139,28 @@ impl<D: Driver> Relay<D> {
         c.closing = Some(0);
         let socks = c.sock;
         let timer = c.timer.take();
+        let key_use = c.key_use.take();
         if let Some(id) = timer {
             self.io.cancel_timer(id);
         }
         match reason {
             Some(r) => {
                 self.stats.dropped += 1;
-                let mode = match self.cfg.mode {
-                    Mode::Encrypt => "-e",
-                    Mode::Decrypt => "-d",
-                };
-                self.log
-                    .warn(format_args!("connection dropped ({mode}): {r}"));
+                let mode = mode_flag(self.cfg.mode);
+                match &key_use {
+                    Some(u) => self.log.warn(format_args!(
+                        "connection dropped ({mode}): {r} (key {})",
+                        u.fingerprint()
+                    )),
+                    None => self
+                        .log
+                        .warn(format_args!("connection dropped ({mode}): {r}")),
+                }
             }
             None => self.stats.clean_closes += 1,
+        }
+        if let Some(u) = key_use {
+            self.cfg.keys.end_use(u);
         }
         let mut outstanding = 0u8;
         for (side, h) in socks.iter().enumerate() {
@@ -1109,6 +1174,7 @@ impl<D: Driver> Relay<D> {
         if let Some(c) = self.conn(slot) {
             c.closing = Some(outstanding);
             c.hs = None;
+            c.hs_keys = None;
             c.encoder = None;
             c.decoder = None;
             c.pump = [Pump::default(), Pump::default()];

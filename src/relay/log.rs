@@ -27,13 +27,48 @@ pub enum Sink {
 
 /// A rate-limited logger: up to [`BURST`] lines at once, then [`PER_SECOND`] lines a second.
 /// Lines over the limit are counted and reported in the next line that gets through.
+///
+/// Warnings ([`Logger::warn`]) and routine notices ([`Logger::notice`], one per connection)
+/// have separate budgets, so a flood of good connections cannot hide a warning.
 #[derive(Debug)]
 pub struct Logger {
     program: String,
     sink: Sink,
+    warnings: Bucket,
+    notices: Bucket,
+}
+
+/// A token bucket of [`BURST`] lines refilled at [`PER_SECOND`].
+#[derive(Debug)]
+struct Bucket {
     tokens: f64,
     last: Instant,
     suppressed: u64,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Self {
+            tokens: f64::from(BURST),
+            last: Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(lines suppressed before this one)` if a line may go out now; else counts it.
+    fn take(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens =
+            (self.tokens + elapsed.as_secs_f64() * f64::from(PER_SECOND)).min(f64::from(BURST));
+        if self.tokens < 1.0 {
+            self.suppressed += 1;
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 impl Logger {
@@ -42,9 +77,8 @@ impl Logger {
         Self {
             program: program.to_owned(),
             sink,
-            tokens: f64::from(BURST),
-            last: Instant::now(),
-            suppressed: 0,
+            warnings: Bucket::new(),
+            notices: Bucket::new(),
         }
     }
 
@@ -60,17 +94,20 @@ impl Logger {
 
     /// Logs one line, unless the rate limit has been reached (then it is only counted).
     pub fn warn(&mut self, msg: fmt::Arguments<'_>) {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        self.tokens =
-            (self.tokens + elapsed.as_secs_f64() * f64::from(PER_SECOND)).min(f64::from(BURST));
-        if self.tokens < 1.0 {
-            self.suppressed += 1;
-            return;
+        if let Some(suppressed) = self.warnings.take() {
+            self.limited(msg, suppressed);
         }
-        self.tokens -= 1.0;
-        let suppressed = std::mem::take(&mut self.suppressed);
+    }
+
+    /// Logs a routine line (such as which key a connection uses) under its own rate limit,
+    /// separate from [`Logger::warn`]'s.
+    pub fn notice(&mut self, msg: fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.notices.take() {
+            self.limited(msg, suppressed);
+        }
+    }
+
+    fn limited(&mut self, msg: fmt::Arguments<'_>, suppressed: u64) {
         let line = if suppressed > 0 {
             format!("{msg} ({suppressed} earlier messages suppressed by the rate limit)")
         } else {
@@ -99,17 +136,17 @@ impl Logger {
         }
     }
 
-    /// Lines dropped by the rate limit and not yet reported.
+    /// Warnings dropped by the rate limit and not yet reported.
     pub fn suppressed(&self) -> u64 {
-        self.suppressed
+        self.warnings.suppressed
     }
 
-    /// How long until the next line would get through (zero if one would now).
+    /// How long until the next warning would get through (zero if one would now).
     pub fn backoff(&self) -> Duration {
-        if self.tokens >= 1.0 {
+        if self.warnings.tokens >= 1.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / f64::from(PER_SECOND))
+            Duration::from_secs_f64((1.0 - self.warnings.tokens) / f64::from(PER_SECOND))
         }
     }
 }
@@ -131,5 +168,17 @@ mod tests {
         // At most a couple of tokens can have been refilled while the loop ran.
         assert!(log.suppressed() >= 95, "{}", log.suppressed());
         assert!(log.backoff() > Duration::ZERO);
+    }
+
+    #[test]
+    fn notices_do_not_use_up_warnings() {
+        let mut log = Logger::new("t", Sink::Discard);
+        for _ in 0..(2 * BURST) {
+            log.notice(format_args!("n"));
+        }
+        assert_eq!(log.suppressed(), 0);
+        assert_eq!(log.backoff(), Duration::ZERO);
+        log.warn(format_args!("w"));
+        assert_eq!(log.suppressed(), 0);
     }
 }

@@ -7,10 +7,14 @@
 //! - [`keyfile`]: start-up warnings about key files, and `spiperelay keygen`.
 //! - [`spipe`]: the `spipe` client (stdin/stdout over one connection, blocking sockets).
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
+//! - [`keys`]: the running key set of key rotation, with per-key use counters.
+//! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
 
+pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod keyfile;
+pub mod keys;
 pub mod log;
 pub mod spipe;
 
