@@ -12,6 +12,9 @@
 //!   "a repeated option is a usage error". `-k -` (stdin) may appear only once.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
+//! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
+//!   `PROTOCOL.md`); it is refused with `-f` ([`SpipedArgsError::X25519WithoutPfs`]) and not in
+//!   the usage text, which stays spiped's.
 //! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
 //!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` means the default of
 //!   5 s, as in spiped; `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
@@ -70,6 +73,7 @@ const SPECS: &[OptSpec] = &[
     OptSpec::flag("--syslog"),
     OptSpec::with_arg("-u"),
     OptSpec::flag("-v"),
+    OptSpec::flag("--x25519"),
 ];
 
 /// Which side of the tunnel this spiped is.
@@ -125,6 +129,9 @@ pub struct SpipedArgs {
     pub syslog: bool,
     /// `-u`: the user and/or group to switch to after binding.
     pub user: Option<UserGroup>,
+    /// `--x25519`: spiperelay's X25519 handshake instead of spiped's group-14 one (both ends
+    /// must use it; PROTOCOL.md). Refused together with `-f`.
+    pub x25519: bool,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -146,6 +153,8 @@ pub enum SpipedArgsError {
     NoMode,
     /// Both `-f` and `-g`.
     BothPfs,
+    /// `--x25519` together with `-f`: X25519 mode always uses forward secrecy.
+    X25519WithoutPfs,
     /// A required option is absent: `-k`, `-s` or `-t`. Holds its name.
     MissingOption(&'static str),
     /// `-R` together with a `-r` other than 60 seconds (`-r 0` counts as 60, as in spiped).
@@ -168,7 +177,7 @@ impl SpipedArgsError {
     /// message and exits 1).
     pub fn usage(&self) -> Option<&'static str> {
         match self {
-            Self::Value(_) | Self::Address { .. } => None,
+            Self::Value(_) | Self::Address { .. } | Self::X25519WithoutPfs => None,
             _ => Some(SPIPED_USAGE),
         }
     }
@@ -194,6 +203,10 @@ impl fmt::Display for SpipedArgsError {
             Self::BothModes => f.write_str("-e and -d are mutually exclusive"),
             Self::NoMode => f.write_str("one of -e or -d is required"),
             Self::BothPfs => f.write_str("-f and -g are mutually exclusive"),
+            Self::X25519WithoutPfs => f.write_str(
+                "--x25519 cannot be combined with -f: X25519 mode always uses forward secrecy \
+                 (-g is accepted and always satisfied)",
+            ),
             Self::MissingOption(name) => write!(f, "option {name} is required"),
             Self::RtimeWithNoResolve(r) => {
                 write!(f, "-r {r} and -R are mutually exclusive")
@@ -298,6 +311,7 @@ impl SpipedArgs {
                 "--syslog" => flags.syslog = true,
                 "-u" => user = Some(UserGroup::parse(&arg)?),
                 "-v" => return Ok(SpipedCommand::Version),
+                "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
                 _ => return Err(GetoptError::IllegalOption(name.to_owned()).into()),
             }
@@ -309,6 +323,9 @@ impl SpipedArgs {
         let mode = mode.ok_or(SpipedArgsError::NoMode)?;
         if pfs_f && pfs_g {
             return Err(SpipedArgsError::BothPfs);
+        }
+        if flags.x25519 && pfs_f {
+            return Err(SpipedArgsError::X25519WithoutPfs);
         }
         if keys.is_empty() {
             return Err(SpipedArgsError::MissingOption("-k"));
@@ -354,6 +371,7 @@ impl SpipedArgs {
             bind,
             syslog: flags.syslog,
             user,
+            x25519: flags.x25519,
         })))
     }
 }
@@ -365,6 +383,7 @@ struct Flags {
     foreground: bool,
     no_keepalive: bool,
     syslog: bool,
+    x25519: bool,
 }
 
 #[cfg(test)]
@@ -394,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn x25519_flag() {
+        assert!(!run(BASE).x25519);
+        assert!(run(&format!("{BASE} --x25519")).x25519);
+        let g = run(&format!("{BASE} -g --x25519"));
+        assert!(g.x25519 && g.pfs == PfsPolicy::Required);
+        let e = err(&format!("{BASE} --x25519 -f"));
+        assert_eq!(e, SpipedArgsError::X25519WithoutPfs);
+        assert!(e.usage().is_none());
+        assert!(
+            e.to_string()
+                .contains("--x25519 cannot be combined with -f")
+        );
+        assert_eq!(
+            err(&format!("{BASE} --x25519 --x25519")),
+            SpipedArgsError::Repeated("--x25519")
+        );
+    }
+
+    #[test]
     fn defaults() {
         assert_eq!(
             run(BASE),
@@ -416,6 +454,7 @@ mod tests {
                 bind: None,
                 syslog: false,
                 user: None,
+                x25519: false,
             }
         );
     }

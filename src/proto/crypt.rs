@@ -47,7 +47,7 @@ impl Role {
 /// Fills `out` with PBKDF2-HMAC-SHA256(password = K, salt = parts concatenated, c = 1).
 ///
 /// `out.len()` must be a multiple of 32 (it is 64 or 128 here).
-fn pbkdf2_one_iteration(key: &Key, salt_parts: &[&[u8]], out: &mut [u8]) {
+pub(crate) fn pbkdf2_one_iteration(key: &Key, salt_parts: &[&[u8]], out: &mut [u8]) {
     // Key the HMAC once and clone the keyed state per block.
     let keyed = <HmacSha256 as Mac>::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
@@ -67,7 +67,7 @@ fn pbkdf2_one_iteration(key: &Key, salt_parts: &[&[u8]], out: &mut [u8]) {
 pub struct SecretKey(Zeroizing<[u8; SESSION_KEY_LEN]>);
 
 impl SecretKey {
-    fn from_slice(bytes: &[u8]) -> Self {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Self {
         let mut k = Zeroizing::new([0u8; SESSION_KEY_LEN]);
         k.copy_from_slice(bytes);
         Self(k)
@@ -243,6 +243,28 @@ pub fn validate_peer(
     nonce_server: &[u8; NONCE_LEN],
     mode: &DhMode,
 ) -> Result<(ValidatedPeer, DhMacKeys), HandshakeError> {
+    validate_peer_policy(
+        yh,
+        peer_role,
+        candidates,
+        nonce_client,
+        nonce_server,
+        mode.requires_pfs(),
+    )
+}
+
+/// [`validate_peer`] with the `-g` policy given as `require_pfs` instead of a [`DhMode`], for a
+/// handshake whose own key pair does not exist yet (the server asks for it only after this
+/// check, so an unauthenticated client never costs a key generation). Same checks, order and
+/// errors.
+pub fn validate_peer_policy(
+    yh: &[u8; YH_LEN],
+    peer_role: Role,
+    candidates: &[Key],
+    nonce_client: &[u8; NONCE_LEN],
+    nonce_server: &[u8; NONCE_LEN],
+    require_pfs: bool,
+) -> Result<(ValidatedPeer, DhMacKeys), HandshakeError> {
     let (y, h) = yh.split_at(DH_PUBLIC_LEN);
     let mut y_arr = [0u8; DH_PUBLIC_LEN];
     y_arr.copy_from_slice(y);
@@ -264,7 +286,7 @@ pub fn validate_peer(
         return Err(HandshakeError::DhOutOfRange);
     }
     // Check 3: with -g, y != 1.
-    if mode.requires_pfs() && y_arr == Y_ONE {
+    if require_pfs && y_arr == Y_ONE {
         return Err(HandshakeError::PfsRequired);
     }
     Ok((

@@ -4,11 +4,13 @@
 //!   [`Driver`](crate::io::Driver); no process-wide state.
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
+//! - [`pool`]: ready handshake key pairs, refilled by a background thread.
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 
 pub mod daemon;
 pub mod engine;
 pub mod log;
+pub mod pool;
 
 pub use daemon::{DaemonError, run};
 pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};
