@@ -13,6 +13,14 @@
 //! [`Handshake::read`] (which never consumes more than the handshake needs, so bytes that follow
 //! the handshake stay with the caller), and calls [`Handshake::finish`] once
 //! [`Handshake::is_done`] and all output is sent. Nonces and DH private values are handed in.
+//!
+//! Two exchanges share this machine ([`Exchange`]): spiped's group 14 and spiperelay's
+//! `--x25519` mode ([`crate::proto::x25519`]; same messages and lengths, domain-separated
+//! derivations). The key pair may be handed in up front or deferred: a deferred handshake stops
+//! with [`Handshake::wants_key_pair`] where it needs one (a client after the server's nonce, a
+//! server only after the client's MAC verified) and goes on after
+//! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
+//! derivation is reported as a mode mismatch instead of a wrong key.
 
 use subtle::ConstantTimeEq;
 
