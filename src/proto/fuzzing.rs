@@ -25,7 +25,7 @@ use crate::proto::handshake::{Exchange, Handshake, KeyPair};
 use crate::proto::key::{Key, KeySet};
 use crate::proto::packet::{Opener, Sealer, packets_for, sealed_len};
 use crate::proto::stream::{Decoder, Encoder};
-use crate::proto::x25519::{self, X25519KeyPair};
+use crate::proto::x25519::X25519KeyPair;
 use crate::proto::{
     CIPHERTEXT_LEN, HANDSHAKE_LEN, HandshakeError, LENGTH_FIELD_LEN, MAX_PAYLOAD, NONCE_LEN,
     PACKET_LEN, PacketError, StreamError, YH_LEN,
@@ -668,6 +668,7 @@ mod tests {
 
     use super::*;
     use crate::proto::dh::GROUP14_P;
+    use crate::proto::x25519;
 
     /// A harness body.
     type Harness = fn(&[u8]);
