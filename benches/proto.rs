@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_main};
 use spiperelay::proto::crypt::{DhKeyPair, DhMode, Role};
 use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair, Session};
-use spiperelay::proto::x25519::X25519KeyPair;
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::proto::packet::{Opener, Sealer, sealed_len};
 use spiperelay::proto::stream::{Decoder, Encoder};
+use spiperelay::proto::x25519::X25519KeyPair;
 use spiperelay::proto::{HANDSHAKE_LEN, MAX_PAYLOAD, PACKET_LEN};
 
 /// Payload sizes of the single-packet benches.

@@ -120,6 +120,22 @@ impl DhMacKeys {
     }
 }
 
+/// The first of `candidates` (its index and dk_1, from `derive`) under which
+/// `h = HMAC(dhmac of peer_role, value)`, compared in constant time; `None` if there is none.
+/// Costs one dk_1 derivation and one HMAC per candidate tried; no exponentiation.
+pub(crate) fn find_mac_key(
+    candidates: &[Key],
+    peer_role: Role,
+    value: &[u8; DH_PUBLIC_LEN],
+    h: &[u8],
+    derive: impl Fn(&Key) -> DhMacKeys,
+) -> Option<(usize, DhMacKeys)> {
+    candidates.iter().enumerate().find_map(|(index, key)| {
+        let dk1 = derive(key);
+        bool::from(dh_mac(dk1.for_role(peer_role), value).ct_eq(h)).then_some((index, dk1))
+    })
+}
+
 /// `h = HMAC-SHA256(key = dhmac, message = y)` over the 256-byte DH value (§1.5).
 pub fn dh_mac(dhmac: &SecretKey, y: &[u8; DH_PUBLIC_LEN]) -> [u8; MAC_LEN] {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(dhmac.as_bytes())
@@ -270,16 +286,10 @@ pub fn validate_peer_policy(
     y_arr.copy_from_slice(y);
 
     // Check 1: the MAC, trying each accepted key in order (§1.5; issue 8's key rotation).
-    let mut found = None;
-    for (index, key) in candidates.iter().enumerate() {
-        let dk1 = DhMacKeys::derive(key, nonce_client, nonce_server);
-        let expected = dh_mac(dk1.for_role(peer_role), &y_arr);
-        if bool::from(expected.ct_eq(h)) {
-            found = Some((index, dk1));
-            break;
-        }
-    }
-    let (key_index, dk1) = found.ok_or(HandshakeError::BadDhMac)?;
+    let (key_index, dk1) = find_mac_key(candidates, peer_role, &y_arr, h, |key| {
+        DhMacKeys::derive(key, nonce_client, nonce_server)
+    })
+    .ok_or(HandshakeError::BadDhMac)?;
 
     // Check 2: y < p.
     if !dh::is_below_p(&y_arr) {

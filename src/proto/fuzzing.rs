@@ -788,13 +788,20 @@ mod tests {
         peer_mode: DhMode,
         data: &[u8],
     ) -> Vec<u8> {
-        let mut local = local_handshake(role, sel);
+        let local = local_handshake(role, sel);
         let peer_nonce = match role {
             Role::Client => SERVER_NONCE,
             Role::Server => CLIENT_NONCE,
         };
         let keys = KeySet::single(Key::from_key_file(peer_key));
-        let mut peer = Handshake::new(role.peer(), keys, peer_nonce, peer_mode);
+        let peer = Handshake::new(role.peer(), keys, peer_nonce, peer_mode);
+        run_against(local, peer, data)
+    }
+
+    /// Runs `local` against `peer` (at most 3 rounds; a local handshake that asks for a key
+    /// pair gets [`X25519_PRIVATE`]'s) and returns what the peer sent, followed, if both
+    /// finished, by the peer's encoding of `data`.
+    fn run_against(mut local: Handshake, mut peer: Handshake, data: &[u8]) -> Vec<u8> {
         let mut stream = Vec::new();
         for _ in 0..3 {
             let out = local.output().to_vec();
@@ -807,6 +814,12 @@ mod tests {
             stream.extend_from_slice(&out);
             if local.read(&out).is_err() {
                 break;
+            }
+            if local.wants_key_pair().is_some() {
+                let pair = KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE));
+                if local.provide_key_pair(pair).is_err() {
+                    break;
+                }
             }
         }
         if local.is_done() && peer.is_done() {
@@ -917,44 +930,20 @@ mod tests {
     /// The peer of `local_x25519(sel)`: an X25519 handshake of the other role under
     /// `peer_key`, or (`compat`) a spiped-compatible one with `y = 1`.
     fn x25519_peer_stream(sel: u8, peer_key: &[u8], compat: bool, data: &[u8]) -> Vec<u8> {
-        let mut local = local_x25519(sel);
+        let local = local_x25519(sel);
         let role = local.role();
         let peer_nonce = match role {
             Role::Client => SERVER_NONCE,
             Role::Server => CLIENT_NONCE,
         };
         let keys = KeySet::single(Key::from_key_file(peer_key));
-        let mut peer = if compat {
+        let peer = if compat {
             Handshake::new(role.peer(), keys, peer_nonce, DhMode::NoPfs)
         } else {
             let pair = X25519KeyPair::from_private(PEER_DH_PRIVATE);
             Handshake::with_exchange(role.peer(), keys, peer_nonce, Exchange::X25519(pair))
         };
-        let mut stream = Vec::new();
-        for _ in 0..3 {
-            let out = local.output().to_vec();
-            local.consume_output(out.len());
-            if peer.read(&out).is_err() {
-                break;
-            }
-            let out = peer.output().to_vec();
-            peer.consume_output(out.len());
-            stream.extend_from_slice(&out);
-            if local.read(&out).is_err() {
-                break;
-            }
-            if local.wants_key_pair().is_some() {
-                let pair = KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE));
-                if local.provide_key_pair(pair).is_err() {
-                    break;
-                }
-            }
-        }
-        if local.is_done() && peer.is_done() {
-            let (mut encoder, _) = peer.finish().expect("peer session").into_stream();
-            encoder.encode(data, &mut stream).expect("encode");
-        }
-        stream
+        run_against(local, peer, data)
     }
 
     /// The peer's nonce and a `v ‖ h` for the value field `v` under a valid X25519-mode MAC,

@@ -22,11 +22,9 @@
 //! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
 //! derivation is reported as a mode mismatch instead of a wrong key.
 
-use subtle::ConstantTimeEq;
-
 use crate::proto::crypt::{
-    DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, ValidatedPeer, dh_mac, session_keys,
-    validate_peer_policy,
+    DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, ValidatedPeer, dh_mac, find_mac_key,
+    session_keys, validate_peer_policy,
 };
 use crate::proto::key::{Key, KeySet};
 use crate::proto::packet::{Opener, Sealer};
@@ -77,7 +75,8 @@ pub enum KeyPair {
 }
 
 impl KeyPair {
-    /// Builds a key pair of `kind` from 32 random bytes (wiped afterwards): one group-14
+    /// Builds a key pair of `kind` from 32 random bytes (this function's copy is wiped; the
+    /// caller wipes its own): one group-14
     /// exponentiation or one X25519 base-point multiplication. Never fails.
     pub fn from_private(kind: KeyKind, private: [u8; 32]) -> Self {
         match kind {
@@ -464,22 +463,18 @@ impl Handshake {
         let mut y = [0u8; DH_PUBLIC_LEN];
         y.copy_from_slice(&self.input[..DH_PUBLIC_LEN]);
         let h = &self.input[DH_PUBLIC_LEN..];
-        for key in self.candidates() {
-            let (other, error) = match self.local {
-                Local::X25519(_) => (
-                    DhMacKeys::derive(key, nonce_c, nonce_s),
-                    HandshakeError::PeerNotX25519,
-                ),
-                _ => (
-                    x25519::dh_mac_keys(key, nonce_c, nonce_s),
-                    HandshakeError::PeerUsesX25519,
-                ),
-            };
-            if bool::from(dh_mac(other.for_role(peer_role), &y).ct_eq(h)) {
-                return error;
-            }
-        }
-        HandshakeError::BadDhMac
+        let cands = self.candidates();
+        let other_mode = match self.local {
+            Local::X25519(_) => find_mac_key(cands, peer_role, &y, h, |key| {
+                DhMacKeys::derive(key, nonce_c, nonce_s)
+            })
+            .map(|_| HandshakeError::PeerNotX25519),
+            _ => find_mac_key(cands, peer_role, &y, h, |key| {
+                x25519::dh_mac_keys(key, nonce_c, nonce_s)
+            })
+            .map(|_| HandshakeError::PeerUsesX25519),
+        };
+        other_mode.unwrap_or(HandshakeError::BadDhMac)
     }
 
     /// Derives the session keys from a validated peer, queues a server's answer, drops the

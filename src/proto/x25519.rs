@@ -16,12 +16,12 @@
 //! waits for bytes the other will not send: a mismatch is found as soon as the first `v ‖ h`
 //! arrives. An all-zero shared secret (a low-order peer point) is rejected.
 
-use subtle::ConstantTimeEq;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::proto::crypt::{
-    DK1_LEN, DK2_LEN, DhMacKeys, Role, SecretKey, SessionKeys, dh_mac, pbkdf2_one_iteration,
+    DK1_LEN, DK2_LEN, DhMacKeys, Role, SecretKey, SessionKeys, dh_mac, find_mac_key,
+    pbkdf2_one_iteration,
 };
 use crate::proto::key::Key;
 use crate::proto::{DH_PUBLIC_LEN, HandshakeError, MAC_LEN, NONCE_LEN, SESSION_KEY_LEN, YH_LEN};
@@ -160,15 +160,10 @@ pub fn validate_peer(
     let mut v = [0u8; DH_PUBLIC_LEN];
     v.copy_from_slice(&vh[..DH_PUBLIC_LEN]);
     let h = &vh[DH_PUBLIC_LEN..];
-    let mut found = None;
-    for (index, key) in candidates.iter().enumerate() {
-        let dk1 = dh_mac_keys(key, nonce_client, nonce_server);
-        if bool::from(dh_mac(dk1.for_role(peer_role), &v).ct_eq(h)) {
-            found = Some((index, dk1));
-            break;
-        }
-    }
-    let (key_index, dk1) = found.ok_or(HandshakeError::BadDhMac)?;
+    let (key_index, dk1) = find_mac_key(candidates, peer_role, &v, h, |key| {
+        dh_mac_keys(key, nonce_client, nonce_server)
+    })
+    .ok_or(HandshakeError::BadDhMac)?;
     if v[PUBLIC_LEN..].iter().any(|&b| b != 0) {
         return Err(HandshakeError::BadX25519Padding);
     }

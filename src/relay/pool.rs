@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
+use zeroize::Zeroizing;
+
 use crate::io::{Errno, sys};
 use crate::proto::handshake::{KeyKind, KeyPair};
 
@@ -175,10 +177,10 @@ impl Drop for KeyPool {
 
 /// One pair of `kind` with a private value from `random`.
 fn generate(kind: KeyKind, random: RandomSource) -> Result<KeyPair, Errno> {
-    let mut private = [0u8; 32];
+    let mut private = Zeroizing::new([0u8; 32]);
     random(&mut private)?;
-    // from_private wipes `private`.
-    Ok(KeyPair::from_private(kind, private))
+    // The array is Copy: from_private wipes its own copy, Zeroizing wipes this one.
+    Ok(KeyPair::from_private(kind, *private))
 }
 
 /// The worker: keeps the pool full, sleeping while it is.
