@@ -34,7 +34,7 @@ use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
 
 use super::log::Logger;
-use super::pool::KeyPool;
+use super::pool::{KeyPool, PoolStats};
 
 /// A pump stops reading while this many bytes wait to be written to the other side
 /// (backpressure, as spiped's one-buffer pumps provide).
@@ -386,6 +386,12 @@ impl<D: Driver> Relay<D> {
     /// What the relay has done so far.
     pub fn stats(&self) -> RelayStats {
         self.stats
+    }
+
+    /// Key pairs taken from the background pool and computed inline so far (`None` with `-f`,
+    /// which uses none). A `-d` end takes one only after a client's MAC verified.
+    pub fn key_pool_stats(&self) -> Option<PoolStats> {
+        self.pool.as_ref().map(KeyPool::stats)
     }
 
     /// Connections open now, including those waiting for a free slot.
