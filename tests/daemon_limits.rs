@@ -4,6 +4,8 @@
 //! Self-contained: an echo server thread, our `-d` in front of it and our `-e` in front of that,
 //! all on loopback with ports chosen by the kernel.
 
+mod bin_common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -155,11 +157,32 @@ fn pair(dir: &Path, enc_prefix: &[&str], enc_extra: &[&str]) -> (u16, Proc, Proc
 
 #[test]
 fn emfile_on_accept_does_not_kill_the_daemon() {
-    let dir = tempdir("emfile");
-    // 48 descriptors in all: the ring, the listener and the standard ones leave room for a
-    // few dozen sockets, far fewer than the clients below.
-    let (eport, _d, mut e) = pair(&dir, &["prlimit", "--nofile=48:48", "--"], &["-n", "0"]);
+    emfile_on_accept(&[], "emfile");
+}
+
+/// The same on the epoll backend, whose accept reports EMFILE the way io_uring's does.
+#[test]
+fn emfile_on_accept_does_not_kill_the_daemon_on_epoll() {
+    emfile_on_accept(&["env", "SPIPERELAY_BACKEND=epoll"], "emfile-epoll");
+}
+
+/// `backend_prefix` goes between `prlimit` and the binary (e.g. `env VAR=value`).
+fn emfile_on_accept(backend_prefix: &[&str], tag: &str) {
+    let dir = tempdir(tag);
+    // 48 descriptors in all: the ring (or epoll instance), the listener and the standard ones
+    // leave room for a few dozen sockets, far fewer than the clients below.
+    let mut prefix = vec!["prlimit", "--nofile=48:48", "--"];
+    prefix.extend_from_slice(backend_prefix);
+    let (eport, _d, mut e) = pair(&dir, &prefix, &["-n", "0"]);
     assert_eq!(echo_once(eport, b"before"), b"before", "{}", e.stderr());
+    if !backend_prefix.is_empty() {
+        // prlimit and env exec, so the child's pid is the daemon's.
+        let kinds = bin_common::anon_inodes(e.0.id());
+        assert!(
+            kinds.iter().any(|k| k == "[eventpoll]"),
+            "not on epoll: {kinds:?}"
+        );
+    }
 
     let mut held = Vec::new();
     for _ in 0..80 {

@@ -3,7 +3,8 @@
 //!
 //! This lowers RLIMIT_NOFILE, which is process-wide, so the relay runs in a child process: the
 //! test re-executes its own binary with `SPIPERELAY_FDTEST_CHILD` set. The parent holds the
-//! clients and the target, so its own limit is untouched. This file must keep a single test.
+//! clients and the target, so its own limit is untouched. This file must keep a single test,
+//! which runs the scenario once per backend (the child learns which from its environment).
 
 mod io_common;
 use io_common as common;
@@ -14,13 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, Kind, Target, TempDir};
+use common::{Behaviour, Kind, Target, TempDir, TestDriver};
 use socket2::SockAddr;
+use spiperelay::io::epoll::Epoll;
 use spiperelay::io::forward::{ForwardConfig, Forwarder};
 use spiperelay::io::sys;
-use spiperelay::io::uring::{Uring, UringConfig};
+use spiperelay::io::uring::Uring;
 
 const CHILD_ENV: &str = "SPIPERELAY_FDTEST_CHILD";
+/// The backend the child runs, by [`TestDriver::NAME`].
+const BACKEND_ENV: &str = "SPIPERELAY_FDTEST_BACKEND";
 const TEST_NAME: &str = "accept_survives_fd_exhaustion";
 /// Descriptors the child may open beyond those it holds when the loop starts: three relayed
 /// connections of two descriptors each.
@@ -29,23 +33,28 @@ const SPARE_FDS: u64 = 6;
 #[test]
 fn accept_survives_fd_exhaustion() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        child(std::path::PathBuf::from(dir));
+        let dir = std::path::PathBuf::from(dir);
+        match std::env::var(BACKEND_ENV).as_deref() {
+            Ok(Epoll::NAME) => child::<Epoll>(dir),
+            _ => child::<Uring>(dir),
+        }
         return;
     }
-    parent();
+    parent(Uring::NAME);
+    parent(Epoll::NAME);
 }
 
 /// The relay process: listens on `dir/relay.sock`, forwards to `dir/target.sock`, prints its
 /// stats as `STATS accepted exhaustion active` lines, and exits when stdin closes (or after a
 /// minute at most).
-fn child(dir: std::path::PathBuf) {
+fn child<D: TestDriver>(dir: std::path::PathBuf) {
     let listener = sys::listen_unix(&dir.join("relay.sock")).expect("child listen");
     let cfg = ForwardConfig {
         target: SockAddr::unix(dir.join("target.sock")).expect("target addr"),
         connect_timeout: Duration::from_secs(5),
         accept_backoff: Duration::from_millis(20),
     };
-    let io = Uring::new(UringConfig::default()).expect("io_uring setup");
+    let io = D::with_defaults();
     let mut fwd = Forwarder::new(io, listener, cfg).expect("forwarder");
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = Arc::clone(&stop);
@@ -131,7 +140,7 @@ fn wait_for(
     }
 }
 
-fn parent() {
+fn parent(backend: &str) {
     let dir = TempDir::new("fdlimit");
     let target = Target::start(Kind::Unix, &dir, Behaviour::Echo);
     let exe = std::env::current_exe().expect("test binary");
@@ -139,6 +148,7 @@ fn parent() {
         Command::new(exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &dir.0)
+            .env(BACKEND_ENV, backend)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -162,7 +172,7 @@ fn parent() {
     });
     ready_rx
         .recv_timeout(Duration::from_secs(20))
-        .expect("child did not start");
+        .unwrap_or_else(|_| panic!("{backend} child did not start"));
     let relay = SockAddr::unix(dir.0.join("relay.sock")).expect("relay addr");
 
     // Use up the child's spare descriptors with three live relayed connections.
@@ -200,6 +210,6 @@ fn parent() {
         assert!(Instant::now() < deadline, "child did not exit");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "relay child failed: {status}");
+    assert!(status.success(), "{backend} relay child failed: {status}");
     drop(target);
 }

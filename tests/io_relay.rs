@@ -1,6 +1,6 @@
 //! Black-box tests of the io layer through the plaintext forwarder (`spiperelay::io::forward`):
 //! integrity at several sizes, half-close with a late reply, concurrency and teardown, over
-//! loopback TCP and Unix sockets.
+//! loopback TCP and Unix sockets. Every test runs on each backend (`uring::name`, `epoll::name`).
 
 mod io_common;
 use io_common as common;
@@ -9,9 +9,22 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, Kind, LATE_REPLY, Relay, Target, TempDir};
+use common::{Behaviour, Kind, LATE_REPLY, Relay, Target, TempDir, TestDriver};
 use sha2::{Digest, Sha256};
 use spiperelay::io::sys;
+
+driver_tests!(
+    payloads_tcp_to_tcp,
+    payloads_unix_to_unix,
+    payloads_tcp_to_unix,
+    payloads_unix_to_tcp,
+    late_reply_after_half_close_tcp,
+    late_reply_after_half_close_unix,
+    concurrent_200_tcp,
+    concurrent_200_unix,
+    refused_target_drops_client,
+    client_reset_tears_down,
+);
 
 fn check_clean(report: &common::RelayReport) {
     assert_eq!(report.stats.active, 0, "connections left open: {report:?}");
@@ -25,11 +38,11 @@ fn check_clean(report: &common::RelayReport) {
     );
 }
 
-fn payloads(listen: Kind, target: Kind) {
+fn payloads<D: TestDriver>(listen: Kind, target: Kind) {
     let _ = sys::raise_nofile_limit();
     let dir = TempDir::new("payloads");
     let t = Target::start(target, &dir, Behaviour::Echo);
-    let relay = Relay::start(listen, t.addr.clone(), &dir);
+    let relay = Relay::start::<D>(listen, t.addr.clone(), &dir);
     for (i, len) in [0usize, 1, 1 << 20, 16 << 20].into_iter().enumerate() {
         let data = common::payload(len, i as u64 + 1);
         let want = Sha256::digest(&data);
@@ -43,30 +56,26 @@ fn payloads(listen: Kind, target: Kind) {
     check_clean(&report);
 }
 
-#[test]
-fn payloads_tcp_to_tcp() {
-    payloads(Kind::Tcp, Kind::Tcp);
+fn payloads_tcp_to_tcp<D: TestDriver>() {
+    payloads::<D>(Kind::Tcp, Kind::Tcp);
 }
 
-#[test]
-fn payloads_unix_to_unix() {
-    payloads(Kind::Unix, Kind::Unix);
+fn payloads_unix_to_unix<D: TestDriver>() {
+    payloads::<D>(Kind::Unix, Kind::Unix);
 }
 
-#[test]
-fn payloads_tcp_to_unix() {
-    payloads(Kind::Tcp, Kind::Unix);
+fn payloads_tcp_to_unix<D: TestDriver>() {
+    payloads::<D>(Kind::Tcp, Kind::Unix);
 }
 
-#[test]
-fn payloads_unix_to_tcp() {
-    payloads(Kind::Unix, Kind::Tcp);
+fn payloads_unix_to_tcp<D: TestDriver>() {
+    payloads::<D>(Kind::Unix, Kind::Tcp);
 }
 
-fn late_reply(kind: Kind) {
+fn late_reply<D: TestDriver>(kind: Kind) {
     let dir = TempDir::new("late");
     let t = Target::start(kind, &dir, Behaviour::LateReply);
-    let relay = Relay::start(kind, t.addr.clone(), &dir);
+    let relay = Relay::start::<D>(kind, t.addr.clone(), &dir);
     let mut s = common::connect(&relay.addr);
     s.write_all(b"request").expect("write");
     s.shutdown(Shutdown::Write).expect("half-close");
@@ -83,22 +92,20 @@ fn late_reply(kind: Kind) {
     check_clean(&report);
 }
 
-#[test]
-fn late_reply_after_half_close_tcp() {
-    late_reply(Kind::Tcp);
+fn late_reply_after_half_close_tcp<D: TestDriver>() {
+    late_reply::<D>(Kind::Tcp);
 }
 
-#[test]
-fn late_reply_after_half_close_unix() {
-    late_reply(Kind::Unix);
+fn late_reply_after_half_close_unix<D: TestDriver>() {
+    late_reply::<D>(Kind::Unix);
 }
 
-fn concurrent(listen: Kind, target: Kind) {
+fn concurrent<D: TestDriver>(listen: Kind, target: Kind) {
     const N: usize = 200;
     let _ = sys::raise_nofile_limit();
     let dir = TempDir::new("concurrent");
     let t = Target::start(target, &dir, Behaviour::Echo);
-    let relay = Relay::start(listen, t.addr.clone(), &dir);
+    let relay = Relay::start::<D>(listen, t.addr.clone(), &dir);
     // Open all connections first so that all of them are live in the relay at once.
     let mut socks: Vec<_> = (0..N).map(|_| common::connect(&relay.addr)).collect();
     let datas: Vec<Vec<u8>> = (0..N)
@@ -121,21 +128,18 @@ fn concurrent(listen: Kind, target: Kind) {
     check_clean(&report);
 }
 
-#[test]
-fn concurrent_200_tcp() {
-    concurrent(Kind::Tcp, Kind::Tcp);
+fn concurrent_200_tcp<D: TestDriver>() {
+    concurrent::<D>(Kind::Tcp, Kind::Tcp);
 }
 
-#[test]
-fn concurrent_200_unix() {
-    concurrent(Kind::Unix, Kind::Unix);
+fn concurrent_200_unix<D: TestDriver>() {
+    concurrent::<D>(Kind::Unix, Kind::Unix);
 }
 
-#[test]
-fn refused_target_drops_client() {
+fn refused_target_drops_client<D: TestDriver>() {
     let dir = TempDir::new("refused");
     let missing = socket2::SockAddr::unix(dir.0.join("nobody-listens")).expect("addr");
-    let relay = Relay::start(Kind::Tcp, missing, &dir);
+    let relay = Relay::start::<D>(Kind::Tcp, missing, &dir);
     let mut s = common::connect(&relay.addr);
     let mut buf = [0u8; 16];
     // The relay closes the client: EOF (or a reset), never data and never a hang.
@@ -149,11 +153,10 @@ fn refused_target_drops_client() {
     check_clean(&report);
 }
 
-#[test]
-fn client_reset_tears_down() {
+fn client_reset_tears_down<D: TestDriver>() {
     let dir = TempDir::new("reset");
     let t = Target::start(Kind::Tcp, &dir, Behaviour::LateReply);
-    let relay = Relay::start(Kind::Tcp, t.addr.clone(), &dir);
+    let relay = Relay::start::<D>(Kind::Tcp, t.addr.clone(), &dir);
     let s = common::connect(&relay.addr);
     s.set_linger(Some(Duration::ZERO)).expect("linger");
     (&s).write_all(b"x").expect("write");

@@ -2,8 +2,9 @@
 //!
 //! The relay talks to a [`Driver`]. It submits operations on [`Handle`]s (sockets the driver
 //! owns), each tagged with a caller-chosen [`Token`], and later receives one [`Event`] per
-//! finished operation from [`Driver::wait`]. Today the only driver is the io_uring backend in
-//! [`uring`]; an epoll backend can be added beside it without changing the relay.
+//! finished operation from [`Driver::wait`]. Two drivers implement it with the same observable
+//! behaviour: the io_uring backend in [`uring`] (the default) and the epoll backend in
+//! [`epoll`], used where io_uring is blocked or missing.
 //!
 //! Rules every driver guarantees (`reference-notes.md` A.5):
 //! - **Buffers are owned by the operation.** [`Driver::send`] takes its `Vec<u8>` by value and
@@ -18,12 +19,17 @@
 //!
 //! Modules:
 //! - [`uring`]: the io_uring backend, with its startup probe.
+//! - [`epoll`]: the readiness-based fallback backend (edge-triggered epoll, a fixed receive
+//!   pool, timers in an ordered map).
+//! - [`any`]: [`any::Backend`] names a backend, [`any::AnyDriver`] runs the one chosen at start.
 //! - [`bufring`]: the provided-buffer ring that backs [`RecvBuf`].
 //! - [`sys`]: socket and resource-limit helpers shared by all backends.
 //! - [`forward`]: a plaintext TCP/Unix forwarder on this interface, the test harness the
 //!   encrypted relay will replace.
 
+pub mod any;
 pub mod bufring;
+pub mod epoll;
 pub mod forward;
 pub mod sys;
 pub mod uring;

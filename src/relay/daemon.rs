@@ -2,12 +2,16 @@
 //!
 //! Startup order, so that every startup error is reported before anything is left behind:
 //! refuse flags not supported yet; read the keys; resolve `-s` and `-t` (with `-D`, after
-//! daemonising, retrying every second); check that io_uring works; bind the listener; then
+//! daemonising, retrying every second); pick the io backend; bind the listener; then
 //! daemonise and write the pidfile (unless `-F`) and start the event loop.
+//!
+//! Backend: io_uring when it works, otherwise epoll, with one line on standard error naming
+//! why io_uring is unusable. [`BACKEND_ENV`] forces either one.
 //!
 //! Signals: the first `SIGTERM` stops accepting and lets open connections finish, then the
 //! process exits 0; a second `SIGTERM`, or `SIGINT`, exits at once. `SIGPIPE` is ignored.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
 use std::net::ToSocketAddrs;
@@ -17,6 +21,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crate::cli::{KeySource, SockAddrSpec, SpipedArgs};
+use crate::io::any::{AnyDriver, Backend};
+use crate::io::epoll::{Epoll, EpollConfig, EpollError};
 use crate::io::uring::{self, SetupError, Uring, UringConfig};
 use crate::io::{Errno, SockAddr, WaitError, sys};
 use crate::proto::key::{Key, KeySet};
@@ -36,6 +42,13 @@ const DNS_RETRY: Duration = Duration::from_secs(1);
 /// Receive buffers in the provided-buffer pool, and their size.
 const RECV_BUFFERS: u16 = 2048;
 const RECV_BUFFER_SIZE: u32 = 16 * 1024;
+
+/// Readiness events taken per `epoll_wait` by the epoll backend.
+const EPOLL_EVENTS: u32 = 1024;
+
+/// The environment variable that forces an io backend: `uring` or `epoll`. Unset, empty or
+/// `auto` means io_uring when it works, else epoll.
+pub const BACKEND_ENV: &str = "SPIPERELAY_BACKEND";
 
 /// Why the daemon could not start or had to stop. Each variant names its cause; `Display`
 /// gives the one-line message printed after `<program>: `.
@@ -68,8 +81,12 @@ pub enum DaemonError {
         /// What failed.
         error: sys::SysError,
     },
-    /// io_uring is not usable here.
+    /// [`BACKEND_ENV`] names no backend.
+    BadBackend(String),
+    /// io_uring is not usable here, and it was asked for with [`BACKEND_ENV`].
     Uring(SetupError),
+    /// The epoll backend could not start.
+    Epoll(EpollError),
     /// Detaching from the terminal failed.
     Daemonize(Errno),
     /// The pidfile could not be written.
@@ -98,7 +115,11 @@ impl fmt::Display for DaemonError {
             Self::Resolve { addr, error } => write!(f, "error resolving socket {addr}: {error}"),
             Self::NoAddress(addr) => write!(f, "no addresses found for {addr}"),
             Self::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Self::BadBackend(v) => {
+                write!(f, "{BACKEND_ENV} must be auto, uring or epoll, not {v:?}")
+            }
             Self::Uring(e) => e.fmt(f),
+            Self::Epoll(e) => e.fmt(f),
             Self::Daemonize(e) => write!(f, "failed to daemonize: {e}"),
             Self::Pidfile { path, error } => {
                 write!(f, "cannot write pidfile {}: {error}", path.display())
@@ -234,6 +255,87 @@ fn resolve_retrying(spec: &SockAddrSpec, retry: bool) -> Result<Vec<SockAddr>, D
     }
 }
 
+/// The backend forced by [`BACKEND_ENV`]'s `value`: `None` for automatic choice.
+///
+/// # Errors
+/// [`DaemonError::BadBackend`] for a value other than `auto`, `uring` or `epoll` (or empty).
+pub fn forced_backend(value: Option<&OsStr>) -> Result<Option<Backend>, DaemonError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let text = value.to_string_lossy();
+    if text.is_empty() || text.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    match Backend::parse(&text) {
+        Some(b) => Ok(Some(b)),
+        None => Err(DaemonError::BadBackend(text.into_owned())),
+    }
+}
+
+/// Picks the backend: a forced one as asked (forcing io_uring where `probe` fails is an
+/// error), otherwise io_uring if `probe` passes and epoll if not. Returns the backend and, for
+/// an automatic fallback to epoll, why io_uring was not used.
+///
+/// # Errors
+/// [`DaemonError::Uring`] when io_uring is forced and `probe` fails.
+pub fn select_backend(
+    forced: Option<Backend>,
+    probe: impl FnOnce() -> Result<(), SetupError>,
+) -> Result<(Backend, Option<SetupError>), DaemonError> {
+    match forced {
+        Some(Backend::Epoll) => Ok((Backend::Epoll, None)),
+        Some(Backend::Uring) => probe()
+            .map(|()| (Backend::Uring, None))
+            .map_err(DaemonError::Uring),
+        None => match probe() {
+            Ok(()) => Ok((Backend::Uring, None)),
+            Err(e) => Ok((Backend::Epoll, Some(e))),
+        },
+    }
+}
+
+/// The line logged when io_uring is unusable and epoll is used instead.
+pub fn fallback_message(why: &SetupError) -> String {
+    format!("{why}; using the epoll backend instead (set {BACKEND_ENV}=epoll to skip io_uring)")
+}
+
+/// [`select_backend`] with the real probe, logging the fallback on standard error.
+fn pick_backend(program: &str, forced: Option<Backend>) -> Result<Backend, DaemonError> {
+    let (backend, why) = select_backend(forced, uring::probe)?;
+    if let Some(why) = why {
+        Logger::new(program, Sink::Stderr).always(format_args!("{}", fallback_message(&why)));
+    }
+    Ok(backend)
+}
+
+/// Creates the chosen backend's driver. If io_uring was chosen automatically and its full-size
+/// ring cannot be set up, falls back to epoll, logging why to `log`.
+fn new_driver(
+    log: &mut Logger,
+    backend: Backend,
+    forced: Option<Backend>,
+) -> Result<AnyDriver, DaemonError> {
+    if backend == Backend::Uring {
+        match Uring::new(UringConfig {
+            entries: 4096,
+            recv_buffers: RECV_BUFFERS,
+            recv_buffer_size: RECV_BUFFER_SIZE,
+        }) {
+            Ok(ring) => return Ok(AnyDriver::Uring(ring)),
+            Err(e) if forced.is_some() => return Err(DaemonError::Uring(e)),
+            Err(e) => log.always(format_args!("{}", fallback_message(&e))),
+        }
+    }
+    Epoll::new(EpollConfig {
+        recv_buffers: RECV_BUFFERS,
+        recv_buffer_size: RECV_BUFFER_SIZE,
+        max_events: EPOLL_EVENTS,
+    })
+    .map(AnyDriver::Epoll)
+    .map_err(DaemonError::Epoll)
+}
+
 fn write_pidfile(path: &Path) -> Result<(), DaemonError> {
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(|error| {
         DaemonError::Pidfile {
@@ -259,9 +361,11 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         ));
     }
     let keys = read_keys(&args.keys)?;
+    let forced = forced_backend(std::env::var_os(BACKEND_ENV).as_deref())?;
+    let mut backend = None;
     let mut pidfile_written = false;
     if args.wait_for_dns && !args.foreground {
-        uring::probe().map_err(DaemonError::Uring)?;
+        backend = Some(pick_backend(program, forced)?);
         sys::daemonize().map_err(DaemonError::Daemonize)?;
         write_pidfile(&args.pidfile)?;
         pidfile_written = true;
@@ -275,7 +379,10 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
             spec_text(&args.source)
         ));
     }
-    uring::probe().map_err(DaemonError::Uring)?;
+    let backend = match backend {
+        Some(b) => b,
+        None => pick_backend(program, forced)?,
+    };
     let (listener, _unix_path) = bind(&args.source, &sources[0])?;
     if !args.foreground && !pidfile_written {
         sys::daemonize().map_err(DaemonError::Daemonize)?;
@@ -293,12 +400,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     // Two descriptors per connection: the default soft limit of 1024 is too low for -n 1000.
     let _ = sys::raise_nofile_limit();
 
-    let ring = Uring::new(UringConfig {
-        entries: 4096,
-        recv_buffers: RECV_BUFFERS,
-        recv_buffer_size: RECV_BUFFER_SIZE,
-    })
-    .map_err(DaemonError::Uring)?;
+    let io = new_driver(&mut log, backend, forced)?;
     let cfg = RelayConfig {
         mode: args.mode,
         targets,
@@ -310,7 +412,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         keepalive: !args.no_keepalive,
         accept_backoff: ACCEPT_BACKOFF,
     };
-    let mut relay = Relay::new(ring, listener, cfg, log).map_err(DaemonError::Relay)?;
+    let mut relay = Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay)?;
 
     let reresolve = match (&args.target, args.resolve_interval) {
         (SockAddrSpec::Host { .. }, Some(every)) => Some(every),
@@ -349,6 +451,60 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
                 }
                 next_resolve = Some(Instant::now() + every);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::*;
+
+    #[test]
+    fn backend_variable_values() {
+        assert_eq!(forced_backend(None).ok(), Some(None));
+        for auto in ["", "auto", "AUTO"] {
+            assert_eq!(forced_backend(Some(OsStr::new(auto))).ok(), Some(None));
+        }
+        assert_eq!(
+            forced_backend(Some(OsStr::new("epoll"))).ok(),
+            Some(Some(Backend::Epoll))
+        );
+        assert_eq!(
+            forced_backend(Some(OsStr::new("io_uring"))).ok(),
+            Some(Some(Backend::Uring))
+        );
+        match forced_backend(Some(OsStr::new("kqueue"))) {
+            Err(e @ DaemonError::BadBackend(_)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(BACKEND_ENV) && msg.contains("kqueue"), "{msg}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn automatic_choice_falls_back_to_epoll_with_the_reason() {
+        let (b, why) = select_backend(None, || Ok(())).expect("select");
+        assert_eq!((b, why), (Backend::Uring, None));
+        let (b, why) = select_backend(None, || Err(SetupError::Blocked)).expect("select");
+        assert_eq!((b, why), (Backend::Epoll, Some(SetupError::Blocked)));
+        let msg = fallback_message(&SetupError::Blocked);
+        assert!(
+            msg.contains("seccomp") && msg.contains("using the epoll backend"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn forced_choice_is_obeyed() {
+        let never = || -> Result<(), SetupError> { panic!("epoll must not probe io_uring") };
+        let (b, why) = select_backend(Some(Backend::Epoll), never).expect("select");
+        assert_eq!((b, why), (Backend::Epoll, None));
+        let (b, _) = select_backend(Some(Backend::Uring), || Ok(())).expect("select");
+        assert_eq!(b, Backend::Uring);
+        match select_backend(Some(Backend::Uring), || Err(SetupError::NotImplemented)) {
+            Err(DaemonError::Uring(SetupError::NotImplemented)) => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
 }

@@ -977,3 +977,17 @@ impl Chain {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Process inspection
+
+/// The anonymous-inode kinds among `pid`'s descriptors, e.g. `[eventpoll]`, `[io_uring]`.
+pub fn anon_inodes(pid: u32) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("anon_inode:").map(str::to_owned))
+        .take(10_000)
+        .collect()
+}

@@ -12,9 +12,89 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket, Type};
+use spiperelay::io::Driver;
+use spiperelay::io::epoll::{Epoll, EpollConfig};
 use spiperelay::io::forward::{ForwardConfig, ForwardStats, Forwarder};
 use spiperelay::io::sys;
 use spiperelay::io::uring::{Uring, UringConfig};
+
+/// A backend under test: how to build one and what it reports about its bookkeeping. Every
+/// driver-level test is written once, generic over this trait, and run for each backend by
+/// [`driver_tests!`].
+pub trait TestDriver: Driver + Sized + 'static {
+    /// The backend's name, as `SPIPERELAY_BACKEND` spells it.
+    const NAME: &'static str;
+    /// A driver with its default sizes.
+    fn with_defaults() -> Self;
+    /// A driver whose receive pool holds `buffers` buffers of `size` bytes.
+    fn with_pool(buffers: u16, size: u32) -> Self;
+    /// Sockets currently owned, including those being closed.
+    fn open_handles(&self) -> usize;
+    /// Operations whose event has not been produced yet.
+    fn ops_in_flight(&self) -> usize;
+}
+
+impl TestDriver for Uring {
+    const NAME: &'static str = "uring";
+    fn with_defaults() -> Self {
+        Uring::new(UringConfig::default()).expect("io_uring setup")
+    }
+    fn with_pool(buffers: u16, size: u32) -> Self {
+        Uring::new(UringConfig {
+            entries: 64,
+            recv_buffers: buffers,
+            recv_buffer_size: size,
+        })
+        .expect("io_uring setup")
+    }
+    fn open_handles(&self) -> usize {
+        Uring::open_handles(self)
+    }
+    fn ops_in_flight(&self) -> usize {
+        Uring::ops_in_flight(self)
+    }
+}
+
+impl TestDriver for Epoll {
+    const NAME: &'static str = "epoll";
+    fn with_defaults() -> Self {
+        Epoll::new(EpollConfig::default()).expect("epoll setup")
+    }
+    fn with_pool(buffers: u16, size: u32) -> Self {
+        Epoll::new(EpollConfig {
+            recv_buffers: buffers,
+            recv_buffer_size: size,
+            ..EpollConfig::default()
+        })
+        .expect("epoll setup")
+    }
+    fn open_handles(&self) -> usize {
+        Epoll::open_handles(self)
+    }
+    fn ops_in_flight(&self) -> usize {
+        Epoll::ops_in_flight(self)
+    }
+}
+
+/// Turns generic test functions `fn name<D: TestDriver>()` into one `#[test]` per backend:
+/// `uring::name` and `epoll::name`.
+#[macro_export]
+macro_rules! driver_tests {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            $(#[test]
+            fn $name() {
+                super::$name::<spiperelay::io::uring::Uring>();
+            })*
+        }
+        mod epoll {
+            $(#[test]
+            fn $name() {
+                super::$name::<spiperelay::io::epoll::Epoll>();
+            })*
+        }
+    };
+}
 
 /// Upper bound for any single blocking socket operation in a test.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,7 +149,7 @@ pub fn connect(addr: &SockAddr) -> Socket {
     s
 }
 
-/// A running relay: the io_uring forwarder on its own thread.
+/// A running relay: the forwarder on backend `D`, on its own thread.
 pub struct Relay {
     pub addr: SockAddr,
     stop: Arc<AtomicBool>,
@@ -85,12 +165,12 @@ pub struct RelayReport {
 }
 
 impl Relay {
-    pub fn start(listen_kind: Kind, target: SockAddr, dir: &TempDir) -> Relay {
+    pub fn start<D: TestDriver>(listen_kind: Kind, target: SockAddr, dir: &TempDir) -> Relay {
         let (sock, addr) = listen(listen_kind, dir, "relay.sock");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let io = Uring::new(UringConfig::default()).expect("io_uring setup");
+            let io = D::with_defaults();
             let cfg = ForwardConfig {
                 target,
                 connect_timeout: Duration::from_secs(5),
