@@ -412,3 +412,18 @@ fn unauthenticated_clients_never_get_a_key_pair() {
         );
     }
 }
+
+/// The private parts of both kinds of key pair are wiped when dropped, by type: x25519-dalek's
+/// `StaticSecret` and `SharedSecret` derive `Zeroize` with `zeroize(drop)` (a `Drop` that wipes;
+/// its `zeroize` feature), and `DhKeyPair` keeps its private value in a `Zeroizing` array. The
+/// handshake drops its pair once the session keys exist (and on failure).
+#[test]
+fn private_parts_zeroize_on_drop() {
+    fn wiped_on_drop<T: zeroize::Zeroize>() -> bool {
+        std::mem::needs_drop::<T>()
+    }
+    assert!(wiped_on_drop::<StaticSecret>());
+    assert!(wiped_on_drop::<x25519_dalek::SharedSecret>());
+    fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    zeroize_on_drop::<Zeroizing<[u8; crate::proto::dh::DH_PRIVATE_LEN]>>();
+}
