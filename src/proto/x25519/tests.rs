@@ -419,7 +419,7 @@ fn unauthenticated_clients_never_get_a_key_pair() {
 /// handshake drops its pair once the session keys exist (and on failure).
 #[test]
 fn private_parts_zeroize_on_drop() {
-    fn wiped_on_drop<T: zeroize::Zeroize>() -> bool {
+    fn wiped_on_drop<T: Zeroize>() -> bool {
         std::mem::needs_drop::<T>()
     }
     assert!(wiped_on_drop::<StaticSecret>());
