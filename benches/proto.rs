@@ -13,6 +13,11 @@
 //! - `handshake_pfs/pfs_both_sides`: the same with an ephemeral group-14 key pair on each side,
 //!   key generation included. It panics until `proto::dh` is implemented, so run the others with
 //!   `cargo bench --bench proto -- '^(packet|batch|stream|primitives|handshake_nopfs)'`.
+//! - `handshake_x25519/x25519_both_sides`: the `--x25519` mode (PROTOCOL.md), a fresh X25519
+//!   key pair on each side, key generation included.
+//! - `handshake_pooled/{pfs,x25519}_both_sides`: the relay's pooled path: both key pairs come
+//!   ready (as from `relay::pool::KeyPool`, generated in the untimed setup) and are handed to
+//!   deferred handshakes when asked for, so only the shared secrets and derivations are timed.
 //!
 //! Throughput counts payload (plaintext) bytes, not wire bytes; the handshake counts the
 //! 2 × 320 bytes both sides send.
@@ -22,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_main};
 use spiperelay::proto::crypt::{DhKeyPair, DhMode, Role};
-use spiperelay::proto::handshake::{Handshake, Session};
+use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair, Session};
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::proto::packet::{Opener, Sealer, sealed_len};
 use spiperelay::proto::stream::{Decoder, Encoder};
+use spiperelay::proto::x25519::X25519KeyPair;
 use spiperelay::proto::{HANDSHAKE_LEN, MAX_PAYLOAD, PACKET_LEN};
 
 /// Payload sizes of the single-packet benches.
@@ -361,6 +367,90 @@ fn handshake_pfs(c: &mut Criterion) {
     g.finish();
 }
 
+/// `handshake_x25519/x25519_both_sides`: a whole `--x25519` handshake with a fresh key pair on
+/// each side (two base-point multiplications, two shared secrets, derivations).
+fn handshake_x25519(c: &mut Criterion) {
+    let keys = KeySet::single(Key::from_key_file(b"bench key file"));
+    let mut g = c.benchmark_group("handshake_x25519");
+    g.throughput(Throughput::Bytes(2 * HANDSHAKE_LEN as u64));
+    g.bench_function("x25519_both_sides", |b| {
+        let mut seed = 0u8;
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            let client = Exchange::X25519(X25519KeyPair::from_private([seed; 32]));
+            let server = Exchange::X25519(X25519KeyPair::from_private([!seed; 32]));
+            let mut ch = Handshake::with_exchange(Role::Client, keys.clone(), [1; 32], client);
+            let mut sh = Handshake::with_exchange(Role::Server, keys.clone(), [2; 32], server);
+            drive(&mut ch, &mut sh);
+            let cs = ch.finish().expect("client finishes");
+            let ss = sh.finish().expect("server finishes");
+            black_box((cs.into_stream(), ss.into_stream()));
+        });
+    });
+    g.finish();
+}
+
+/// Runs a deferred handshake pair, handing each side its ready pair when it asks.
+fn drive_deferred(ch: &mut Handshake, sh: &mut Handshake, pairs: (KeyPair, KeyPair)) {
+    let (mut cp, mut sp) = (Some(pairs.0), Some(pairs.1));
+    for _ in 0..8 {
+        transfer(ch, sh);
+        if sh.wants_key_pair().is_some() {
+            sh.provide_key_pair(sp.take().expect("one server pair"))
+                .expect("server pair");
+        }
+        transfer(sh, ch);
+        if ch.wants_key_pair().is_some() {
+            ch.provide_key_pair(cp.take().expect("one client pair"))
+                .expect("client pair");
+        }
+        if ch.is_done() && sh.is_done() && ch.output().is_empty() && sh.output().is_empty() {
+            return;
+        }
+    }
+}
+
+/// `handshake_pooled/*`: the relay's path with a non-empty key pool: key generation happens in
+/// the (untimed) setup, the timed part is everything a connection still pays.
+fn handshake_pooled(c: &mut Criterion) {
+    let keys = KeySet::single(Key::from_key_file(b"bench key file"));
+    let mut g = c.benchmark_group("handshake_pooled");
+    g.throughput(Throughput::Bytes(2 * HANDSHAKE_LEN as u64));
+    for (name, kind) in [
+        ("pfs_both_sides", KeyKind::Group14),
+        ("x25519_both_sides", KeyKind::X25519),
+    ] {
+        let deferred = || match kind {
+            KeyKind::Group14 => Exchange::Group14Deferred { require_pfs: false },
+            KeyKind::X25519 => Exchange::X25519Deferred,
+        };
+        let mut seed = 0u8;
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    seed = seed.wrapping_add(1);
+                    (
+                        KeyPair::from_private(kind, [seed; 32]),
+                        KeyPair::from_private(kind, [!seed; 32]),
+                    )
+                },
+                |pairs| {
+                    let mut ch =
+                        Handshake::with_exchange(Role::Client, keys.clone(), [1; 32], deferred());
+                    let mut sh =
+                        Handshake::with_exchange(Role::Server, keys.clone(), [2; 32], deferred());
+                    drive_deferred(&mut ch, &mut sh, pairs);
+                    let cs = ch.finish().expect("client finishes");
+                    let ss = sh.finish().expect("server finishes");
+                    black_box((cs.into_stream(), ss.into_stream()));
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    g.finish();
+}
+
 /// Short runs: the whole suite stays within a few minutes on a shared 2-core machine.
 fn config() -> Criterion {
     Criterion::default()
@@ -372,11 +462,15 @@ fn config() -> Criterion {
 /// The suite; `criterion_group!` generates an undocumented `pub fn`, hence the allow.
 mod suite {
     #![allow(missing_docs, unreachable_pub)]
-    use super::{batch, config, handshake_nopfs, handshake_pfs, packet, primitives, stream};
+    use super::{
+        batch, config, handshake_nopfs, handshake_pfs, handshake_pooled, handshake_x25519, packet,
+        primitives, stream,
+    };
     criterion::criterion_group! {
         name = benches;
         config = config();
-        targets = packet, batch, stream, primitives, handshake_nopfs, handshake_pfs
+        targets = packet, batch, stream, primitives, handshake_nopfs, handshake_pfs,
+            handshake_x25519, handshake_pooled
     }
 }
 criterion_main!(suite::benches);

@@ -432,6 +432,44 @@ fn wrong_key_is_handshake_failed() {
 }
 
 #[test]
+fn x25519_spipe_to_ours_d_and_mismatch() {
+    if !relay_is_ours() {
+        return; // --x25519 is spiperelay's own mode
+    }
+    let dir = TempDir::new("sp-x25519");
+    let key = dir.key("key");
+    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
+    let dec = start_end(
+        &dir,
+        "dec",
+        &relay_bin(),
+        "-d",
+        Fam::V4,
+        &echo.addr,
+        &key,
+        &["--x25519"],
+    );
+    let payload = random_bytes(66, 300_000);
+    let target = dec.addr().spiped();
+    let t = Duration::from_secs(20);
+    let out = run_ours(&target, &key, &["--x25519"], &payload, t);
+    assert_ok(&out, "spipe --x25519 -> our -d --x25519");
+    assert_eq!(sha(&out.stdout), sha(&payload), "SHA-256 of the echo");
+    // Without the flag on the client, the MAC check fails at once on both sides.
+    let started = Instant::now();
+    let out = run_ours(&target, &key, &[], b"secret", t);
+    assert_fails_with(&out, "Handshake failed", "spipe without --x25519");
+    assert!(out.stdout.is_empty());
+    assert!(
+        started.elapsed() < PROMPT,
+        "mismatch took {:?}",
+        started.elapsed()
+    );
+    let out = run_ours(&target, &key, &["--x25519", "-f"], b"", t);
+    assert_fails_with(&out, "--x25519", "--x25519 with -f");
+}
+
+#[test]
 fn silent_server_times_out() {
     let dir = TempDir::new("sp-silent");
     let key = dir.key("key");

@@ -28,7 +28,7 @@ use spiperelay::relay::{keyfile, spipe};
 /// The usage of the subcommands, after spiped's usage text, for `spiperelay --help`.
 const SUBCOMMANDS_USAGE: &str = "\
        spiperelay spipe -t <target socket> -k <key file> [-f | -g] [-j]
-           [-o <connection timeout>] [-b <bind address>]
+           [-o <connection timeout>] [-b <bind address>] [--x25519]
        spiperelay keygen [--force] <key file>
        spiperelay keys [--control <socket>] {status | rotate <key file> | set [--force] <key file>}
        spiperelay --help

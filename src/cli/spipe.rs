@@ -8,6 +8,7 @@
 //! Differences from spipe 1.6.2: `-b <bind address>` is accepted (spipe has it from 1.6.3 on)
 //! and listed in the usage text; `-o` follows [`super::value::parse_timeout`] (`-o 0` is the
 //! default, as in spipe); the addresses are checked here rather than when resolved.
+//! `--x25519` selects spiperelay's X25519 handshake mode (refused with `-f`; `PROTOCOL.md`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -37,6 +38,7 @@ const SPECS: &[OptSpec] = &[
     OptSpec::with_arg("-o"),
     OptSpec::with_arg("-b"),
     OptSpec::flag("-v"),
+    OptSpec::flag("--x25519"),
 ];
 
 /// What a valid `spipe` command line asks for.
@@ -63,6 +65,8 @@ pub struct SpipeArgs {
     pub timeout: Duration,
     /// `-b`: the local address to connect from (spipe 1.6.3 and later).
     pub bind: Option<SockAddrSpec>,
+    /// `--x25519`: spiperelay's X25519 handshake mode (both ends must use it; PROTOCOL.md).
+    pub x25519: bool,
 }
 
 /// Why a `spipe` command line was rejected. [`SpipeArgsError::usage`] says whether the usage
@@ -78,6 +82,8 @@ pub enum SpipeArgsError {
     UnexpectedArgument(String),
     /// Both `-f` and `-g`.
     BothPfs,
+    /// `--x25519` together with `-f`: X25519 mode always uses forward secrecy.
+    X25519WithoutPfs,
     /// A required option is absent: `-k` or `-t`. Holds its name.
     MissingOption(&'static str),
     /// A bad `-o` argument.
@@ -97,7 +103,7 @@ impl SpipeArgsError {
     /// message and exits 1).
     pub fn usage(&self) -> Option<&'static str> {
         match self {
-            Self::Value(_) | Self::Address { .. } => None,
+            Self::Value(_) | Self::Address { .. } | Self::X25519WithoutPfs => None,
             _ => Some(SPIPE_USAGE),
         }
     }
@@ -119,6 +125,10 @@ impl fmt::Display for SpipeArgsError {
             Self::Repeated(name) => write!(f, "option {name} given more than once"),
             Self::UnexpectedArgument(arg) => write!(f, "unexpected argument {arg:?}"),
             Self::BothPfs => f.write_str("-f and -g are mutually exclusive"),
+            Self::X25519WithoutPfs => f.write_str(
+                "--x25519 cannot be combined with -f: X25519 mode always uses forward secrecy \
+                 (-g is accepted and always satisfied)",
+            ),
             Self::MissingOption(name) => write!(f, "option {name} is required"),
             Self::Value(e) => e.fmt(f),
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
@@ -170,6 +180,7 @@ impl SpipeArgs {
         let mut no_keepalive = false;
         let mut timeout = DEFAULT_TIMEOUT;
         let mut bind = None;
+        let mut x25519 = false;
 
         while let Some(opt) = getopt.next_opt()? {
             let name = opt.name;
@@ -187,6 +198,7 @@ impl SpipeArgs {
                 "-o" => timeout = parse_timeout(&arg)?,
                 "-b" => bind = Some(arg),
                 "-v" => return Ok(SpipeCommand::Version),
+                "--x25519" => x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
                 _ => return Err(GetoptError::IllegalOption(name.to_owned()).into()),
             }
@@ -196,6 +208,9 @@ impl SpipeArgs {
         }
         if pfs_f && pfs_g {
             return Err(SpipeArgsError::BothPfs);
+        }
+        if x25519 && pfs_f {
+            return Err(SpipeArgsError::X25519WithoutPfs);
         }
         let key = key.ok_or(SpipeArgsError::MissingOption("-k"))?;
         let target_text = target.ok_or(SpipeArgsError::MissingOption("-t"))?;
@@ -213,6 +228,7 @@ impl SpipeArgs {
             no_keepalive,
             timeout,
             bind,
+            x25519,
         }))
     }
 }
@@ -221,6 +237,21 @@ impl SpipeArgs {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn x25519_flag() {
+        let run = |line: &str| match SpipeArgs::parse(line.split_whitespace()) {
+            Ok(SpipeCommand::Run(a)) => a,
+            other => panic!("{line:?}: {other:?}"),
+        };
+        assert!(!run("-t h:1 -k k").x25519);
+        assert!(run("-t h:1 -k k --x25519").x25519);
+        assert!(run("-t h:1 -k k -g --x25519").x25519);
+        assert_eq!(
+            SpipeArgs::parse("-t h:1 -k k -f --x25519".split_whitespace()),
+            Err(SpipeArgsError::X25519WithoutPfs)
+        );
+    }
     use std::path::PathBuf;
 
     fn parse(line: &str) -> Result<SpipeCommand, SpipeArgsError> {
@@ -246,6 +277,7 @@ mod tests {
                 no_keepalive: false,
                 timeout: Duration::from_secs(5),
                 bind: None,
+                x25519: false,
             }
         );
     }

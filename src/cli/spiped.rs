@@ -15,6 +15,9 @@
 //!   key-rotation options; they are not in the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
+//! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
+//!   `PROTOCOL.md`); it is refused with `-f` ([`SpipedArgsError::X25519WithoutPfs`]) and not in
+//!   the usage text, which stays spiped's.
 //! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
 //!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` means the default of
 //!   5 s, as in spiped; `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
@@ -82,6 +85,7 @@ const SPECS: &[OptSpec] = &[
     OptSpec::with_arg("--max-keys"),
     OptSpec::with_arg("-u"),
     OptSpec::flag("-v"),
+    OptSpec::flag("--x25519"),
 ];
 
 /// Which side of the tunnel this spiped is.
@@ -142,6 +146,9 @@ pub struct SpipedArgs {
     /// `--max-keys`: the most keys accepted at once, 1 to [`MAX_KEYS_LIMIT`]. Default
     /// [`DEFAULT_MAX_KEYS`].
     pub max_keys: usize,
+    /// `--x25519`: spiperelay's X25519 handshake instead of spiped's group-14 one (both ends
+    /// must use it; PROTOCOL.md). Refused together with `-f`.
+    pub x25519: bool,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -163,6 +170,8 @@ pub enum SpipedArgsError {
     NoMode,
     /// Both `-f` and `-g`.
     BothPfs,
+    /// `--x25519` together with `-f`: X25519 mode always uses forward secrecy.
+    X25519WithoutPfs,
     /// A required option is absent: `-k`, `-s` or `-t`. Holds its name.
     MissingOption(&'static str),
     /// `-R` together with a `-r` other than 60 seconds (`-r 0` counts as 60, as in spiped).
@@ -188,7 +197,9 @@ impl SpipedArgsError {
     /// message and exits 1).
     pub fn usage(&self) -> Option<&'static str> {
         match self {
-            Self::Value(_) | Self::Address { .. } | Self::MaxKeys(_) => None,
+            Self::Value(_) | Self::Address { .. } | Self::MaxKeys(_) | Self::X25519WithoutPfs => {
+                None
+            }
             _ => Some(SPIPED_USAGE),
         }
     }
@@ -214,6 +225,10 @@ impl fmt::Display for SpipedArgsError {
             Self::BothModes => f.write_str("-e and -d are mutually exclusive"),
             Self::NoMode => f.write_str("one of -e or -d is required"),
             Self::BothPfs => f.write_str("-f and -g are mutually exclusive"),
+            Self::X25519WithoutPfs => f.write_str(
+                "--x25519 cannot be combined with -f: X25519 mode always uses forward secrecy \
+                 (-g is accepted and always satisfied)",
+            ),
             Self::MissingOption(name) => write!(f, "option {name} is required"),
             Self::RtimeWithNoResolve(r) => {
                 write!(f, "-r {r} and -R are mutually exclusive")
@@ -326,6 +341,7 @@ impl SpipedArgs {
                 "--control" => control = Some(PathBuf::from(arg)),
                 "--max-keys" => max_keys = parse_max_keys(&arg)?,
                 "-v" => return Ok(SpipedCommand::Version),
+                "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
                 _ => return Err(GetoptError::IllegalOption(name.to_owned()).into()),
             }
@@ -337,6 +353,9 @@ impl SpipedArgs {
         let mode = mode.ok_or(SpipedArgsError::NoMode)?;
         if pfs_f && pfs_g {
             return Err(SpipedArgsError::BothPfs);
+        }
+        if flags.x25519 && pfs_f {
+            return Err(SpipedArgsError::X25519WithoutPfs);
         }
         if keys.is_empty() {
             return Err(SpipedArgsError::MissingOption("-k"));
@@ -384,6 +403,7 @@ impl SpipedArgs {
             user,
             control,
             max_keys,
+            x25519: flags.x25519,
         })))
     }
 }
@@ -406,6 +426,7 @@ struct Flags {
     foreground: bool,
     no_keepalive: bool,
     syslog: bool,
+    x25519: bool,
 }
 
 #[cfg(test)]
@@ -435,6 +456,25 @@ mod tests {
     }
 
     #[test]
+    fn x25519_flag() {
+        assert!(!run(BASE).x25519);
+        assert!(run(&format!("{BASE} --x25519")).x25519);
+        let g = run(&format!("{BASE} -g --x25519"));
+        assert!(g.x25519 && g.pfs == PfsPolicy::Required);
+        let e = err(&format!("{BASE} --x25519 -f"));
+        assert_eq!(e, SpipedArgsError::X25519WithoutPfs);
+        assert!(e.usage().is_none());
+        assert!(
+            e.to_string()
+                .contains("--x25519 cannot be combined with -f")
+        );
+        assert_eq!(
+            err(&format!("{BASE} --x25519 --x25519")),
+            SpipedArgsError::Repeated("--x25519")
+        );
+    }
+
+    #[test]
     fn defaults() {
         assert_eq!(
             run(BASE),
@@ -459,6 +499,7 @@ mod tests {
                 user: None,
                 control: None,
                 max_keys: DEFAULT_MAX_KEYS,
+                x25519: false,
             }
         );
     }

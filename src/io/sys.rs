@@ -608,3 +608,31 @@ pub fn deny_io_uring_setup() -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Nice value [`make_background_thread`] gives the calling thread (the default is 0).
+const BACKGROUND_NICE: libc::c_int = 10;
+
+/// Prepares the calling thread for background work (the key-pool worker): blocks `SIGTERM`,
+/// `SIGINT` and `SIGHUP` in it, so they always reach the event-loop thread and interrupt its
+/// wait, and lowers its scheduling priority so the event loop wins a contended core. Failures
+/// are ignored: the thread then gets those signals or runs at normal priority, which is only
+/// slower.
+pub fn make_background_thread() {
+    // SAFETY: an all-zero sigset_t is a valid value to pass to sigemptyset, which initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t owned by this frame, for each call.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: gettid has no preconditions; on Linux PRIO_PROCESS with a thread id sets that
+    // thread's nice value only.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE);
+    }
+}

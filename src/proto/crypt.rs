@@ -47,7 +47,7 @@ impl Role {
 /// Fills `out` with PBKDF2-HMAC-SHA256(password = K, salt = parts concatenated, c = 1).
 ///
 /// `out.len()` must be a multiple of 32 (it is 64 or 128 here).
-fn pbkdf2_one_iteration(key: &Key, salt_parts: &[&[u8]], out: &mut [u8]) {
+pub(crate) fn pbkdf2_one_iteration(key: &Key, salt_parts: &[&[u8]], out: &mut [u8]) {
     // Key the HMAC once and clone the keyed state per block.
     let keyed = <HmacSha256 as Mac>::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
@@ -67,7 +67,7 @@ fn pbkdf2_one_iteration(key: &Key, salt_parts: &[&[u8]], out: &mut [u8]) {
 pub struct SecretKey(Zeroizing<[u8; SESSION_KEY_LEN]>);
 
 impl SecretKey {
-    fn from_slice(bytes: &[u8]) -> Self {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Self {
         let mut k = Zeroizing::new([0u8; SESSION_KEY_LEN]);
         k.copy_from_slice(bytes);
         Self(k)
@@ -118,6 +118,22 @@ impl DhMacKeys {
             Role::Server => &self.server,
         }
     }
+}
+
+/// The first of `candidates` (its index and dk_1, from `derive`) under which
+/// `h = HMAC(dhmac of peer_role, value)`, compared in constant time; `None` if there is none.
+/// Costs one dk_1 derivation and one HMAC per candidate tried; no exponentiation.
+pub(crate) fn find_mac_key(
+    candidates: &[Key],
+    peer_role: Role,
+    value: &[u8; DH_PUBLIC_LEN],
+    h: &[u8],
+    derive: impl Fn(&Key) -> DhMacKeys,
+) -> Option<(usize, DhMacKeys)> {
+    candidates.iter().enumerate().find_map(|(index, key)| {
+        let dk1 = derive(key);
+        bool::from(dh_mac(dk1.for_role(peer_role), value).ct_eq(h)).then_some((index, dk1))
+    })
 }
 
 /// `h = HMAC-SHA256(key = dhmac, message = y)` over the 256-byte DH value (§1.5).
@@ -243,28 +259,44 @@ pub fn validate_peer(
     nonce_server: &[u8; NONCE_LEN],
     mode: &DhMode,
 ) -> Result<(ValidatedPeer, DhMacKeys), HandshakeError> {
+    validate_peer_policy(
+        yh,
+        peer_role,
+        candidates,
+        nonce_client,
+        nonce_server,
+        mode.requires_pfs(),
+    )
+}
+
+/// [`validate_peer`] with the `-g` policy given as `require_pfs` instead of a [`DhMode`], for a
+/// handshake whose own key pair does not exist yet (the server asks for it only after this
+/// check, so an unauthenticated client never costs a key generation). Same checks, order and
+/// errors.
+pub fn validate_peer_policy(
+    yh: &[u8; YH_LEN],
+    peer_role: Role,
+    candidates: &[Key],
+    nonce_client: &[u8; NONCE_LEN],
+    nonce_server: &[u8; NONCE_LEN],
+    require_pfs: bool,
+) -> Result<(ValidatedPeer, DhMacKeys), HandshakeError> {
     let (y, h) = yh.split_at(DH_PUBLIC_LEN);
     let mut y_arr = [0u8; DH_PUBLIC_LEN];
     y_arr.copy_from_slice(y);
 
     // Check 1: the MAC, trying each accepted key in order (§1.5; issue 8's key rotation).
-    let mut found = None;
-    for (index, key) in candidates.iter().enumerate() {
-        let dk1 = DhMacKeys::derive(key, nonce_client, nonce_server);
-        let expected = dh_mac(dk1.for_role(peer_role), &y_arr);
-        if bool::from(expected.ct_eq(h)) {
-            found = Some((index, dk1));
-            break;
-        }
-    }
-    let (key_index, dk1) = found.ok_or(HandshakeError::BadDhMac)?;
+    let (key_index, dk1) = find_mac_key(candidates, peer_role, &y_arr, h, |key| {
+        DhMacKeys::derive(key, nonce_client, nonce_server)
+    })
+    .ok_or(HandshakeError::BadDhMac)?;
 
     // Check 2: y < p.
     if !dh::is_below_p(&y_arr) {
         return Err(HandshakeError::DhOutOfRange);
     }
     // Check 3: with -g, y != 1.
-    if mode.requires_pfs() && y_arr == Y_ONE {
+    if require_pfs && y_arr == Y_ONE {
         return Err(HandshakeError::PfsRequired);
     }
     Ok((

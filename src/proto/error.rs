@@ -18,6 +18,20 @@ pub enum HandshakeError {
     /// The peer sent `y = 1` (it runs with `-f`, no forward secrecy) and we require forward
     /// secrecy (`-g`, §1.6).
     PfsRequired,
+    /// The MAC on the peer's value verified under spiperelay's X25519-mode derivation: the peer
+    /// runs with `--x25519` and this end does not (PROTOCOL.md).
+    PeerUsesX25519,
+    /// This end runs with `--x25519`, and the MAC on the peer's value verified under spiped's
+    /// derivation: the peer is spiped, or spiperelay without `--x25519` (PROTOCOL.md).
+    PeerNotX25519,
+    /// X25519 mode: the MAC verified but the 224 padding bytes after the public key are not
+    /// zero (a broken peer).
+    BadX25519Padding,
+    /// X25519 mode: the shared secret is all zero because the peer sent a low-order point.
+    ZeroSharedSecret,
+    /// The caller handed in a key pair the handshake did not ask for, or of the wrong kind (a
+    /// bug in the caller, not the peer).
+    UnexpectedKeyPair,
 }
 
 impl fmt::Display for HandshakeError {
@@ -28,6 +42,24 @@ impl fmt::Display for HandshakeError {
             Self::PfsRequired => {
                 "handshake failed: peer does not use perfect forward secrecy (it runs with -f) \
                  and -g requires it"
+            }
+            Self::PeerUsesX25519 => {
+                "handshake failed: the peer runs in --x25519 mode and this end does not \
+                 (use --x25519 on both ends or on neither)"
+            }
+            Self::PeerNotX25519 => {
+                "handshake failed: this end runs in --x25519 mode and the peer does not (it is \
+                 spiped, or spiperelay without --x25519)"
+            }
+            Self::BadX25519Padding => {
+                "handshake failed: peer's X25519 message has non-zero padding"
+            }
+            Self::ZeroSharedSecret => {
+                "handshake failed: the X25519 shared secret is all zero (peer sent a \
+                 low-order point)"
+            }
+            Self::UnexpectedKeyPair => {
+                "handshake failed: a key pair was supplied that the handshake did not ask for"
             }
         })
     }

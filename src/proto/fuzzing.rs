@@ -21,10 +21,11 @@ use sha2::Sha256;
 use crate::proto::crypt::{
     DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, Y_ONE, dh_mac, session_keys, validate_peer,
 };
-use crate::proto::handshake::Handshake;
+use crate::proto::handshake::{Exchange, Handshake, KeyPair};
 use crate::proto::key::{Key, KeySet};
 use crate::proto::packet::{Opener, Sealer, packets_for, sealed_len};
 use crate::proto::stream::{Decoder, Encoder};
+use crate::proto::x25519::X25519KeyPair;
 use crate::proto::{
     CIPHERTEXT_LEN, HANDSHAKE_LEN, HandshakeError, LENGTH_FIELD_LEN, MAX_PAYLOAD, NONCE_LEN,
     PACKET_LEN, PacketError, StreamError, YH_LEN,
@@ -45,6 +46,9 @@ pub const SERVER_NONCE: [u8; NONCE_LEN] = [0x5e; NONCE_LEN];
 
 /// The DH private value of the handshake under test (the harness's "fixed RNG").
 pub const DH_PRIVATE: [u8; 32] = [0x42; 32];
+
+/// The X25519 private scalar of the `handshake_x25519` handshake under test.
+pub const X25519_PRIVATE: [u8; 32] = [0x43; 32];
 
 /// The session keys of a `-f` (no forward secrecy) handshake between [`CLIENT_NONCE`] and
 /// [`SERVER_NONCE`] under [`KEY_FILE`], the client's sealer and the server's opener of the
@@ -485,6 +489,15 @@ fn handshake(role: Role, data: &[u8]) {
         assert_eq!(sent.len(), expect_sent, "fed {fed}, error {err:?}");
     }
 
+    finish_and_use(hs, fed, &leftover);
+}
+
+/// The common end of the handshake harnesses: an unfinished handshake must refuse to finish; a
+/// done one, with all `HANDSHAKE_LEN` bytes fed, must finish with a key index valid for its
+/// role (0 for a client, 0 or 1 for a server), and `leftover` (what followed the handshake) goes
+/// through the session's decoder and encoder.
+fn finish_and_use(hs: Handshake, fed: usize, leftover: &[u8]) {
+    let role = hs.role();
     if !hs.is_done() {
         assert!(hs.finish().is_err());
         return;
@@ -500,10 +513,10 @@ fn handshake(role: Role, data: &[u8]) {
     // Whatever followed the handshake is the peer's first data.
     let (mut encoder, mut decoder) = session.into_stream();
     let mut plain = Vec::new();
-    let _ = decoder.decode(&leftover, &mut plain);
+    let _ = decoder.decode(leftover, &mut plain);
     assert!(plain.len() <= leftover.len());
     let mut wire = Vec::new();
-    assert_eq!(encoder.encode(&leftover, &mut wire), Ok(()));
+    assert_eq!(encoder.encode(leftover, &mut wire), Ok(()));
 }
 
 /// Target `handshake_server`: a server-role [`Handshake`] fed arbitrary client bytes.
@@ -526,6 +539,125 @@ pub fn handshake_client(data: &[u8]) {
     handshake(Role::Client, data);
 }
 
+/// The `--x25519` handshake under test: role from bit 0 of `sel` (0 server, 1 client), the key
+/// pair up front or deferred (bit 1), and for a server [`OTHER_KEY_FILE`] then [`KEY_FILE`]
+/// (bit 2).
+fn local_x25519(sel: u8) -> Handshake {
+    let role = if sel & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let key = Key::from_key_file(KEY_FILE);
+    let keys = if role == Role::Server && sel & 4 != 0 {
+        KeySet::new(vec![Key::from_key_file(OTHER_KEY_FILE), key])
+            .unwrap_or_else(|| unreachable!("two keys"))
+    } else {
+        KeySet::single(key)
+    };
+    let exchange = if sel & 2 == 0 {
+        Exchange::X25519(X25519KeyPair::from_private(X25519_PRIVATE))
+    } else {
+        Exchange::X25519Deferred
+    };
+    let nonce = match role {
+        Role::Client => CLIENT_NONCE,
+        Role::Server => SERVER_NONCE,
+    };
+    Handshake::with_exchange(role, keys, nonce, exchange)
+}
+
+/// Target `handshake_x25519`: a `--x25519` [`Handshake`] of either role fed arbitrary peer
+/// bytes.
+///
+/// Input: a selector byte (see `local_x25519`: role, deferred key pair, two keys), then chunks
+/// of a length byte and up to that many bytes, each one [`Handshake::read`] call; a deferred
+/// handshake that asks for its key pair gets [`X25519_PRIVATE`]'s. Checks that errors are
+/// sticky and never group-14 ones, that nothing past the 320 handshake bytes is consumed, that
+/// a server asks for its key pair only after all 320 bytes and a valid MAC (so unauthenticated
+/// input never costs an X25519 operation) and answers only when done, and that a client asks
+/// right after the server's nonce. A completed handshake must finish, and the bytes after it go
+/// to the session's decoder.
+pub fn handshake_x25519(data: &[u8]) {
+    let mut input = Input(data);
+    let sel = input.byte();
+    let mut hs = local_x25519(sel);
+    let role = hs.role();
+    let nonce = match role {
+        Role::Client => CLIENT_NONCE,
+        Role::Server => SERVER_NONCE,
+    };
+    assert_eq!(hs.output(), nonce);
+    let mut sent = Vec::new();
+    let mut fed = 0;
+    let mut err: Option<HandshakeError> = None;
+    let mut leftover = Vec::new();
+    while !input.is_empty() {
+        let n = usize::from(input.byte());
+        let mut chunk = input.take(n);
+        loop {
+            match hs.read(chunk) {
+                Ok(consumed) => {
+                    assert_eq!(err, None, "read succeeded after an error");
+                    fed += consumed;
+                    assert!(fed <= HANDSHAKE_LEN, "read past the handshake");
+                    chunk = &chunk[consumed..];
+                }
+                Err(e) => {
+                    if let Some(prev) = err {
+                        assert_eq!(e, prev, "a failed handshake changed its error");
+                    }
+                    assert!(
+                        !matches!(
+                            e,
+                            HandshakeError::DhOutOfRange
+                                | HandshakeError::PfsRequired
+                                | HandshakeError::PeerUsesX25519
+                                | HandshakeError::UnexpectedKeyPair
+                        ),
+                        "group-14 error {e:?} in X25519 mode"
+                    );
+                    err = Some(e);
+                    chunk = &[];
+                }
+            }
+            match hs.wants_key_pair() {
+                Some(kind) => {
+                    assert_eq!(kind, crate::proto::handshake::KeyKind::X25519);
+                    let want_fed = match role {
+                        Role::Client => NONCE_LEN,
+                        Role::Server => HANDSHAKE_LEN,
+                    };
+                    assert_eq!(fed, want_fed, "key pair asked for too early");
+                    let pair = KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE));
+                    if let Err(e) = hs.provide_key_pair(pair) {
+                        assert_eq!(e, HandshakeError::ZeroSharedSecret);
+                        err = Some(e);
+                        chunk = &[];
+                    }
+                }
+                None if chunk.is_empty() => break,
+                None => {
+                    assert!(hs.is_done(), "bytes left over before the handshake ended");
+                    leftover.extend_from_slice(chunk);
+                    break;
+                }
+            }
+        }
+        let out = hs.output().to_vec();
+        hs.consume_output(out.len());
+        sent.extend_from_slice(&out);
+        let expect_sent = match role {
+            Role::Client if fed >= NONCE_LEN && hs.wants_key_pair().is_none() => HANDSHAKE_LEN,
+            Role::Server if hs.is_done() => HANDSHAKE_LEN,
+            _ => NONCE_LEN,
+        };
+        assert_eq!(sent.len(), expect_sent, "fed {fed}, error {err:?}");
+        assert_eq!(sent.get(..NONCE_LEN), Some(&nonce[..]));
+    }
+    finish_and_use(hs, fed, &leftover);
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -533,16 +665,18 @@ mod tests {
 
     use super::*;
     use crate::proto::dh::GROUP14_P;
+    use crate::proto::x25519;
 
     /// A harness body.
     type Harness = fn(&[u8]);
 
     /// Every target with its harness.
-    const TARGETS: [(&str, Harness); 4] = [
+    const TARGETS: [(&str, Harness); 5] = [
         ("packet_open", packet_open),
         ("stream_decode", stream_decode),
         ("handshake_server", handshake_server),
         ("handshake_client", handshake_client),
+        ("handshake_x25519", handshake_x25519),
     ];
 
     /// The DH private value of the simulated peer in the handshake seeds.
@@ -651,13 +785,20 @@ mod tests {
         peer_mode: DhMode,
         data: &[u8],
     ) -> Vec<u8> {
-        let mut local = local_handshake(role, sel);
+        let local = local_handshake(role, sel);
         let peer_nonce = match role {
             Role::Client => SERVER_NONCE,
             Role::Server => CLIENT_NONCE,
         };
         let keys = KeySet::single(Key::from_key_file(peer_key));
-        let mut peer = Handshake::new(role.peer(), keys, peer_nonce, peer_mode);
+        let peer = Handshake::new(role.peer(), keys, peer_nonce, peer_mode);
+        run_against(local, peer, data)
+    }
+
+    /// Runs `local` against `peer` (at most 3 rounds; a local handshake that asks for a key
+    /// pair gets [`X25519_PRIVATE`]'s) and returns what the peer sent, followed, if both
+    /// finished, by the peer's encoding of `data`.
+    fn run_against(mut local: Handshake, mut peer: Handshake, data: &[u8]) -> Vec<u8> {
         let mut stream = Vec::new();
         for _ in 0..3 {
             let out = local.output().to_vec();
@@ -670,6 +811,12 @@ mod tests {
             stream.extend_from_slice(&out);
             if local.read(&out).is_err() {
                 break;
+            }
+            if local.wants_key_pair().is_some() {
+                let pair = KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE));
+                if local.provide_key_pair(pair).is_err() {
+                    break;
+                }
             }
         }
         if local.is_done() && peer.is_done() {
@@ -777,6 +924,117 @@ mod tests {
         seeds
     }
 
+    /// The peer of `local_x25519(sel)`: an X25519 handshake of the other role under
+    /// `peer_key`, or (`compat`) a spiped-compatible one with `y = 1`.
+    fn x25519_peer_stream(sel: u8, peer_key: &[u8], compat: bool, data: &[u8]) -> Vec<u8> {
+        let local = local_x25519(sel);
+        let role = local.role();
+        let peer_nonce = match role {
+            Role::Client => SERVER_NONCE,
+            Role::Server => CLIENT_NONCE,
+        };
+        let keys = KeySet::single(Key::from_key_file(peer_key));
+        let peer = if compat {
+            Handshake::new(role.peer(), keys, peer_nonce, DhMode::NoPfs)
+        } else {
+            let pair = X25519KeyPair::from_private(PEER_DH_PRIVATE);
+            Handshake::with_exchange(role.peer(), keys, peer_nonce, Exchange::X25519(pair))
+        };
+        run_against(local, peer, data)
+    }
+
+    /// The peer's nonce and a `v ‖ h` for the value field `v` under a valid X25519-mode MAC,
+    /// for a local handshake of `sel`.
+    fn x25519_forged(sel: u8, v: &[u8; 256]) -> Vec<u8> {
+        let dk1 = x25519::dh_mac_keys(&Key::from_key_file(KEY_FILE), &CLIENT_NONCE, &SERVER_NONCE);
+        let (nonce, peer) = if sel & 1 == 0 {
+            (CLIENT_NONCE, Role::Client)
+        } else {
+            (SERVER_NONCE, Role::Server)
+        };
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(v);
+        out.extend_from_slice(&dh_mac(dk1.for_role(peer), v));
+        out
+    }
+
+    /// The `handshake_x25519` seeds with their outcomes (as [`handshake_seeds`]).
+    fn x25519_seeds() -> Vec<(&'static str, Vec<u8>, Result<usize, HandshakeError>)> {
+        let big = [32, 255];
+        let mut bad_padding = x25519::value_field(&[9; 32]);
+        bad_padding[255] = 1;
+        let mut seeds = vec![];
+        for (name, sel) in [
+            ("server_ready", 0u8),
+            ("client_ready", 1),
+            ("server_deferred", 2),
+            ("client_deferred", 3),
+        ] {
+            seeds.push((
+                name,
+                chunked(
+                    sel,
+                    &x25519_peer_stream(sel, KEY_FILE, false, b"data"),
+                    &big,
+                ),
+                Ok(0),
+            ));
+        }
+        seeds.extend([
+            (
+                "server_two_keys_small_reads",
+                chunked(
+                    6,
+                    &x25519_peer_stream(6, KEY_FILE, false, b"x"),
+                    &[1, 0, 7, 0, 100],
+                ),
+                Ok(1),
+            ),
+            (
+                "compat_peer",
+                chunked(2, &x25519_peer_stream(2, KEY_FILE, true, b""), &big),
+                Err(HandshakeError::PeerNotX25519),
+            ),
+            (
+                "wrong_key",
+                chunked(2, &x25519_peer_stream(2, OTHER_KEY_FILE, false, b""), &big),
+                Err(HandshakeError::BadDhMac),
+            ),
+            (
+                "low_order_point",
+                chunked(2, &x25519_forged(2, &[0; 256]), &big),
+                Err(HandshakeError::ZeroSharedSecret),
+            ),
+            (
+                "bad_padding",
+                chunked(0, &x25519_forged(0, &bad_padding), &big),
+                Err(HandshakeError::BadX25519Padding),
+            ),
+        ]);
+        seeds
+    }
+
+    /// Runs a `handshake_x25519` seed as the harness parses it and reports the outcome.
+    fn x25519_outcome(seed: &[u8]) -> Result<usize, HandshakeError> {
+        let mut input = Input(seed);
+        let mut hs = local_x25519(input.byte());
+        while !input.is_empty() {
+            let n = usize::from(input.byte());
+            let mut chunk = input.take(n);
+            loop {
+                let used = hs.read(chunk)?;
+                chunk = &chunk[used..];
+                if hs.wants_key_pair().is_none() {
+                    break;
+                }
+                hs.provide_key_pair(KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE)))?;
+            }
+            let pending = hs.output().len();
+            hs.consume_output(pending);
+        }
+        Ok(hs.finish().expect("handshake completed").key_index())
+    }
+
     /// The seed files that [`write_seed_corpus`] writes for `target`.
     fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
         match target {
@@ -784,6 +1042,7 @@ mod tests {
             "stream_decode" => stream_decode_seeds(),
             "handshake_server" => strip(handshake_seeds(Role::Server)),
             "handshake_client" => strip(handshake_seeds(Role::Client)),
+            "handshake_x25519" => strip(x25519_seeds()),
             _ => unreachable!("unknown target {target}"),
         }
     }
@@ -849,6 +1108,9 @@ mod tests {
             for (name, bytes, want) in handshake_seeds(role) {
                 assert_eq!(handshake_outcome(role, &bytes), want, "{role:?} {name}");
             }
+        }
+        for (name, bytes, want) in x25519_seeds() {
+            assert_eq!(x25519_outcome(&bytes), want, "x25519 {name}");
         }
     }
 

@@ -13,19 +13,151 @@
 //! [`Handshake::read`] (which never consumes more than the handshake needs, so bytes that follow
 //! the handshake stay with the caller), and calls [`Handshake::finish`] once
 //! [`Handshake::is_done`] and all output is sent. Nonces and DH private values are handed in.
+//!
+//! Two exchanges share this machine ([`Exchange`]): spiped's group 14 and spiperelay's
+//! `--x25519` mode ([`crate::proto::x25519`]; same messages and lengths, domain-separated
+//! derivations). The key pair may be handed in up front or deferred: a deferred handshake stops
+//! with [`Handshake::wants_key_pair`] where it needs one (a client after the server's nonce, a
+//! server only after the client's MAC verified) and goes on after
+//! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
+//! derivation is reported as a mode mismatch instead of a wrong key.
 
-use crate::proto::crypt::{DhMacKeys, DhMode, Role, dh_mac, session_keys, validate_peer};
-use crate::proto::key::KeySet;
+use crate::proto::crypt::{
+    DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, ValidatedPeer, dh_mac, find_mac_key,
+    session_keys, validate_peer_policy,
+};
+use crate::proto::key::{Key, KeySet};
 use crate::proto::packet::{Opener, Sealer};
 use crate::proto::stream::{Decoder, Encoder};
-use crate::proto::{HANDSHAKE_LEN, HandshakeError, MAC_LEN, NONCE_LEN, YH_LEN};
+use crate::proto::x25519::{self, ValidatedX25519Peer, X25519KeyPair};
+use crate::proto::{DH_PUBLIC_LEN, HANDSHAKE_LEN, HandshakeError, MAC_LEN, NONCE_LEN, YH_LEN};
+
+/// Which key exchange a handshake runs, and the local key material it starts with.
+///
+/// The `Deferred` forms start without a key pair: the handshake asks for one through
+/// [`Handshake::wants_key_pair`] only when it needs it — a client after the server's nonce, a
+/// server only after the client's MAC verified — so an unauthenticated client never costs a key
+/// generation, let alone a shared-secret computation.
+#[allow(clippy::large_enum_variant)] // moved a few times per handshake; a Box would allocate
+#[derive(Debug)]
+pub enum Exchange {
+    /// spiped's group-14 exchange with the `-f`/`-g` policy and a ready key pair (§1.5, §1.6).
+    Group14(DhMode),
+    /// spiped's group-14 exchange; the key pair is supplied later. `require_pfs` is `-g`.
+    Group14Deferred {
+        /// `-g`: reject a peer that sends `y = 1`.
+        require_pfs: bool,
+    },
+    /// spiperelay's X25519 mode (`--x25519`, see [`x25519`]) with a ready key pair.
+    X25519(X25519KeyPair),
+    /// spiperelay's X25519 mode; the key pair is supplied later.
+    X25519Deferred,
+}
+
+/// The kind of key pair a handshake asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// A group-14 [`DhKeyPair`].
+    Group14,
+    /// An [`X25519KeyPair`].
+    X25519,
+}
+
+/// A ready key pair of either kind, for [`Handshake::provide_key_pair`]. Used once; its private
+/// part is zeroised when dropped.
+#[allow(clippy::large_enum_variant)] // moved a few times per handshake; a Box would allocate
+#[derive(Debug)]
+pub enum KeyPair {
+    /// A group-14 key pair.
+    Group14(DhKeyPair),
+    /// An X25519 key pair.
+    X25519(X25519KeyPair),
+}
+
+impl KeyPair {
+    /// Builds a key pair of `kind` from 32 random bytes (this function's copy is wiped; the
+    /// caller wipes its own): one group-14
+    /// exponentiation or one X25519 base-point multiplication. Never fails.
+    pub fn from_private(kind: KeyKind, private: [u8; 32]) -> Self {
+        match kind {
+            KeyKind::Group14 => Self::Group14(DhKeyPair::from_private(private)),
+            KeyKind::X25519 => Self::X25519(X25519KeyPair::from_private(private)),
+        }
+    }
+
+    /// Which kind this is.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Self::Group14(_) => KeyKind::Group14,
+            Self::X25519(_) => KeyKind::X25519,
+        }
+    }
+
+    /// The public value: 256 bytes for group 14, 32 for X25519.
+    pub fn public(&self) -> &[u8] {
+        match self {
+            Self::Group14(p) => p.public(),
+            Self::X25519(p) => p.public(),
+        }
+    }
+}
+
+/// The local side of the exchange as the handshake holds it.
+#[allow(clippy::large_enum_variant)] // moved a few times per handshake; a Box would allocate
+enum Local {
+    /// Group 14: `mode` is `None` until the key pair arrives.
+    Group14 {
+        mode: Option<DhMode>,
+        require_pfs: bool,
+    },
+    /// X25519: `None` until the key pair arrives.
+    X25519(Option<X25519KeyPair>),
+    /// The key pair has been used and dropped (zeroised).
+    Spent,
+}
+
+impl Local {
+    fn kind(&self) -> KeyKind {
+        match self {
+            Local::X25519(_) => KeyKind::X25519,
+            Local::Group14 { .. } | Local::Spent => KeyKind::Group14,
+        }
+    }
+
+    fn has_pair(&self) -> bool {
+        matches!(
+            self,
+            Local::Group14 { mode: Some(_), .. } | Local::X25519(Some(_))
+        )
+    }
+}
+
+/// A peer value that passed its checks, in either mode.
+#[allow(clippy::large_enum_variant)] // moved a few times per handshake; a Box would allocate
+enum Validated {
+    Group14(ValidatedPeer),
+    X25519(ValidatedX25519Peer),
+}
+
+impl Validated {
+    fn key_index(&self) -> usize {
+        match self {
+            Validated::Group14(p) => p.key_index(),
+            Validated::X25519(p) => p.key_index(),
+        }
+    }
+}
 
 /// Where a handshake stands.
 enum State {
     /// Waiting for the peer's nonce (C3 / S2 in spiped's DESIGN.md).
     ReadNonce,
+    /// Client: the server's nonce is in; waiting for the caller's key pair to send `y_C ‖ h_C`.
+    AwaitClientPair,
     /// Waiting for the peer's `y ‖ h`.
     ReadYh,
+    /// Server: the client authenticated; waiting for the caller's key pair to answer.
+    AwaitServerPair(Box<(Validated, DhMacKeys)>),
     /// Keys derived; the session is ready once the output has been sent.
     Done(Box<Session>),
     /// The handshake failed; every later call reports this error.
@@ -36,7 +168,7 @@ enum State {
 pub struct Handshake {
     role: Role,
     keys: KeySet,
-    dh: DhMode,
+    local: Local,
     nonce_local: [u8; NONCE_LEN],
     nonce_peer: [u8; NONCE_LEN],
     state: State,
@@ -50,20 +182,44 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Starts a handshake for `role`.
+    /// Starts a spiped (group-14) handshake for `role`.
     ///
     /// - `keys`: the client uses the first key; the server accepts any of them (§1.1).
     /// - `nonce`: 32 bytes from a cryptographically secure RNG (§1.3).
     /// - `dh`: the local DH key pair and `-f`/`-g` policy (§1.6).
     ///
     /// The nonce is queued for sending at once: neither role waits for the peer's nonce first.
+    /// Same as [`Handshake::with_exchange`] with [`Exchange::Group14`].
     pub fn new(role: Role, keys: KeySet, nonce: [u8; NONCE_LEN], dh: DhMode) -> Self {
+        Self::with_exchange(role, keys, nonce, Exchange::Group14(dh))
+    }
+
+    /// Starts a handshake for `role` running `exchange` (spiped's group 14 or our X25519 mode,
+    /// with the key pair now or deferred). Other arguments as in [`Handshake::new`].
+    pub fn with_exchange(
+        role: Role,
+        keys: KeySet,
+        nonce: [u8; NONCE_LEN],
+        exchange: Exchange,
+    ) -> Self {
+        let local = match exchange {
+            Exchange::Group14(mode) => Local::Group14 {
+                require_pfs: matches!(mode, DhMode::RequirePfs(_)),
+                mode: Some(mode),
+            },
+            Exchange::Group14Deferred { require_pfs } => Local::Group14 {
+                mode: None,
+                require_pfs,
+            },
+            Exchange::X25519(pair) => Local::X25519(Some(pair)),
+            Exchange::X25519Deferred => Local::X25519(None),
+        };
         let mut output = [0u8; HANDSHAKE_LEN];
         output[..NONCE_LEN].copy_from_slice(&nonce);
         Self {
             role,
             keys,
-            dh,
+            local,
             nonce_local: nonce,
             nonce_peer: [0u8; NONCE_LEN],
             state: State::ReadNonce,
@@ -93,13 +249,17 @@ impl Handshake {
         self.output_start = self.output_end.min(self.output_start.saturating_add(n));
     }
 
-    /// How many more input bytes the current step needs; 0 once done or failed. A caller that
-    /// reads exactly this many bytes at a time never reads past the handshake.
+    /// How many more input bytes the current step needs; 0 once done or failed, and while a key
+    /// pair is awaited. A caller that reads exactly this many bytes at a time never reads past
+    /// the handshake.
     pub fn wanted(&self) -> usize {
         match self.state {
             State::ReadNonce => NONCE_LEN - self.input_len,
             State::ReadYh => YH_LEN - self.input_len,
-            State::Done(_) | State::Failed(_) => 0,
+            State::AwaitClientPair
+            | State::AwaitServerPair(_)
+            | State::Done(_)
+            | State::Failed(_) => 0,
         }
     }
 
@@ -108,18 +268,84 @@ impl Handshake {
         matches!(self.state, State::Done(_))
     }
 
+    /// `Some(kind)` when the handshake cannot go on without a key pair of `kind`
+    /// ([`Handshake::provide_key_pair`]); only handshakes started with a `Deferred`
+    /// [`Exchange`] ask. A server asks only after the client's MAC verified.
+    pub fn wants_key_pair(&self) -> Option<KeyKind> {
+        match self.state {
+            State::AwaitClientPair | State::AwaitServerPair(_) => Some(self.local.kind()),
+            _ => None,
+        }
+    }
+
+    /// Whether we have queued our `y ‖ h` and wait for the peer's: a client between its value
+    /// and the server's. A peer that closes now has rejected our value (wrong key, or one end
+    /// runs `--x25519` and the other does not; a spiped server closes at once on a bad MAC).
+    pub fn awaiting_peer_value(&self) -> bool {
+        self.role == Role::Client && matches!(self.state, State::ReadYh)
+    }
+
+    /// Hands in the key pair that [`Handshake::wants_key_pair`] asked for and does the waiting
+    /// step's work: a client queues `y_C ‖ h_C`; a server derives the session keys and queues
+    /// `y_S ‖ h_S`. The pair is used once and dropped (zeroised) once the keys are derived.
+    ///
+    /// # Errors
+    /// [`HandshakeError::UnexpectedKeyPair`] if no pair was asked for or `pair` is of the wrong
+    /// kind; [`HandshakeError::ZeroSharedSecret`] from the X25519 derivation. Either kills the
+    /// handshake, as in [`Handshake::read`].
+    pub fn provide_key_pair(&mut self, pair: KeyPair) -> Result<(), HandshakeError> {
+        let result = self.install_and_continue(pair);
+        if let Err(e) = result {
+            self.fail(e);
+        }
+        result
+    }
+
+    fn install_and_continue(&mut self, pair: KeyPair) -> Result<(), HandshakeError> {
+        if let State::Failed(e) = self.state {
+            return Err(e);
+        }
+        if self.wants_key_pair() != Some(pair.kind()) {
+            return Err(HandshakeError::UnexpectedKeyPair);
+        }
+        match (&mut self.local, pair) {
+            (Local::Group14 { mode, require_pfs }, KeyPair::Group14(p)) => {
+                *mode = Some(if *require_pfs {
+                    DhMode::RequirePfs(p)
+                } else {
+                    DhMode::Pfs(p)
+                });
+            }
+            (Local::X25519(slot), KeyPair::X25519(p)) => *slot = Some(p),
+            _ => return Err(HandshakeError::UnexpectedKeyPair),
+        }
+        match std::mem::replace(&mut self.state, State::ReadYh) {
+            State::AwaitClientPair => self.queue_client_value(),
+            State::AwaitServerPair(b) => {
+                let (peer, dk1) = *b;
+                self.complete(peer, &dk1)
+            }
+            _ => Err(HandshakeError::UnexpectedKeyPair),
+        }
+    }
+
     /// Feeds bytes read from the peer. Consumes at most what the handshake still needs and
     /// returns how many bytes it consumed; the rest (`input[consumed..]`) belongs to the data
-    /// phase and must be given to the session's decoder.
+    /// phase and must be given to the session's decoder (or, after
+    /// [`Handshake::provide_key_pair`], to this method again).
     ///
     /// When a step completes this does that step's work: the client queues `y_C ‖ h_C` after the
     /// server's nonce; either side validates the peer's `y ‖ h` (MAC first, before any modular
-    /// exponentiation, §1.5) and derives the session keys; the server then queues `y_S ‖ h_S`.
+    /// exponentiation or X25519 operation, §1.5) and derives the session keys; the server then
+    /// queues `y_S ‖ h_S`. A deferred handshake stops instead where it needs its key pair.
     ///
     /// # Errors
     /// [`HandshakeError::BadDhMac`], [`HandshakeError::DhOutOfRange`],
-    /// [`HandshakeError::PfsRequired`] as found by the §1.5 checks. After an error the handshake
-    /// is dead: later calls return the same error, and no further output is queued.
+    /// [`HandshakeError::PfsRequired`] as found by the §1.5 checks;
+    /// [`HandshakeError::PeerUsesX25519`] / [`HandshakeError::PeerNotX25519`] when the MAC
+    /// verifies under the other mode's derivation; [`HandshakeError::BadX25519Padding`] and
+    /// [`HandshakeError::ZeroSharedSecret`] in X25519 mode. After an error the handshake is
+    /// dead: later calls return the same error, and no further output is queued.
     pub fn read(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
         let mut consumed = 0;
         loop {
@@ -142,7 +368,7 @@ impl Handshake {
             if take == want {
                 self.input_len = 0;
                 if let Err(e) = self.step() {
-                    self.state = State::Failed(e);
+                    self.fail(e);
                     return Err(e);
                 }
             }
@@ -158,6 +384,12 @@ impl Handshake {
         }
     }
 
+    /// Marks the handshake dead and drops the local key pair.
+    fn fail(&mut self, e: HandshakeError) {
+        self.state = State::Failed(e);
+        self.local = Local::Spent;
+    }
+
     /// Performs the work of the step whose input just completed.
     fn step(&mut self) -> Result<(), HandshakeError> {
         match self.state {
@@ -165,46 +397,148 @@ impl Handshake {
                 self.nonce_peer
                     .copy_from_slice(self.input.get(..NONCE_LEN).unwrap_or_default());
                 if self.role == Role::Client {
-                    // C: send y_C ‖ h_C, MAC'd with dhmac_C of our (first) key (§1.4, §1.5).
-                    let (nonce_c, nonce_s) = self.nonces();
-                    let dk1 = DhMacKeys::derive(self.keys.first(), nonce_c, nonce_s);
-                    self.queue_yh(&dk1);
+                    if self.local.has_pair() {
+                        self.state = State::ReadYh;
+                        return self.queue_client_value();
+                    }
+                    self.state = State::AwaitClientPair;
+                    return Ok(());
                 }
                 self.state = State::ReadYh;
                 Ok(())
             }
             State::ReadYh => {
-                let peer_role = self.role.peer();
-                let (nonce_c, nonce_s) = self.nonces();
-                let candidates = match self.role {
-                    Role::Client => std::slice::from_ref(self.keys.first()),
-                    Role::Server => self.keys.as_slice(),
-                };
-                let (peer, dk1) = validate_peer(
-                    &self.input,
-                    peer_role,
-                    candidates,
-                    nonce_c,
-                    nonce_s,
-                    &self.dh,
-                )?;
-                let key_index = peer.key_index();
-                let key = candidates
-                    .get(key_index)
-                    .unwrap_or_else(|| self.keys.first());
-                let keys = session_keys(key, nonce_c, nonce_s, &self.dh, &peer);
-                if self.role == Role::Server {
-                    // S: only now, with a valid y_C, send y_S ‖ h_S (§1.3).
-                    self.queue_yh(&dk1);
+                let (peer, dk1) = self.validate()?;
+                if self.local.has_pair() {
+                    self.complete(peer, &dk1)
+                } else {
+                    // S: the client authenticated; only now is a key pair worth having.
+                    self.state = State::AwaitServerPair(Box::new((peer, dk1)));
+                    Ok(())
                 }
-                self.state = State::Done(Box::new(Session {
-                    sealer: Sealer::new(&keys, self.role),
-                    opener: Opener::new(&keys, peer_role),
-                    key_index,
-                }));
-                Ok(())
             }
-            State::Done(_) | State::Failed(_) => Ok(()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The accepted keys for the peer's MAC: the server tries all, the client only its own.
+    fn candidates(&self) -> &[Key] {
+        match self.role {
+            Role::Client => std::slice::from_ref(self.keys.first()),
+            Role::Server => self.keys.as_slice(),
+        }
+    }
+
+    /// Checks the peer's `y ‖ h` in `self.input` with the local mode's checks (MAC first).
+    fn validate(&self) -> Result<(Validated, DhMacKeys), HandshakeError> {
+        let peer_role = self.role.peer();
+        let (nonce_c, nonce_s) = self.nonces();
+        let result = match &self.local {
+            Local::Group14 { require_pfs, .. } => validate_peer_policy(
+                &self.input,
+                peer_role,
+                self.candidates(),
+                nonce_c,
+                nonce_s,
+                *require_pfs,
+            )
+            .map(|(p, d)| (Validated::Group14(p), d)),
+            Local::X25519(_) => {
+                x25519::validate_peer(&self.input, peer_role, self.candidates(), nonce_c, nonce_s)
+                    .map(|(p, d)| (Validated::X25519(p), d))
+            }
+            Local::Spent => Err(HandshakeError::UnexpectedKeyPair),
+        };
+        match result {
+            Err(HandshakeError::BadDhMac) => Err(self.classify_bad_mac()),
+            other => other,
+        }
+    }
+
+    /// After a bad MAC: whether the MAC verifies under the other mode's dk_1 (a mode mismatch
+    /// rather than a wrong key). Costs HMACs only.
+    fn classify_bad_mac(&self) -> HandshakeError {
+        let peer_role = self.role.peer();
+        let (nonce_c, nonce_s) = self.nonces();
+        let mut y = [0u8; DH_PUBLIC_LEN];
+        y.copy_from_slice(&self.input[..DH_PUBLIC_LEN]);
+        let h = &self.input[DH_PUBLIC_LEN..];
+        let cands = self.candidates();
+        let other_mode = match self.local {
+            Local::X25519(_) => find_mac_key(cands, peer_role, &y, h, |key| {
+                DhMacKeys::derive(key, nonce_c, nonce_s)
+            })
+            .map(|_| HandshakeError::PeerNotX25519),
+            _ => find_mac_key(cands, peer_role, &y, h, |key| {
+                x25519::dh_mac_keys(key, nonce_c, nonce_s)
+            })
+            .map(|_| HandshakeError::PeerUsesX25519),
+        };
+        other_mode.unwrap_or(HandshakeError::BadDhMac)
+    }
+
+    /// Derives the session keys from a validated peer, queues a server's answer, drops the
+    /// local key pair and moves to `Done`.
+    fn complete(&mut self, peer: Validated, dk1: &DhMacKeys) -> Result<(), HandshakeError> {
+        let key_index = peer.key_index();
+        let (nonce_c, nonce_s) = self.nonces();
+        let key = self
+            .candidates()
+            .get(key_index)
+            .unwrap_or_else(|| self.keys.first());
+        let keys: SessionKeys = match (&self.local, &peer) {
+            (Local::Group14 { mode: Some(m), .. }, Validated::Group14(p)) => {
+                session_keys(key, nonce_c, nonce_s, m, p)
+            }
+            (Local::X25519(Some(pair)), Validated::X25519(p)) => {
+                x25519::session_keys(key, nonce_c, nonce_s, self.role, pair, p)?
+            }
+            _ => return Err(HandshakeError::UnexpectedKeyPair),
+        };
+        let answer = match self.role {
+            // S: only now, with a valid y_C, send y_S ‖ h_S (§1.3).
+            Role::Server => Some(self.local_message(dk1)?),
+            Role::Client => None,
+        };
+        self.local = Local::Spent;
+        if let Some(msg) = answer {
+            self.queue(&msg);
+        }
+        let peer_role = self.role.peer();
+        self.state = State::Done(Box::new(Session {
+            sealer: Sealer::new(&keys, self.role),
+            opener: Opener::new(&keys, peer_role),
+            key_index,
+        }));
+        Ok(())
+    }
+
+    /// C: queues y_C ‖ h_C, MAC'd with dhmac_C of our (first) key (§1.4, §1.5).
+    fn queue_client_value(&mut self) -> Result<(), HandshakeError> {
+        let (nonce_c, nonce_s) = self.nonces();
+        let key = self.keys.first();
+        let dk1 = match self.local {
+            Local::X25519(_) => x25519::dh_mac_keys(key, nonce_c, nonce_s),
+            _ => DhMacKeys::derive(key, nonce_c, nonce_s),
+        };
+        let msg = self.local_message(&dk1)?;
+        self.queue(&msg);
+        Ok(())
+    }
+
+    /// Our `y ‖ h` (group 14, §1.5) or `v ‖ h` (X25519 mode) under `dk1`.
+    fn local_message(&self, dk1: &DhMacKeys) -> Result<[u8; YH_LEN], HandshakeError> {
+        match &self.local {
+            Local::Group14 { mode: Some(m), .. } => {
+                let y = m.public();
+                let h: [u8; MAC_LEN] = dh_mac(dk1.for_role(self.role), y);
+                let mut yh = [0u8; YH_LEN];
+                yh[..y.len()].copy_from_slice(y);
+                yh[y.len()..].copy_from_slice(&h);
+                Ok(yh)
+            }
+            Local::X25519(Some(pair)) => Ok(x25519::message(dk1, self.role, pair.public())),
+            _ => Err(HandshakeError::UnexpectedKeyPair),
         }
     }
 
@@ -216,18 +550,13 @@ impl Handshake {
         }
     }
 
-    /// Appends our `y ‖ h` to the output.
-    fn queue_yh(&mut self, dk1: &DhMacKeys) {
-        let y = self.dh.public();
-        let h: [u8; MAC_LEN] = dh_mac(dk1.for_role(self.role), y);
-        let mut yh = [0u8; YH_LEN];
-        yh[..y.len()].copy_from_slice(y);
-        yh[y.len()..].copy_from_slice(&h);
+    /// Appends a `y ‖ h` message to the output.
+    fn queue(&mut self, yh: &[u8; YH_LEN]) {
         if let Some(dst) = self
             .output
             .get_mut(self.output_end..self.output_end + YH_LEN)
         {
-            dst.copy_from_slice(&yh);
+            dst.copy_from_slice(yh);
             self.output_end += YH_LEN;
         }
     }
@@ -237,6 +566,7 @@ impl std::fmt::Debug for Handshake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
             State::ReadNonce => "read-nonce",
+            State::AwaitClientPair | State::AwaitServerPair(_) => "await-key-pair",
             State::ReadYh => "read-yh",
             State::Done(_) => "done",
             State::Failed(_) => "failed",

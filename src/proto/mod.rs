@@ -11,6 +11,7 @@
 //! - [`handshake`]: the client and server handshake state machines (§1.3–§1.7).
 //! - [`packet`]: one 1060-byte packet sealed or opened, and contiguous batches of them (§2).
 //! - [`stream`]: an encoder and a decoder over arbitrarily chunked byte streams (§2).
+//! - [`x25519`]: spiperelay's `--x25519` handshake mode (ours ↔ ours; `PROTOCOL.md`).
 //!
 //! `fuzzing` (hidden) holds the bodies of the cargo-fuzz targets in `fuzz/`; see `FUZZING.md`.
 
@@ -25,6 +26,7 @@ pub mod handshake;
 pub mod key;
 pub mod packet;
 pub mod stream;
+pub mod x25519;
 
 pub use error::{HandshakeError, PacketError, StreamError};
 

@@ -533,6 +533,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         targets,
         keys: rotation.ring(),
         pfs: args.pfs,
+        x25519: args.x25519,
         max_connections: args.max_connections,
         timeout: args.timeout,
         keepalive: !args.no_keepalive,

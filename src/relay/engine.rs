@@ -27,15 +27,15 @@ use crate::io::{
     ConnectError, Driver, Errno, Event, Handle, SockAddr, SubmitError, TimerId, Token, WaitError,
     sys,
 };
-use crate::proto::crypt::{DhKeyPair, DhMode, Role};
-use crate::proto::dh::DH_PRIVATE_LEN;
-use crate::proto::handshake::Handshake;
+use crate::proto::crypt::{DhMode, Role};
+use crate::proto::handshake::{Exchange, Handshake, KeyKind};
 use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
 
 use super::keys::{KeyRing, KeyUse};
 use super::log::Logger;
+use super::pool::{KeyPool, PoolStats};
 
 /// A pump stops reading while this many bytes wait to be written to the other side
 /// (backpressure, as spiped's one-buffer pumps provide).
@@ -60,6 +60,9 @@ pub struct RelayConfig {
     pub keys: KeyRing,
     /// `-f` / `-g` / neither.
     pub pfs: PfsPolicy,
+    /// `--x25519`: run spiperelay's X25519 handshake instead of spiped's group-14 one (both
+    /// ends must agree; PROTOCOL.md). Cannot be combined with `-f`.
+    pub x25519: bool,
     /// `-n`: the most simultaneous connections, `None` for unlimited.
     pub max_connections: Option<usize>,
     /// `-o`: the deadline of each setup phase (target connect, handshake).
@@ -82,6 +85,9 @@ pub enum DropReason {
     HandshakeTimeout,
     /// The peer closed the connection before the handshake finished.
     HandshakeEof,
+    /// The peer closed the connection right after our DH value, i.e. it rejected our MAC
+    /// (wrong key, or one end runs `--x25519` and the other does not).
+    HandshakeRejected,
     /// Connecting to the target failed or timed out.
     TargetConnect(ConnectError),
     /// A socket for the target connection could not be created (e.g. `EMFILE`).
@@ -125,11 +131,15 @@ impl fmt::Display for DropReason {
             DropReason::Handshake(HandshakeError::BadDhMac) => {
                 f.write_str("handshake failed: bad MAC on the peer's DH value (wrong key?)")
             }
-            DropReason::Handshake(e) => write!(f, "handshake failed: {e}"),
+            DropReason::Handshake(e) => e.fmt(f),
             DropReason::HandshakeTimeout => f.write_str("handshake timed out"),
             DropReason::HandshakeEof => {
                 f.write_str("peer closed the connection during the handshake")
             }
+            DropReason::HandshakeRejected => f.write_str(
+                "handshake failed: peer closed the connection after our DH value, so it \
+                 rejected our MAC (wrong key, or --x25519 on one end only?)",
+            ),
             DropReason::TargetConnect(ConnectError::TimedOut) => {
                 f.write_str("connecting to the target timed out")
             }
@@ -296,6 +306,8 @@ pub enum RelayError {
     Accept(SubmitError),
     /// The configuration has no target address.
     NoTarget,
+    /// `--x25519` together with `-f`: X25519 mode always uses forward secrecy.
+    X25519WithoutPfs,
 }
 
 impl fmt::Display for RelayError {
@@ -303,6 +315,9 @@ impl fmt::Display for RelayError {
         match self {
             RelayError::Accept(e) => write!(f, "cannot start accepting connections: {e}"),
             RelayError::NoTarget => f.write_str("the target resolved to no address"),
+            RelayError::X25519WithoutPfs => f.write_str(
+                "--x25519 cannot be combined with -f: X25519 mode always uses forward secrecy",
+            ),
         }
     }
 }
@@ -331,6 +346,8 @@ pub struct Relay<D: Driver> {
     events: Vec<Event>,
     spare: Vec<Vec<u8>>,
     scratch: Vec<u8>,
+    /// Ready handshake key pairs (`None` with `-f`, which needs none).
+    pool: Option<KeyPool>,
 }
 
 impl<D: Driver> fmt::Debug for Relay<D> {
@@ -357,6 +374,14 @@ impl<D: Driver> Relay<D> {
         if cfg.targets.is_empty() {
             return Err(RelayError::NoTarget);
         }
+        if cfg.x25519 && cfg.pfs == PfsPolicy::Disabled {
+            return Err(RelayError::X25519WithoutPfs);
+        }
+        let pool = match (cfg.x25519, cfg.pfs) {
+            (true, _) => Some(KeyPool::new(KeyKind::X25519)),
+            (false, PfsPolicy::Disabled) => None,
+            (false, _) => Some(KeyPool::new(KeyKind::Group14)),
+        };
         let listener = io.adopt(listener);
         io.accept(listener, token(0, 0, TAG_ACCEPT))
             .map_err(RelayError::Accept)?;
@@ -377,12 +402,19 @@ impl<D: Driver> Relay<D> {
             events: Vec::new(),
             spare: Vec::new(),
             scratch: Vec::new(),
+            pool,
         })
     }
 
     /// What the relay has done so far.
     pub fn stats(&self) -> RelayStats {
         self.stats
+    }
+
+    /// Key pairs taken from the background pool and computed inline so far (`None` with `-f`,
+    /// which uses none). A `-d` end takes one only after a client's MAC verified.
+    pub fn key_pool_stats(&self) -> Option<PoolStats> {
+        self.pool.as_ref().map(KeyPool::stats)
     }
 
     /// Connections open now, including those waiting for a free slot.
@@ -785,23 +817,25 @@ impl<D: Driver> Relay<D> {
 
     fn begin_handshake(&mut self, slot: u32) {
         let mut nonce = [0u8; NONCE_LEN];
-        let mut private = [0u8; DH_PRIVATE_LEN];
-        let random = sys::fill_random(&mut nonce).and_then(|()| sys::fill_random(&mut private));
-        if let Err(e) = random {
+        if let Err(e) = sys::fill_random(&mut nonce) {
             self.drop_conn(slot, DropReason::Random(e));
             return;
         }
-        let dh = match self.cfg.pfs {
-            PfsPolicy::Disabled => DhMode::NoPfs,
-            PfsPolicy::Standard => DhMode::Pfs(DhKeyPair::from_private(private)),
-            PfsPolicy::Required => DhMode::RequirePfs(DhKeyPair::from_private(private)),
+        // The key pair is deferred: the handshake asks for it (from the pool) when it needs it,
+        // a server only after the client's MAC verified.
+        let exchange = match (self.cfg.x25519, self.cfg.pfs) {
+            (true, _) => Exchange::X25519Deferred,
+            (false, PfsPolicy::Disabled) => Exchange::Group14(DhMode::NoPfs),
+            (false, pfs) => Exchange::Group14Deferred {
+                require_pfs: pfs == PfsPolicy::Required,
+            },
         };
         let role = match self.cfg.mode {
             Mode::Encrypt => Role::Client,
             Mode::Decrypt => Role::Server,
         };
         let keys = self.cfg.keys.current();
-        let hs = Handshake::new(role, keys.clone(), nonce, dh);
+        let hs = Handshake::with_exchange(role, keys.clone(), nonce, exchange);
         let t = self.tok(slot, TAG_HS_TIMER);
         let timer = self.io.timer(self.cfg.timeout, t);
         if let Some(c) = self.conn(slot) {
@@ -840,21 +874,39 @@ impl<D: Driver> Relay<D> {
         let Some(c) = self.conn(slot) else {
             return;
         };
-        let Some(hs) = c.hs.as_mut() else {
+        let Some(mut hs) = c.hs.take() else {
             return;
         };
-        match hs.read(data) {
-            Ok(consumed) => {
-                if let Some(rest) = data.get(consumed..) {
-                    c.leftover.extend_from_slice(rest);
+        let mut rest = data;
+        let fed = loop {
+            match hs.read(rest) {
+                Ok(consumed) => rest = rest.get(consumed..).unwrap_or_default(),
+                Err(e) => break Err(DropReason::Handshake(e)),
+            }
+            let Some(kind) = hs.wants_key_pair() else {
+                break Ok(());
+            };
+            let pair = self.pool.as_ref().map(KeyPool::take);
+            match pair {
+                Some(Ok(pair)) if pair.kind() == kind => {
+                    if let Err(e) = hs.provide_key_pair(pair) {
+                        break Err(DropReason::Handshake(e));
+                    }
                 }
+                Some(Err(e)) => break Err(DropReason::Random(e)),
+                _ => break Err(DropReason::Handshake(HandshakeError::UnexpectedKeyPair)),
             }
-            Err(e) => {
-                self.drop_conn(slot, DropReason::Handshake(e));
-                return;
-            }
-        }
+        };
         let done = hs.is_done();
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        c.hs = Some(hs);
+        if let Err(reason) = fed {
+            self.drop_conn(slot, reason);
+            return;
+        }
+        c.leftover.extend_from_slice(rest);
         self.flush_handshake(slot);
         if done {
             self.try_finish_handshake(slot);
@@ -1105,7 +1157,13 @@ impl<D: Driver> Relay<D> {
         };
         if c.phase != Phase::Pumping {
             if side == CRYPT && c.phase == Phase::Handshake {
-                self.drop_conn(slot, DropReason::HandshakeEof);
+                let rejected = c.hs.as_ref().is_some_and(|h| h.awaiting_peer_value());
+                let reason = if rejected {
+                    DropReason::HandshakeRejected
+                } else {
+                    DropReason::HandshakeEof
+                };
+                self.drop_conn(slot, reason);
             }
             return;
         }

@@ -6,6 +6,7 @@
 //!   loop of the `spiperelay` binary.
 //! - [`keyfile`]: start-up warnings about key files, and `spiperelay keygen`.
 //! - [`spipe`]: the `spipe` client (stdin/stdout over one connection, blocking sockets).
+//! - [`pool`]: ready handshake key pairs, refilled by a background thread.
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod keyfile;
 pub mod keys;
 pub mod log;
+pub mod pool;
 pub mod spipe;
 
 pub use daemon::{DaemonError, run};

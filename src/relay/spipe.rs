@@ -29,9 +29,10 @@ use crate::cli::{PfsPolicy, SpipeArgs};
 use crate::io::sys;
 use crate::proto::crypt::{DhKeyPair, DhMode, Role};
 use crate::proto::dh::DH_PRIVATE_LEN;
-use crate::proto::handshake::Handshake;
+use crate::proto::handshake::{Exchange, Handshake};
 use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
+use crate::proto::x25519::X25519KeyPair;
 use crate::proto::{HANDSHAKE_LEN, NONCE_LEN, PACKET_LEN};
 
 use super::daemon::{self, DaemonError};
@@ -162,12 +163,18 @@ fn handshake(
     sys::fill_random(&mut nonce)
         .and_then(|()| sys::fill_random(&mut private[..]))
         .map_err(|e| failed(format!("cannot read random bytes: {e}")))?;
-    let dh = match args.pfs {
-        PfsPolicy::Disabled => DhMode::NoPfs,
-        PfsPolicy::Standard => DhMode::Pfs(DhKeyPair::from_private(*private)),
-        PfsPolicy::Required => DhMode::RequirePfs(DhKeyPair::from_private(*private)),
+    // `--x25519` (PROTOCOL.md) always has forward secrecy; the parser refuses it with -f.
+    let exchange = match (args.x25519, args.pfs) {
+        (true, _) => Exchange::X25519(X25519KeyPair::from_private(*private)),
+        (false, PfsPolicy::Disabled) => Exchange::Group14(DhMode::NoPfs),
+        (false, PfsPolicy::Standard) => {
+            Exchange::Group14(DhMode::Pfs(DhKeyPair::from_private(*private)))
+        }
+        (false, PfsPolicy::Required) => {
+            Exchange::Group14(DhMode::RequirePfs(DhKeyPair::from_private(*private)))
+        }
     };
-    let mut hs = Handshake::new(Role::Client, keys, nonce, dh);
+    let mut hs = Handshake::with_exchange(Role::Client, keys, nonce, exchange);
     let mut stream = sock;
     let mut buf = vec![0u8; HANDSHAKE_LEN + SOCKET_CHUNK];
     let mut leftover = Vec::new();
