@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bin_common::{
-    ChainSpec, Fam, Reply, anon_inodes, args, assert_echo, have_spiped, random_bytes, relay_bin,
-    relay_is_ours, run_bounded, spiped_bin,
+    ChainSpec, Fam, Reply, TempDir, anon_inodes, args, assert_echo, have_spiped, random_bytes,
+    relay_bin, relay_is_ours, run_bounded, spiped_bin,
 };
 
 /// The variable the binary reads (`spiperelay::relay::daemon::BACKEND_ENV`).
@@ -162,7 +162,7 @@ fn unknown_backend_name_is_refused() {
     if !relay_is_ours() {
         return;
     }
-    let dir = bin_common::TempDir::new("ebad");
+    let dir = TempDir::new("ebad");
     let key = dir.key("k");
     let mut a = args([
         format!("{BACKEND_ENV}=kqueue"),
@@ -189,5 +189,17 @@ fn unknown_backend_name_is_refused() {
     assert!(
         err.starts_with("spiperelay: ") && err.contains(BACKEND_ENV) && err.contains("kqueue"),
         "{err}"
+    );
+}
+
+#[test]
+fn bind_outgoing_connections_on_epoll() {
+    if !relay_is_ours() {
+        return;
+    }
+    let dir = TempDir::new("ep-bind");
+    assert_eq!(
+        bin_common::outgoing_source_ip(&dir, &epoll_bin(), "127.0.0.2:0"),
+        Some("127.0.0.2".parse().expect("ip"))
     );
 }

@@ -89,15 +89,6 @@ impl Driver for AnyDriver {
         pass_on!(self, d => d.cancel_accept(listener))
     }
 
-    fn connect(
-        &mut self,
-        addr: &SockAddr,
-        timeout: Duration,
-        token: Token,
-    ) -> Result<Handle, SubmitError> {
-        pass_on!(self, d => d.connect(addr, timeout, token))
-    }
-
     fn connect_from(
         &mut self,
         addr: &SockAddr,

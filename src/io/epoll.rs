@@ -942,15 +942,6 @@ impl Driver for Epoll {
         }
     }
 
-    fn connect(
-        &mut self,
-        addr: &SockAddr,
-        timeout: Duration,
-        token: Token,
-    ) -> Result<Handle, SubmitError> {
-        self.connect_from(addr, None, timeout, token)
-    }
-
     fn connect_from(
         &mut self,
         addr: &SockAddr,
@@ -958,11 +949,7 @@ impl Driver for Epoll {
         timeout: Duration,
         token: Token,
     ) -> Result<Handle, SubmitError> {
-        let sock = sys::stream_socket_bound(addr, bind).map_err(|e| match e {
-            sys::SysError::Bind(e) => SubmitError::Bind(e),
-            sys::SysError::Socket(e) | sys::SysError::SetOption(e) => SubmitError::Socket(e),
-            _ => SubmitError::Socket(Errno(libc::EIO)),
-        })?;
+        let sock = sys::stream_socket_bound(addr, bind).map_err(SubmitError::from)?;
         SockRef::from(&sock)
             .set_nonblocking(true)
             .map_err(|e| SubmitError::Socket(sys::errno_of(&e)))?;

@@ -152,6 +152,22 @@ pub enum SubmitError {
     Bind(Errno),
 }
 
+impl From<sys::SysError> for SubmitError {
+    /// Maps a failure to set up a connect's socket ([`sys::stream_socket_bound`]): a failed
+    /// bind is [`SubmitError::Bind`]; everything else means no usable socket,
+    /// [`SubmitError::Socket`] with its errno.
+    fn from(e: sys::SysError) -> Self {
+        match e {
+            sys::SysError::Bind(e) => SubmitError::Bind(e),
+            sys::SysError::Socket(e)
+            | sys::SysError::SetOption(e)
+            | sys::SysError::Listen(e)
+            | sys::SysError::Connect(e)
+            | sys::SysError::Rlimit(e) => SubmitError::Socket(e),
+        }
+    }
+}
+
 impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -309,33 +325,29 @@ pub trait Driver {
 
     /// Creates a stream socket for `addr`'s family and connects it, giving up after `timeout`.
     /// Returns the new socket's handle at once; the outcome arrives as [`Event::Connected`].
+    /// Same as [`Driver::connect_from`] with no local address.
     fn connect(
         &mut self,
         addr: &SockAddr,
         timeout: Duration,
         token: Token,
-    ) -> Result<Handle, SubmitError>;
+    ) -> Result<Handle, SubmitError> {
+        self.connect_from(addr, None, timeout, token)
+    }
 
     /// As [`Driver::connect`], but when `bind` is given the new socket is first bound to that
-    /// local address (spiped 1.6.3's `-b`). With `bind = None` this is exactly
-    /// [`Driver::connect`].
+    /// local address (spiped 1.6.3's `-b`).
     ///
     /// # Errors
-    /// As [`Driver::connect`], plus [`SubmitError::Bind`] when binding fails (for example
-    /// `EADDRNOTAVAIL`). The provided implementation supports only `bind = None` and reports
-    /// `EOPNOTSUPP` otherwise; a backend that can bind overrides it.
+    /// [`SubmitError::Socket`] when no socket can be created (for example `EMFILE`),
+    /// [`SubmitError::Bind`] when binding fails (for example `EADDRNOTAVAIL`).
     fn connect_from(
         &mut self,
         addr: &SockAddr,
         bind: Option<&SockAddr>,
         timeout: Duration,
         token: Token,
-    ) -> Result<Handle, SubmitError> {
-        match bind {
-            None => self.connect(addr, timeout, token),
-            Some(_) => Err(SubmitError::Bind(Errno(libc::EOPNOTSUPP))),
-        }
-    }
+    ) -> Result<Handle, SubmitError>;
 
     /// Receives once into a pool buffer chosen when data arrives, so an idle socket holds no
     /// buffer. Ends with [`Event::Received`], [`Event::Eof`] or [`Event::RecvFailed`]. At most

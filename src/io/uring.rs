@@ -794,15 +794,6 @@ impl Driver for Uring {
         }
     }
 
-    fn connect(
-        &mut self,
-        addr: &SockAddr,
-        timeout: Duration,
-        token: Token,
-    ) -> Result<Handle, SubmitError> {
-        self.connect_from(addr, None, timeout, token)
-    }
-
     fn connect_from(
         &mut self,
         addr: &SockAddr,
@@ -810,11 +801,7 @@ impl Driver for Uring {
         timeout: Duration,
         token: Token,
     ) -> Result<Handle, SubmitError> {
-        let sock = sys::stream_socket_bound(addr, bind).map_err(|e| match e {
-            sys::SysError::Socket(e) => SubmitError::Socket(e),
-            sys::SysError::Bind(e) => SubmitError::Bind(e),
-            _ => SubmitError::Socket(Errno(libc::EIO)),
-        })?;
+        let sock = sys::stream_socket_bound(addr, bind).map_err(SubmitError::from)?;
         let raw = sock.as_raw_fd();
         let h = self.adopt(sock);
         let addr = Box::new(addr.clone());

@@ -1043,3 +1043,24 @@ pub fn anon_inodes(pid: u32) -> Vec<String> {
         .take(10_000)
         .collect()
 }
+
+/// Starts an `-e` end of `bin` with `-b bind` in front of a plain TCP listener and connects one
+/// client; returns the source address the target saw for the relay's outgoing connection
+/// (`None` if none arrived within 10 s). Panics, with the relay's stderr, on setup failures.
+pub fn outgoing_source_ip(dir: &TempDir, bin: &Path, bind: &str) -> Option<std::net::IpAddr> {
+    let key = dir.key("key");
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let target = Addr::Tcp(l.local_addr().expect("addr"));
+    let enc = start_end(dir, "enc", bin, "-e", Fam::V4, &target, &key, &["-b", bind]);
+    let _client = enc.addr().connect().expect("connect to -e");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match l.accept() {
+            Ok((_, p)) => return Some(p.ip()),
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    eprintln!("no outgoing connection; -e stderr: {}", enc.stderr());
+    None
+}
