@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Mode, PfsPolicy};
 use crate::io::{
-    ConnectError, Driver, Errno, Event, Handle, SockAddr, SubmitError, TimerId, Token, WaitError,
-    sys,
+    ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
+    WaitError, sys,
 };
 use crate::proto::crypt::{DhKeyPair, DhMode, Role};
 use crate::proto::dh::DH_PRIVATE_LEN;
@@ -310,6 +310,31 @@ pub struct Relay<D: Driver> {
     scratch: Vec<u8>,
 }
 
+/// Runs `data` read on the source of direction `dir` of `c` through its encoder or decoder,
+/// appending to the pump's pending output (taken from `spare` if it has no buffer yet).
+fn transform_into(
+    c: &mut Conn,
+    dir: usize,
+    data: &[u8],
+    spare: &mut Vec<Vec<u8>>,
+) -> Result<(), StreamError> {
+    let pump = &mut c.pump[dir];
+    if pump.pending.capacity() == 0 {
+        pump.pending = spare.pop().unwrap_or_default();
+    }
+    if dir == ENC {
+        match c.encoder.as_mut() {
+            Some(enc) => enc.encode(data, &mut pump.pending),
+            None => Ok(()),
+        }
+    } else {
+        match c.decoder.as_mut() {
+            Some(dec) => dec.decode(data, &mut pump.pending),
+            None => Ok(()),
+        }
+    }
+}
+
 impl<D: Driver> fmt::Debug for Relay<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Relay")
@@ -427,12 +452,7 @@ impl<D: Driver> Relay<D> {
             Event::Received { buf, .. } => {
                 let side = (tag - TAG_RECV) as usize;
                 if self.live(slot, generation) {
-                    let mut data = std::mem::take(&mut self.scratch);
-                    data.clear();
-                    data.extend_from_slice(self.io.data(&buf));
-                    self.io.recycle(buf);
-                    self.on_data(slot, side, &data);
-                    self.scratch = data;
+                    self.on_received(slot, side, buf);
                 } else {
                     self.io.recycle(buf);
                 }
@@ -908,36 +928,44 @@ impl<D: Driver> Relay<D> {
     /// Runs `data` read on the source of `dir` through the encoder or decoder into the pump's
     /// pending output. Returns false if the connection was dropped.
     fn transform(&mut self, slot: u32, dir: usize, data: &[u8]) -> bool {
-        let mut spare = None;
-        if self
-            .conn(slot)
-            .is_some_and(|c| c.pump[dir].pending.capacity() == 0)
-        {
-            spare = Some(self.take_spare());
-        }
-        let Some(c) = self.conn(slot) else {
+        let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
             return false;
         };
-        let pump = &mut c.pump[dir];
-        if let Some(buf) = spare {
-            pump.pending = buf;
-        }
-        let result = if dir == ENC {
-            match c.encoder.as_mut() {
-                Some(enc) => enc.encode(data, &mut pump.pending),
-                None => Ok(()),
-            }
-        } else {
-            match c.decoder.as_mut() {
-                Some(dec) => dec.decode(data, &mut pump.pending),
-                None => Ok(()),
-            }
-        };
-        if let Err(e) = result {
+        if let Err(e) = transform_into(c, dir, data, &mut self.spare) {
             self.drop_conn(slot, DropReason::BadStream(e));
             return false;
         }
         true
+    }
+
+    /// A receive completed on `side` of a live connection. While pumping, the bytes go from the
+    /// driver's buffer straight through the encoder or decoder (no intermediate copy) before the
+    /// buffer is recycled; during setup they take the general path of [`Relay::on_data`].
+    fn on_received(&mut self, slot: u32, side: usize, buf: RecvBuf) {
+        let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
+            self.io.recycle(buf);
+            return;
+        };
+        if c.phase != Phase::Pumping {
+            let mut data = std::mem::take(&mut self.scratch);
+            data.clear();
+            data.extend_from_slice(self.io.data(&buf));
+            self.io.recycle(buf);
+            self.on_data(slot, side, &data);
+            self.scratch = data;
+            return;
+        }
+        // Side PLAIN feeds direction ENC, side CRYPT feeds DEC.
+        let dir = side;
+        c.pump[dir].reading = false;
+        let result = transform_into(c, dir, self.io.data(&buf), &mut self.spare);
+        self.io.recycle(buf);
+        if let Err(e) = result {
+            self.drop_conn(slot, DropReason::BadStream(e));
+            return;
+        }
+        self.push_output(slot, dir);
+        self.recv(slot, side);
     }
 
     /// Starts a send of the pump's pending output if none is in flight; shuts the destination
@@ -996,30 +1024,19 @@ impl<D: Driver> Relay<D> {
         }
     }
 
+    /// Data received before the pumps run (the pumps take theirs in [`Relay::on_received`]).
     fn on_data(&mut self, slot: u32, side: usize, data: &[u8]) {
         let Some(phase) = self.conn(slot).map(|c| c.phase) else {
             return;
         };
-        if phase != Phase::Pumping {
-            if side == CRYPT && phase == Phase::Handshake {
-                self.on_handshake_data(slot, data);
-            } else if side == CRYPT {
-                // Handshake done, target connect pending: keep the bytes for the decoder.
-                if let Some(c) = self.conn(slot) {
-                    c.leftover.extend_from_slice(data);
-                }
+        if side == CRYPT && phase == Phase::Handshake {
+            self.on_handshake_data(slot, data);
+        } else if side == CRYPT && phase != Phase::Pumping {
+            // Handshake done, target connect pending: keep the bytes for the decoder.
+            if let Some(c) = self.conn(slot) {
+                c.leftover.extend_from_slice(data);
             }
-            return;
         }
-        let dir = side;
-        if let Some(c) = self.conn(slot) {
-            c.pump[dir].reading = false;
-        }
-        if !self.transform(slot, dir, data) {
-            return;
-        }
-        self.push_output(slot, dir);
-        self.recv(slot, side);
     }
 
     fn on_sent(&mut self, slot: u32, side: usize) {
