@@ -31,6 +31,7 @@ use crate::proto::crypt::{DhKeyPair, DhMode, Role};
 use crate::proto::dh::DH_PRIVATE_LEN;
 use crate::proto::handshake::Handshake;
 use crate::proto::key::KeySet;
+use crate::proto::packet::sealed_len;
 use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
 
@@ -222,8 +223,12 @@ struct Pump {
     reading: bool,
     /// A send is pending on the destination socket.
     writing: bool,
-    /// Output not yet handed to a send.
+    /// Output not yet handed to a send is `pending[..filled]`. The bytes after it are left
+    /// from an earlier use of the buffer: the encoder and decoder overwrite them in place, so
+    /// a reused buffer is not zero-filled again before each use.
     pending: Vec<u8>,
+    /// Bytes of output at the start of `pending`.
+    filled: usize,
     /// The source reached EOF.
     eof: bool,
     /// The destination's write side has been shut down (or the shutdown is pending).
@@ -322,17 +327,35 @@ fn transform_into(
     if pump.pending.capacity() == 0 {
         pump.pending = spare.pop().unwrap_or_default();
     }
-    if dir == ENC {
+    let written = if dir == ENC {
         match c.encoder.as_mut() {
-            Some(enc) => enc.encode(data, &mut pump.pending),
-            None => Ok(()),
+            Some(enc) => {
+                let room = output_room(pump, sealed_len(data.len()));
+                enc.encode_into(data, room)?
+            }
+            None => 0,
         }
     } else {
         match c.decoder.as_mut() {
-            Some(dec) => dec.decode(data, &mut pump.pending),
-            None => Ok(()),
+            Some(dec) => {
+                let room = output_room(pump, dec.max_output(data.len()));
+                dec.decode_into(data, room)?
+            }
+            None => 0,
         }
+    };
+    pump.filled += written;
+    Ok(())
+}
+
+/// The `need` bytes of `pump.pending` after its output, growing the buffer (zero-filling only
+/// the growth) if it is shorter.
+fn output_room(pump: &mut Pump, need: usize) -> &mut [u8] {
+    let end = pump.filled.saturating_add(need);
+    if pump.pending.len() < end {
+        pump.pending.resize(end, 0);
     }
+    pump.pending.get_mut(pump.filled..end).unwrap_or_default()
 }
 
 impl<D: Driver> fmt::Debug for Relay<D> {
@@ -666,13 +689,17 @@ impl<D: Driver> Relay<D> {
         token(slot, generation, tag)
     }
 
+    /// An empty spare buffer.
     fn take_spare(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf
     }
 
-    fn keep_spare(&mut self, mut buf: Vec<u8>) {
+    /// Keeps a sent buffer for reuse. Its contents stay (the pumps overwrite them in place,
+    /// see [`Pump::pending`]); [`Relay::take_spare`] empties it for other uses.
+    fn keep_spare(&mut self, buf: Vec<u8>) {
         if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_CAPACITY {
-            buf.clear();
             self.spare.push(buf);
         }
     }
@@ -982,8 +1009,10 @@ impl<D: Driver> Relay<D> {
         if pump.writing {
             return;
         }
-        if !pump.pending.is_empty() {
-            let out = std::mem::take(&mut pump.pending);
+        if pump.filled > 0 {
+            let mut out = std::mem::take(&mut pump.pending);
+            out.truncate(pump.filled);
+            pump.filled = 0;
             pump.writing = true;
             let t = self.tok(slot, TAG_SEND + dst as u64);
             if let Err(e) = self.io.send(h, out, t) {
@@ -1012,7 +1041,7 @@ impl<D: Driver> Relay<D> {
         if c.phase == Phase::Pumping {
             // Side PLAIN feeds direction ENC, side CRYPT feeds DEC.
             let pump = &mut c.pump[side];
-            if pump.reading || pump.eof || pump.pending.len() >= HIGH_WATER {
+            if pump.reading || pump.eof || pump.filled >= HIGH_WATER {
                 return;
             }
             pump.reading = true;
