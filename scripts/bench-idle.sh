@@ -47,13 +47,8 @@ if [ "$limit" != unlimited ] && [ "$need" -gt "$limit" ]; then
 	exit 1
 fi
 
-if [ -n "${SPIPERELAY_BENCH_BIN:-}" ]; then
-	RELAY=$SPIPERELAY_BENCH_BIN
-else
-	[ "$build" = 1 ] && cargo build --release --locked --bin spiperelay
-	RELAY=$ROOT/target/release/spiperelay
-fi
-[ -x "$RELAY" ] || { echo "no relay binary at $RELAY" >&2; exit 1; }
+# shellcheck source=scripts/bench-relay-bin.sh
+. "$ROOT/scripts/bench-relay-bin.sh"
 
 DIR=$(mktemp -d /tmp/bench-idle.XXXXXX)
 PIDS=()
