@@ -37,13 +37,8 @@ done
 TIMEOUT=${BENCH_TIMEOUT:-300}
 read -r -a MANY <<<"${MANY_FLAGS:--n 0}"
 
-if [ -n "${SPIPERELAY_BENCH_BIN:-}" ]; then
-	RELAY=$SPIPERELAY_BENCH_BIN
-else
-	[ "$build" = 1 ] && cargo build --release --locked --bin spiperelay
-	RELAY=$ROOT/target/release/spiperelay
-fi
-[ -x "$RELAY" ] || { echo "no relay binary at $RELAY" >&2; exit 1; }
+# shellcheck source=scripts/bench-relay-bin.sh
+. "$ROOT/scripts/bench-relay-bin.sh"
 for t in redis-server redis-benchmark redis-cli; do
 	command -v "$t" >/dev/null || { echo "$t not found (Debian: redis-server, redis-tools)" >&2; exit 1; }
 done

@@ -8,7 +8,7 @@ use common::{Flag, TestRng, established, pair};
 use proptest::prelude::*;
 use spiperelay::proto::packet::{packets_for, sealed_len};
 use spiperelay::proto::stream::{Decoder, Encoder};
-use spiperelay::proto::{MAX_PAYLOAD, PACKET_LEN, StreamError};
+use spiperelay::proto::{MAX_PAYLOAD, PACKET_LEN, PacketError, StreamError};
 
 /// Client and server streams of one session: ((client enc, client dec), (server enc, server dec)).
 fn session(seed: u64) -> ((Encoder, Decoder), (Encoder, Decoder)) {
@@ -86,6 +86,59 @@ proptest! {
         let (wire, plain) = encode_all(&mut se, &writes);
         prop_assert_eq!(decode_chunked(&mut cd, &wire, &cuts), plain);
         prop_assert_eq!(cd.finish(), Ok(()));
+    }
+
+    /// The slice APIs (`encode_into`, `decode_into`) into one reused, never-cleared buffer
+    /// give the same wire bytes and plaintext as the `Vec` APIs, the way the relay uses them.
+    #[test]
+    fn the_into_apis_with_a_dirty_reused_buffer_match_the_vec_apis(
+        writes in writes_strategy(),
+        cuts in cuts_strategy(),
+        seed in any::<u64>(),
+    ) {
+        let ((mut ce, _), (_, mut sd)) = session(seed);
+        let ((mut ce2, _), (_, mut sd2)) = session(seed);
+        let (wire, plain) = encode_all(&mut ce, &writes);
+        let mut scratch = vec![0xa5u8; 3];
+        let mut wire2 = Vec::new();
+        for w in &writes {
+            let need = sealed_len(w.len());
+            if scratch.len() < need {
+                scratch.resize(need, 0x5a);
+            }
+            let n = ce2.encode_into(w, &mut scratch).expect("encode_into");
+            prop_assert_eq!(n, need);
+            wire2.extend_from_slice(&scratch[..n]);
+        }
+        prop_assert_eq!(&wire2, &wire);
+        prop_assert_eq!(
+            ce2.encode_into(&[1; 1025], &mut [0; 2 * PACKET_LEN - 1]),
+            Err(StreamError::Packet(PacketError::BadBufferLength { len: 2 * PACKET_LEN - 1 }))
+        );
+        let (mut off, mut i, mut plain2) = (0, 0, Vec::new());
+        while off < wire.len() {
+            let n = cuts[i % cuts.len()].min(wire.len() - off);
+            let chunk = &wire[off..off + n];
+            let need = sd2.max_output(n);
+            if need > 0 {
+                // Too small a buffer is refused without consuming anything.
+                prop_assert_eq!(
+                    sd2.decode_into(chunk, &mut vec![0; need - 1]),
+                    Err(StreamError::Packet(PacketError::BadBufferLength { len: need - 1 }))
+                );
+            }
+            if scratch.len() < need {
+                scratch.resize(need, 0x5a);
+            }
+            let got = sd2.decode_into(chunk, &mut scratch).expect("decode_into");
+            prop_assert!(got <= need);
+            plain2.extend_from_slice(&scratch[..got]);
+            off += n;
+            i += 1;
+        }
+        prop_assert_eq!(&plain2, &plain);
+        prop_assert_eq!(decode_chunked(&mut sd, &wire, &cuts), plain);
+        prop_assert_eq!(sd2.finish(), Ok(()));
     }
 
     #[test]

@@ -335,14 +335,28 @@ pub fn stream_decode(data: &[u8]) {
         }
     }
 
-    // Decode in fuzzer-chosen chunks.
+    // Decode in fuzzer-chosen chunks. A twin decoder gets the same chunks through
+    // `decode_into` with one reused, never-cleared buffer and must agree with `decode`.
     let mut decoder = Decoder::new(f.opener.clone());
+    let mut twin = Decoder::new(f.opener.clone());
+    let mut scratch = Vec::new();
     let mut out = Vec::new();
     let mut err: Option<StreamError> = None;
     let mut rest = &mutated[..];
     let mut feed = |decoder: &mut Decoder, chunk: &[u8], out: &mut Vec<u8>| {
         let before = out.len();
-        match decoder.decode(chunk, out) {
+        let need = twin.max_output(chunk.len());
+        if scratch.len() < need {
+            scratch.resize(need, 0xee);
+        }
+        let twin_result = twin.decode_into(chunk, &mut scratch);
+        let result = decoder.decode(chunk, out);
+        match (&result, twin_result) {
+            (Ok(()), Ok(n)) => assert_eq!(&scratch[..n], &out[before..], "decode_into differs"),
+            (Err(e), Err(t)) => assert_eq!(*e, t, "decode_into failed differently"),
+            (r, t) => panic!("decode gave {r:?}, decode_into {t:?}"),
+        }
+        match result {
             Ok(()) => assert_eq!(err, None, "decode succeeded after an error"),
             Err(e) => {
                 assert!(matches!(e, StreamError::Packet(_)), "{e:?}");

@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Mode, PfsPolicy};
 use crate::io::{
-    ConnectError, Driver, Errno, Event, Handle, SockAddr, SubmitError, TimerId, Token, WaitError,
-    sys,
+    ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
+    WaitError, sys,
 };
 use crate::proto::crypt::{DhMode, Role};
 use crate::proto::handshake::{Exchange, Handshake, KeyKind};
 use crate::proto::key::KeySet;
+use crate::proto::packet::sealed_len;
 use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
 
@@ -251,8 +252,12 @@ struct Pump {
     reading: bool,
     /// A send is pending on the destination socket.
     writing: bool,
-    /// Output not yet handed to a send.
+    /// Output not yet handed to a send is `pending[..filled]`. The bytes after it are left
+    /// from an earlier use of the buffer: the encoder and decoder overwrite them in place, so
+    /// a reused buffer is not zero-filled again before each use.
     pending: Vec<u8>,
+    /// Bytes of output at the start of `pending`.
+    filled: usize,
     /// The source reached EOF.
     eof: bool,
     /// The destination's write side has been shut down (or the shutdown is pending).
@@ -348,6 +353,49 @@ pub struct Relay<D: Driver> {
     scratch: Vec<u8>,
     /// Ready handshake key pairs (`None` with `-f`, which needs none).
     pool: Option<KeyPool>,
+}
+
+/// Runs `data` read on the source of direction `dir` of `c` through its encoder or decoder,
+/// appending to the pump's pending output (taken from `spare` if it has no buffer yet).
+fn transform_into(
+    c: &mut Conn,
+    dir: usize,
+    data: &[u8],
+    spare: &mut Vec<Vec<u8>>,
+) -> Result<(), StreamError> {
+    let pump = &mut c.pump[dir];
+    if pump.pending.capacity() == 0 {
+        pump.pending = spare.pop().unwrap_or_default();
+    }
+    let written = if dir == ENC {
+        match c.encoder.as_mut() {
+            Some(enc) => {
+                let room = output_room(pump, sealed_len(data.len()));
+                enc.encode_into(data, room)?
+            }
+            None => 0,
+        }
+    } else {
+        match c.decoder.as_mut() {
+            Some(dec) => {
+                let room = output_room(pump, dec.max_output(data.len()));
+                dec.decode_into(data, room)?
+            }
+            None => 0,
+        }
+    };
+    pump.filled += written;
+    Ok(())
+}
+
+/// The `need` bytes of `pump.pending` after its output, growing the buffer (zero-filling only
+/// the growth) if it is shorter.
+fn output_room(pump: &mut Pump, need: usize) -> &mut [u8] {
+    let end = pump.filled.saturating_add(need);
+    if pump.pending.len() < end {
+        pump.pending.resize(end, 0);
+    }
+    pump.pending.get_mut(pump.filled..end).unwrap_or_default()
 }
 
 impl<D: Driver> fmt::Debug for Relay<D> {
@@ -482,12 +530,7 @@ impl<D: Driver> Relay<D> {
             Event::Received { buf, .. } => {
                 let side = (tag - TAG_RECV) as usize;
                 if self.live(slot, generation) {
-                    let mut data = std::mem::take(&mut self.scratch);
-                    data.clear();
-                    data.extend_from_slice(self.io.data(&buf));
-                    self.io.recycle(buf);
-                    self.on_data(slot, side, &data);
-                    self.scratch = data;
+                    self.on_received(slot, side, buf);
                 } else {
                     self.io.recycle(buf);
                 }
@@ -703,13 +746,17 @@ impl<D: Driver> Relay<D> {
         token(slot, generation, tag)
     }
 
+    /// An empty spare buffer.
     fn take_spare(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf
     }
 
-    fn keep_spare(&mut self, mut buf: Vec<u8>) {
+    /// Keeps a sent buffer for reuse. Its contents stay (the pumps overwrite them in place,
+    /// see [`Pump::pending`]); [`Relay::take_spare`] empties it for other uses.
+    fn keep_spare(&mut self, buf: Vec<u8>) {
         if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_CAPACITY {
-            buf.clear();
             self.spare.push(buf);
         }
     }
@@ -1019,36 +1066,44 @@ impl<D: Driver> Relay<D> {
     /// Runs `data` read on the source of `dir` through the encoder or decoder into the pump's
     /// pending output. Returns false if the connection was dropped.
     fn transform(&mut self, slot: u32, dir: usize, data: &[u8]) -> bool {
-        let mut spare = None;
-        if self
-            .conn(slot)
-            .is_some_and(|c| c.pump[dir].pending.capacity() == 0)
-        {
-            spare = Some(self.take_spare());
-        }
-        let Some(c) = self.conn(slot) else {
+        let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
             return false;
         };
-        let pump = &mut c.pump[dir];
-        if let Some(buf) = spare {
-            pump.pending = buf;
-        }
-        let result = if dir == ENC {
-            match c.encoder.as_mut() {
-                Some(enc) => enc.encode(data, &mut pump.pending),
-                None => Ok(()),
-            }
-        } else {
-            match c.decoder.as_mut() {
-                Some(dec) => dec.decode(data, &mut pump.pending),
-                None => Ok(()),
-            }
-        };
-        if let Err(e) = result {
+        if let Err(e) = transform_into(c, dir, data, &mut self.spare) {
             self.drop_conn(slot, DropReason::BadStream(e));
             return false;
         }
         true
+    }
+
+    /// A receive completed on `side` of a live connection. While pumping, the bytes go from the
+    /// driver's buffer straight through the encoder or decoder (no intermediate copy) before the
+    /// buffer is recycled; during setup they take the general path of [`Relay::on_data`].
+    fn on_received(&mut self, slot: u32, side: usize, buf: RecvBuf) {
+        let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
+            self.io.recycle(buf);
+            return;
+        };
+        if c.phase != Phase::Pumping {
+            let mut data = std::mem::take(&mut self.scratch);
+            data.clear();
+            data.extend_from_slice(self.io.data(&buf));
+            self.io.recycle(buf);
+            self.on_data(slot, side, &data);
+            self.scratch = data;
+            return;
+        }
+        // Side PLAIN feeds direction ENC, side CRYPT feeds DEC.
+        let dir = side;
+        c.pump[dir].reading = false;
+        let result = transform_into(c, dir, self.io.data(&buf), &mut self.spare);
+        self.io.recycle(buf);
+        if let Err(e) = result {
+            self.drop_conn(slot, DropReason::BadStream(e));
+            return;
+        }
+        self.push_output(slot, dir);
+        self.recv(slot, side);
     }
 
     /// Starts a send of the pump's pending output if none is in flight; shuts the destination
@@ -1065,8 +1120,10 @@ impl<D: Driver> Relay<D> {
         if pump.writing {
             return;
         }
-        if !pump.pending.is_empty() {
-            let out = std::mem::take(&mut pump.pending);
+        if pump.filled > 0 {
+            let mut out = std::mem::take(&mut pump.pending);
+            out.truncate(pump.filled);
+            pump.filled = 0;
             pump.writing = true;
             let t = self.tok(slot, TAG_SEND + dst as u64);
             if let Err(e) = self.io.send(h, out, t) {
@@ -1095,7 +1152,7 @@ impl<D: Driver> Relay<D> {
         if c.phase == Phase::Pumping {
             // Side PLAIN feeds direction ENC, side CRYPT feeds DEC.
             let pump = &mut c.pump[side];
-            if pump.reading || pump.eof || pump.pending.len() >= HIGH_WATER {
+            if pump.reading || pump.eof || pump.filled >= HIGH_WATER {
                 return;
             }
             pump.reading = true;
@@ -1107,30 +1164,19 @@ impl<D: Driver> Relay<D> {
         }
     }
 
+    /// Data received before the pumps run (the pumps take theirs in [`Relay::on_received`]).
     fn on_data(&mut self, slot: u32, side: usize, data: &[u8]) {
         let Some(phase) = self.conn(slot).map(|c| c.phase) else {
             return;
         };
-        if phase != Phase::Pumping {
-            if side == CRYPT && phase == Phase::Handshake {
-                self.on_handshake_data(slot, data);
-            } else if side == CRYPT {
-                // Handshake done, target connect pending: keep the bytes for the decoder.
-                if let Some(c) = self.conn(slot) {
-                    c.leftover.extend_from_slice(data);
-                }
+        if side == CRYPT && phase == Phase::Handshake {
+            self.on_handshake_data(slot, data);
+        } else if side == CRYPT && phase != Phase::Pumping {
+            // Handshake done, target connect pending: keep the bytes for the decoder.
+            if let Some(c) = self.conn(slot) {
+                c.leftover.extend_from_slice(data);
             }
-            return;
         }
-        let dir = side;
-        if let Some(c) = self.conn(slot) {
-            c.pump[dir].reading = false;
-        }
-        if !self.transform(slot, dir, data) {
-            return;
-        }
-        self.push_output(slot, dir);
-        self.recv(slot, side);
     }
 
     fn on_sent(&mut self, slot: u32, side: usize) {
