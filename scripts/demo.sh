@@ -35,8 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== key: 32 random bytes in $DIR/key" >&2
-head -c 32 /dev/urandom >"$DIR/key"
+echo "== key: spiperelay keygen $DIR/key (32 random bytes, mode 0600)" >&2
+"$BIN" keygen "$DIR/key" >&2
 
 redis-server --port 0 --unixsocket "$DIR/redis.sock" --save '' --appendonly no \
 	--daemonize no >"$DIR/redis.log" 2>&1 &
