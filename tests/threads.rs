@@ -9,14 +9,14 @@
 
 mod bin_common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bin_common::{
     ChainSpec, Conn, Echo, Fam, Proc, Reply, TempDir, args, assert_refused, assert_same,
-    have_spiped, relay_bin, relay_is_ours, run_bounded, spiped_bin, start_end,
+    have_spiped, relay_bin, relay_is_ours, run_bounded, silent_for, spiped_bin, start_end,
 };
 
 /// How long the bounded waits below wait at most.
@@ -68,17 +68,6 @@ fn echo_on(c: &mut Conn, msg: &[u8], what: &str) {
     assert_eq!(got, msg, "{what}");
 }
 
-/// True if nothing at all arrives on `c` within `wait`.
-fn silent_for(c: &mut Conn, wait: Duration) -> bool {
-    c.set_read_timeout(wait).expect("timeout");
-    let mut b = [0u8; 1];
-    match c.read(&mut b) {
-        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        Ok(0 | 1) => false,
-        Ok(_) => unreachable!("read into a 1-byte buffer"),
-    }
-}
-
 /// Half-closes `c` after sending `msg`, and requires exactly `msg` back, then EOF.
 fn finish(mut c: Conn, msg: &[u8], what: &str) {
     c.write_all(msg)
@@ -99,19 +88,9 @@ fn kill(sig: &str, p: &Proc) {
     assert!(st.success(), "kill {sig} failed");
 }
 
-/// Polls every 20 ms (at most [`WAIT`]) until `cond` holds; returns whether it did.
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    for _ in 0..10_000 {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
+/// Polls (bounded by [`WAIT`]) until `cond` holds; returns whether it did.
+fn wait_for(cond: impl FnMut() -> bool) -> bool {
+    bin_common::wait_until(WAIT, cond)
 }
 
 /// Payloads through the chain, first on any loop, then with one connection held open on the
