@@ -10,13 +10,14 @@
 
 mod bin_common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bin_common::{
     ChainSpec, Fam, Reply, TempDir, assert_echo, assert_refused, assert_same, have_ipv6,
-    have_spiped, random_bytes, relay_bin, relay_is_ours, run_spipe, spiped_bin, start_end,
+    have_spiped, random_bytes, relay_bin, relay_is_ours, run_spipe, silent_for, spiped_bin,
+    start_end,
 };
 
 /// The reply delay for the late-reply tests.
@@ -476,17 +477,6 @@ fn read_n(c: &mut bin_common::Conn, n: usize, timeout: Duration) -> std::io::Res
     let mut v = vec![0u8; n];
     c.read_exact(&mut v)?;
     Ok(v)
-}
-
-/// True if nothing at all arrives on `c` within `wait`.
-fn silent_for(c: &mut bin_common::Conn, wait: Duration) -> bool {
-    c.set_read_timeout(wait).expect("timeout");
-    let mut b = [0u8; 1];
-    match c.read(&mut b) {
-        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        Ok(0 | 1) => false,
-        Ok(_) => unreachable!("read into a 1-byte buffer"),
-    }
 }
 
 #[test]

@@ -99,18 +99,8 @@ fn wait_status(ctl: &Path, what: &str, cond: impl Fn(&str) -> bool) -> String {
 }
 
 /// Polls (every 20 ms, at most [`WAIT`]) until `cond` holds; returns whether it did.
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    for _ in 0..10_000 {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
+fn wait_for(cond: impl FnMut() -> bool) -> bool {
+    bin_common::wait_until(WAIT, cond)
 }
 
 fn wait_log(p: &Proc, needle: &str) -> bool {

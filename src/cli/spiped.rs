@@ -13,6 +13,9 @@
 //! - `--control <path>` (a Unix control socket for `spiperelay keys`) and `--max-keys <n>`
 //!   (how many keys may be accepted at once, default [`DEFAULT_MAX_KEYS`]) are spiperelay's
 //!   key-rotation options; they are not in the usage text.
+//! - `--threads <n>` runs the data path on `n` event-loop threads (1 to [`MAX_THREADS`],
+//!   default 1), each with its own ring, all accepting on the one listening socket; not in
+//!   the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
@@ -63,6 +66,9 @@ pub const DEFAULT_MAX_KEYS: usize = 2;
 /// The largest `--max-keys`: a `-d` handshake costs one HMAC per accepted key.
 pub const MAX_KEYS_LIMIT: usize = 16;
 
+/// The most event-loop threads `--threads` may ask for.
+pub const MAX_THREADS: usize = 64;
+
 const SPECS: &[OptSpec] = &[
     OptSpec::flag("-e"),
     OptSpec::flag("-d"),
@@ -86,6 +92,7 @@ const SPECS: &[OptSpec] = &[
     OptSpec::with_arg("-u"),
     OptSpec::flag("-v"),
     OptSpec::flag("--x25519"),
+    OptSpec::with_arg("--threads"),
 ];
 
 /// Which side of the tunnel this spiped is.
@@ -149,6 +156,9 @@ pub struct SpipedArgs {
     /// `--x25519`: spiperelay's X25519 handshake instead of spiped's group-14 one (both ends
     /// must use it; PROTOCOL.md). Refused together with `-f`.
     pub x25519: bool,
+    /// `--threads`: how many event-loop threads carry connections, 1 to [`MAX_THREADS`].
+    /// Default 1 (everything on the main thread).
+    pub threads: usize,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -182,6 +192,9 @@ pub enum SpipedArgsError {
     /// A `--max-keys` argument that is not a decimal number from 1 to [`MAX_KEYS_LIMIT`].
     /// Holds the text.
     MaxKeys(String),
+    /// A `--threads` argument that is not a decimal number from 1 to [`MAX_THREADS`]. Holds
+    /// the text.
+    Threads(String),
     /// A `-s`, `-t` or `-b` address that does not parse.
     Address {
         /// The option: `-s`, `-t` or `-b`.
@@ -197,9 +210,11 @@ impl SpipedArgsError {
     /// message and exits 1).
     pub fn usage(&self) -> Option<&'static str> {
         match self {
-            Self::Value(_) | Self::Address { .. } | Self::MaxKeys(_) | Self::X25519WithoutPfs => {
-                None
-            }
+            Self::Value(_)
+            | Self::Address { .. }
+            | Self::MaxKeys(_)
+            | Self::Threads(_)
+            | Self::X25519WithoutPfs => None,
             _ => Some(SPIPED_USAGE),
         }
     }
@@ -210,7 +225,7 @@ impl SpipedArgsError {
     pub fn spiped_prints_message(&self) -> bool {
         matches!(
             self,
-            Self::Getopt(_) | Self::Value(_) | Self::Address { .. }
+            Self::Getopt(_) | Self::Value(_) | Self::Address { .. } | Self::Threads(_)
         )
     }
 }
@@ -237,6 +252,10 @@ impl fmt::Display for SpipedArgsError {
             Self::MaxKeys(text) => write!(
                 f,
                 "--max-keys {text}: must be a number from 1 to {MAX_KEYS_LIMIT}"
+            ),
+            Self::Threads(text) => write!(
+                f,
+                "--threads {text}: must be a number from 1 to {MAX_THREADS}"
             ),
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
         }
@@ -295,6 +314,7 @@ impl SpipedArgs {
         let mut user = None;
         let mut control = None;
         let mut max_keys = DEFAULT_MAX_KEYS;
+        let mut threads = 1;
         let mut flags = Flags::default();
 
         while let Some(opt) = getopt.next_opt()? {
@@ -340,6 +360,7 @@ impl SpipedArgs {
                 "-u" => user = Some(UserGroup::parse(&arg)?),
                 "--control" => control = Some(PathBuf::from(arg)),
                 "--max-keys" => max_keys = parse_max_keys(&arg)?,
+                "--threads" => threads = parse_threads(&arg)?,
                 "-v" => return Ok(SpipedCommand::Version),
                 "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
@@ -404,6 +425,7 @@ impl SpipedArgs {
             control,
             max_keys,
             x25519: flags.x25519,
+            threads,
         })))
     }
 }
@@ -416,6 +438,17 @@ fn parse_max_keys(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
             Ok(n)
         }
         _ => Err(SpipedArgsError::MaxKeys(text)),
+    }
+}
+
+/// `--threads`: decimal, 1 to [`MAX_THREADS`].
+fn parse_threads(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
+    let text = lossy_os(arg);
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(n)
+        }
+        _ => Err(SpipedArgsError::Threads(text)),
     }
 }
 
@@ -500,7 +533,33 @@ mod tests {
                 control: None,
                 max_keys: DEFAULT_MAX_KEYS,
                 x25519: false,
+                threads: 1,
             }
+        );
+    }
+
+    #[test]
+    fn threads_option() {
+        assert_eq!(run(&format!("{BASE} --threads 2")).threads, 2);
+        assert_eq!(run(&format!("{BASE} --threads=64")).threads, 64);
+        for bad in [
+            "0",
+            "65",
+            "-1",
+            "+2",
+            "x",
+            "",
+            "2.0",
+            "99999999999999999999999",
+        ] {
+            let e = err(&format!("{BASE} --threads={bad}"));
+            assert_eq!(e, SpipedArgsError::Threads(bad.into()));
+            assert!(e.usage().is_none());
+            assert!(e.to_string().contains("from 1 to 64"), "{e}");
+        }
+        assert_eq!(
+            err(&format!("{BASE} --threads 2 --threads 3")),
+            SpipedArgsError::Repeated("--threads")
         );
     }
 

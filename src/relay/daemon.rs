@@ -14,6 +14,17 @@
 //! Signals: the first `SIGTERM` stops accepting and lets open connections finish, then the
 //! process exits 0; a second `SIGTERM`, or `SIGINT`, exits at once. `SIGPIPE` is ignored.
 //! `SIGHUP` reloads the key files, and `--control` serves key rotation ([`super::control`]).
+//!
+//! Threads (`--threads N`): the main thread runs one event loop ([`event_loop`]) with its own
+//! driver and [`Relay`]; with `N > 1`, `N - 1` more threads each run the same loop with their
+//! own driver and relay, all accepting on duplicates of the one listening socket (TCP or Unix).
+//! `-n` stays exact for the process: each loop gets its share ([`connection_shares`]) and stops
+//! accepting at it, so the others take new clients, and the kernel backlog holds them while all
+//! are full. Only the main thread reloads keys and re-resolves `-r` targets: every relay shares
+//! the one key ring, and new targets are published to every loop through [`Shared`]. Signals
+//! go to the main thread (the others block them) but are counted process-wide, so every loop
+//! drains on the first `SIGTERM` and exits on `SIGINT` or a second `SIGTERM`; the process
+//! exits after joining them all.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -21,7 +32,9 @@ use std::io::Read;
 use std::net::ToSocketAddrs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::cli::{KeySource, SockAddrSpec, SpipedArgs, UserGroup};
@@ -129,6 +142,12 @@ pub enum DaemonError {
     Wait(WaitError),
     /// Key rotation (`--max-keys`, `--control`) could not be set up.
     Rotation(RotationError),
+    /// A `--threads` event-loop thread could not be started.
+    Thread(std::io::Error),
+    /// The listening socket could not be duplicated for a `--threads` event loop.
+    DupListener(std::io::Error),
+    /// A `--threads` event-loop thread ended without a result (it panicked).
+    LoopVanished,
 }
 
 impl fmt::Display for DaemonError {
@@ -159,6 +178,11 @@ impl fmt::Display for DaemonError {
             Self::Relay(e) => e.fmt(f),
             Self::Wait(e) => write!(f, "error running event loop: {e}"),
             Self::Rotation(e) => e.fmt(f),
+            Self::Thread(e) => write!(f, "cannot start an event-loop thread: {e}"),
+            Self::DupListener(e) => {
+                write!(f, "cannot share the listening socket between threads: {e}")
+            }
+            Self::LoopVanished => f.write_str("an event-loop thread ended unexpectedly"),
         }
     }
 }
@@ -532,32 +556,201 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     // Two descriptors per connection: the default soft limit of 1024 is too low for -n 1000.
     let _ = sys::raise_nofile_limit();
 
-    let io = new_driver(&mut log, backend, forced)?;
+    let shares = connection_shares(args.max_connections, args.threads);
     let cfg = RelayConfig {
         mode: args.mode,
         targets,
         keys: rotation.ring(),
         pfs: args.pfs,
         x25519: args.x25519,
-        max_connections: args.max_connections,
+        max_connections: shares[0],
         timeout: args.timeout,
         keepalive: !args.no_keepalive,
         accept_backoff: ACCEPT_BACKOFF,
         bind: bind_from,
     };
+    // The other loops' listeners, duplicated before the main relay adopts the socket.
+    let mut extra = Vec::with_capacity(shares.len() - 1);
+    for share in &shares[1..] {
+        let fd = listener.try_clone().map_err(DaemonError::DupListener)?;
+        let cfg = RelayConfig {
+            max_connections: *share,
+            ..cfg.clone()
+        };
+        extra.push((fd, cfg, log.sibling()));
+    }
+    let io = new_driver(&mut log, backend, forced)?;
     let mut relay = Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay)?;
-    rotation.start().map_err(DaemonError::Rotation)?;
-
-    let reresolve = match (&args.target, args.resolve_interval) {
-        (SockAddrSpec::Host { .. }, Some(every)) => Some(every),
-        _ => None,
+    let shared = Shared::default();
+    let duties = Duties {
+        rotation: &mut rotation,
+        target: &args.target,
+        reresolve: match (&args.target, args.resolve_interval) {
+            (SockAddrSpec::Host { .. }, Some(every)) => Some(every),
+            _ => None,
+        },
     };
-    let mut next_resolve = reresolve.map(|every| Instant::now() + every);
+    if extra.is_empty() {
+        duties.rotation.start().map_err(DaemonError::Rotation)?;
+        return event_loop(&mut relay, signals, &shared, Some(duties));
+    }
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut workers = Vec::with_capacity(extra.len());
+        let mut started = Ok(());
+        for (i, (fd, cfg, log)) in extra.into_iter().enumerate() {
+            let (ready, shared) = (ready_tx.clone(), &shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("relay-loop{}", i + 1))
+                .spawn_scoped(scope, move || {
+                    worker(backend, forced, fd, cfg, log, signals, shared, &ready)
+                });
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    started = Err(DaemonError::Thread(e));
+                    break;
+                }
+            }
+        }
+        drop(ready_tx);
+        // Every loop reports once whether its relay started; a closed channel means a thread
+        // ended before saying so.
+        for _ in 0..workers.len() {
+            if started.is_err() {
+                break;
+            }
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => started = Err(e),
+                Err(_) => started = Err(DaemonError::LoopVanished),
+            }
+        }
+        let mut result = started
+            .and_then(|()| duties.rotation.start().map_err(DaemonError::Rotation))
+            .and_then(|()| event_loop(&mut relay, signals, &shared, Some(duties)));
+        // Whatever ended the main loop, the others stop too unless they are draining.
+        if result.is_err() || signals.int.load(Relaxed) > 0 {
+            shared.failed.store(true, Relaxed);
+        }
+        for handle in workers {
+            let r = handle.join().unwrap_or(Err(DaemonError::LoopVanished));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
+/// The `-n` share of each of `threads` event loops, one entry per loop to run: `floor(n/N)`
+/// each and one more for the first `n % N`; with `n < N` only `n` loops (one each). `None` (no
+/// limit) gives `threads` unlimited loops. `threads` of 0 counts as 1.
+pub fn connection_shares(limit: Option<usize>, threads: usize) -> Vec<Option<usize>> {
+    let threads = threads.max(1);
+    match limit {
+        None => vec![None; threads],
+        Some(n) => {
+            let loops = threads.min(n).max(1);
+            (0..loops)
+                .map(|i| Some(n / loops + usize::from(i < n % loops)))
+                .collect()
+        }
+    }
+}
+
+/// What the event loops share.
+#[derive(Default)]
+struct Shared {
+    /// Bumped each time [`Shared::targets`] gets a new list.
+    generation: AtomicU64,
+    /// The latest re-resolved target addresses (`-r`), published by the main thread.
+    targets: Mutex<Vec<SockAddr>>,
+    /// Set when a loop failed or `SIGINT` ended the main one: every loop exits at once.
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn publish(&self, addrs: Vec<SockAddr>) {
+        *self.targets.lock().unwrap_or_else(PoisonError::into_inner) = addrs;
+        self.generation.fetch_add(1, Release);
+    }
+
+    fn targets(&self) -> Vec<SockAddr> {
+        self.targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The main thread's work besides its own connections: key rotation and `-r` re-resolution.
+struct Duties<'a> {
+    rotation: &'a mut Rotation,
+    target: &'a SockAddrSpec,
+    reresolve: Option<Duration>,
+}
+
+/// A `--threads` event loop besides the main one: builds its own driver and relay on
+/// `listener` (a duplicate of the listening socket), reports on `ready` whether that worked,
+/// then serves until a signal or a failed loop ends it.
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    backend: Backend,
+    forced: Option<Backend>,
+    listener: OwnedFd,
+    cfg: RelayConfig,
+    mut log: Logger,
+    signals: &sys::SignalCounts,
+    shared: &Shared,
+    ready: &mpsc::Sender<Result<(), DaemonError>>,
+) -> Result<(), DaemonError> {
+    // Signals go to the main thread, whose wait they interrupt; the counts are process-wide.
+    let _ = sys::block_daemon_signals_in_thread();
+    let relay = new_driver(&mut log, backend, forced)
+        .and_then(|io| Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay));
+    let mut relay = match relay {
+        Ok(r) => {
+            let _ = ready.send(Ok(()));
+            r
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(());
+        }
+    };
+    let r = event_loop(&mut relay, signals, shared, None);
+    if r.is_err() {
+        shared.failed.store(true, Relaxed);
+    }
+    r
+}
+
+/// One event loop: turns `relay` until `SIGINT`, a second `SIGTERM`, the end of a `SIGTERM`
+/// drain, or another loop's failure. With `duties` (the main thread), also reloads keys on
+/// `SIGHUP`, logs control-socket changes and re-resolves the target every `-r` interval,
+/// publishing the addresses to every loop through `shared`.
+///
+/// # Errors
+/// [`DaemonError::Wait`] when the driver fails.
+fn event_loop(
+    relay: &mut Relay<AnyDriver>,
+    signals: &sys::SignalCounts,
+    shared: &Shared,
+    mut duties: Option<Duties<'_>>,
+) -> Result<(), DaemonError> {
+    let mut next_resolve = duties
+        .as_ref()
+        .and_then(|d| d.reresolve)
+        .map(|every| Instant::now() + every);
     let mut terms_seen = 0;
+    let mut generation = 0;
     loop {
         relay.turn(TICK).map_err(DaemonError::Wait)?;
-        rotation.tick(signals.hup.load(Relaxed), relay.log());
-        if signals.int.load(Relaxed) > 0 {
+        if let Some(d) = duties.as_mut() {
+            d.rotation.tick(signals.hup.load(Relaxed), relay.log());
+        }
+        if signals.int.load(Relaxed) > 0 || shared.failed.load(Relaxed) {
             return Ok(());
         }
         let terms = signals.term.load(Relaxed);
@@ -576,16 +769,21 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         if terms_seen > 0 && relay.active() == 0 {
             return Ok(());
         }
-        if let (Some(at), Some(every)) = (next_resolve, reresolve) {
+        if let (Some(at), Some(d)) = (next_resolve, duties.as_ref()) {
             if Instant::now() >= at {
-                match resolve(&args.target) {
-                    Ok(addrs) => relay.set_targets(addrs),
+                match resolve(d.target) {
+                    Ok(addrs) => shared.publish(addrs),
                     Err(e) => relay
                         .log()
                         .warn(format_args!("{e}; keeping the old addresses")),
                 }
-                next_resolve = Some(Instant::now() + every);
+                next_resolve = d.reresolve.map(|every| Instant::now() + every);
             }
+        }
+        let g = shared.generation.load(Acquire);
+        if g != generation {
+            generation = g;
+            relay.set_targets(shared.targets());
         }
     }
 }
@@ -593,6 +791,27 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
 #[cfg(test)]
 mod backend_tests {
     use super::*;
+
+    #[test]
+    fn connection_shares_are_exact() {
+        assert_eq!(connection_shares(None, 1), vec![None]);
+        assert_eq!(connection_shares(None, 3), vec![None; 3]);
+        assert_eq!(connection_shares(Some(100), 1), vec![Some(100)]);
+        assert_eq!(connection_shares(Some(2), 2), vec![Some(1), Some(1)]);
+        assert_eq!(
+            connection_shares(Some(7), 3),
+            vec![Some(3), Some(2), Some(2)]
+        );
+        assert_eq!(connection_shares(Some(2), 8), vec![Some(1), Some(1)]);
+        for n in 1..40 {
+            for t in 1..10 {
+                let s = connection_shares(Some(n), t);
+                assert_eq!(s.len(), t.min(n));
+                assert_eq!(s.iter().map(|x| x.unwrap_or(0)).sum::<usize>(), n);
+                assert!(s.iter().all(|x| x.unwrap_or(0) >= 1));
+            }
+        }
+    }
 
     #[test]
     fn backend_variable_values() {

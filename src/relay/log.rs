@@ -82,6 +82,18 @@ impl Logger {
         }
     }
 
+    /// A logger for another thread: the same program name and sink, fresh rate limits. A
+    /// syslog socket is duplicated; if that fails the new logger writes to standard error
+    /// instead of losing lines silently.
+    pub fn sibling(&self) -> Self {
+        let sink = match &self.sink {
+            Sink::Stderr => Sink::Stderr,
+            Sink::Syslog(sock) => sock.try_clone().map_or(Sink::Stderr, Sink::Syslog),
+            Sink::Discard => Sink::Discard,
+        };
+        Self::new(&self.program, sink)
+    }
+
     /// Connects to the syslog socket at `/dev/log`.
     ///
     /// # Errors

@@ -1064,3 +1064,32 @@ pub fn outgoing_source_ip(dir: &TempDir, bin: &Path, bind: &str) -> Option<std::
     eprintln!("no outgoing connection; -e stderr: {}", enc.stderr());
     None
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounded waits
+
+/// Polls `cond` every 20 ms (at most `timeout`, at most 10,000 times); returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    for _ in 0..10_000 {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// True if nothing at all arrives on `c` within `wait` (a client the relay has not served).
+pub fn silent_for(c: &mut Conn, wait: Duration) -> bool {
+    c.set_read_timeout(wait).expect("timeout");
+    let mut b = [0u8; 1];
+    match c.read(&mut b) {
+        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        Ok(0 | 1) => false,
+        Ok(_) => unreachable!("read into a 1-byte buffer"),
+    }
+}
