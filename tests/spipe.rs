@@ -96,8 +96,20 @@ fn behind_d(
     reply: Reply,
     key: &Path,
 ) -> (Echo, bin_common::Proc) {
+    behind_d_with(dir, dec_bin, fam, reply, key, &[])
+}
+
+/// As [`behind_d`], with extra `flags` for the decrypting end.
+fn behind_d_with(
+    dir: &TempDir,
+    dec_bin: &Path,
+    fam: Fam,
+    reply: Reply,
+    key: &Path,
+    flags: &[&str],
+) -> (Echo, bin_common::Proc) {
     let echo = Echo::start(fam, dir, reply);
-    let dec = start_end(dir, "dec", dec_bin, "-d", Fam::V4, &echo.addr, key, &[]);
+    let dec = start_end(dir, "dec", dec_bin, "-d", Fam::V4, &echo.addr, key, flags);
     (echo, dec)
 }
 
@@ -438,14 +450,11 @@ fn x25519_spipe_to_ours_d_and_mismatch() {
     }
     let dir = TempDir::new("sp-x25519");
     let key = dir.key("key");
-    let echo = Echo::start(Fam::V4, &dir, Reply::Stream);
-    let dec = start_end(
+    let (_echo, dec) = behind_d_with(
         &dir,
-        "dec",
         &relay_bin(),
-        "-d",
         Fam::V4,
-        &echo.addr,
+        Reply::Stream,
         &key,
         &["--x25519"],
     );
