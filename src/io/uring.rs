@@ -38,6 +38,11 @@ const IGNORE: u64 = u64::MAX;
 /// The buffer group id used for the receive pool.
 const BGID: u16 = 0;
 
+/// Results a multishot receive may queue on a socket whose caller has not asked for them before
+/// the multishot is cancelled (it is re-armed by the next [`Driver::recv`]), so that a socket
+/// the caller does not read (back-pressure) cannot take the whole receive pool.
+const QUEUE_LIMIT: usize = 2;
+
 /// How long dropping a [`Uring`] waits for cancelled operations to complete.
 const DROP_DRAIN: Duration = Duration::from_secs(2);
 
@@ -133,7 +138,7 @@ const OPCODES: &[(u8, &str)] = &[
     (opcode::AcceptMulti::CODE, "accept"),
     (opcode::Connect::CODE, "connect"),
     (opcode::LinkTimeout::CODE, "linked timeouts"),
-    (opcode::Recv::CODE, "recv"),
+    (opcode::RecvMulti::CODE, "recv"),
     (opcode::Send::CODE, "send"),
     (opcode::Shutdown::CODE, "shutdown"),
     (opcode::Close::CODE, "close"),
@@ -159,11 +164,38 @@ struct FdEntry {
     inflight: u32,
     /// Sends among them.
     sends: u32,
-    recv_pending: bool,
+    /// The token of the receive the caller asked for ([`Driver::recv`]) whose event has not
+    /// been produced yet.
+    want: Option<Token>,
+    /// The `user_data` of the multishot receive armed on this fd, until its final CQE.
+    multishot: Option<u64>,
+    /// A cancel of that multishot was submitted because `queued` reached [`QUEUE_LIMIT`].
+    ms_cancelled: bool,
+    /// Results the multishot produced while no receive was asked for, oldest first.
+    queued: VecDeque<Received>,
+    /// In `Uring::starved`: the multishot ended with `ENOBUFS`.
+    starved: bool,
     /// `Some(token)` once `close` was called.
     closing: Option<Token>,
     /// A `shutdown_write` waiting for the sends in flight to finish.
     pending_shutdown: Option<Token>,
+}
+
+/// One result of a multishot receive, kept until the caller asks for it.
+enum Received {
+    Data(RecvBuf),
+    Eof,
+    Failed(Errno),
+}
+
+impl Received {
+    fn into_event(self, token: Token) -> Event {
+        match self {
+            Received::Data(buf) => Event::Received { token, buf },
+            Received::Eof => Event::Eof { token },
+            Received::Failed(error) => Event::RecvFailed { token, error },
+        }
+    }
 }
 
 struct FdSlot {
@@ -193,6 +225,7 @@ enum OpKind {
         /// The `user_data` of the connect it limits.
         connect: u64,
     },
+    /// A multishot receive (`IORING_RECV_MULTISHOT`) on `h`; its results go to the fd entry.
     Recv {
         h: Handle,
     },
@@ -237,8 +270,8 @@ pub struct Uring {
     backlog: VecDeque<(squeue::Entry, Option<squeue::Entry>)>,
     /// Events produced outside completion handling, or not yet handed out.
     ready: VecDeque<Event>,
-    /// Receive records that failed with ENOBUFS and wait for a recycled buffer.
-    starved: VecDeque<u64>,
+    /// Sockets whose multishot receive ended with `ENOBUFS`, waiting for a recycled buffer.
+    starved: VecDeque<Handle>,
     /// Set while dropping: every fd counts as closing.
     shutting_down: bool,
 }
@@ -487,11 +520,17 @@ impl Uring {
         }
     }
 
-    fn submit_recv(&mut self, fd: RawFd, ud: u64) {
-        let sqe = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), self.bufs.buf_size())
-            .buf_group(self.bufs.bgid())
+    /// Arms a multishot receive on `h` (open, not closing, none armed).
+    fn arm_recv(&mut self, h: Handle, fd: RawFd) {
+        let ud = self.alloc_op(0, OpKind::Recv { h });
+        if let Some(e) = self.entry_mut(h) {
+            e.inflight += 1;
+            e.multishot = Some(ud);
+            e.ms_cancelled = false;
+        }
+        // The length is 0: each completion fills at most one whole pool buffer.
+        let sqe = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
             .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(ud);
         self.push(sqe, None);
     }
@@ -552,7 +591,7 @@ impl Uring {
                 }
                 self.finish_connect(connect);
             }
-            OpKind::Recv { h } => self.complete_recv(ud, token, h, res, flags),
+            OpKind::Recv { h } => self.complete_recv(ud, h, res, flags),
             OpKind::Send { h, .. } => self.complete_send(ud, token, h, res),
             OpKind::Shutdown { h } => {
                 self.free_op(ud);
@@ -647,48 +686,83 @@ impl Uring {
         }
     }
 
-    fn complete_recv(&mut self, ud: u64, token: Token, h: Handle, res: i32, flags: u32) {
+    /// A CQE of the multishot receive `ud` on `h`. Data, EOF and errors go to the receive the
+    /// caller asked for, or are queued for the next one. Without `IORING_CQE_F_MORE` the
+    /// multishot has ended: after `ENOBUFS` (pool empty) it is re-armed when a buffer is
+    /// recycled; after data, or our back-pressure cancel, it is re-armed when a receive is
+    /// wanted; EOF and errors are final (a later `recv` arms a new one, which reports them
+    /// again as a one-shot `recv` would).
+    fn complete_recv(&mut self, ud: u64, h: Handle, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
         let closing = self.is_closing(h);
-        if res == -libc::ENOBUFS && !closing {
-            // Every pool buffer is lent out: retry when one comes back (see `recycle`).
-            self.starved.push_back(ud);
-            return;
-        }
-        self.free_op(ud);
-        if let Some(e) = self.entry_mut(h) {
-            e.recv_pending = false;
-        }
         let buf = cqueue::buffer_select(flags)
             .and_then(|id| self.bufs.take(id, u32::try_from(res).unwrap_or(0)));
-        if closing {
-            if let Some(b) = buf {
-                self.bufs.recycle(b.id);
-            }
-        } else if res > 0 {
-            let event = match buf {
-                Some(buf) => Event::Received { token, buf },
-                // The kernel returned data without a valid buffer id: should not happen.
-                None => Event::RecvFailed {
-                    token,
-                    error: Errno(libc::EIO),
-                },
-            };
-            self.ready.push_back(event);
-        } else {
-            if let Some(b) = buf {
-                self.bufs.recycle(b.id);
-            }
-            let event = if res == 0 {
-                Event::Eof { token }
-            } else {
-                Event::RecvFailed {
-                    token,
-                    error: Errno(-res),
-                }
-            };
-            self.ready.push_back(event);
+        if !more {
+            self.free_op(ud);
         }
-        self.dec_inflight(h);
+        let Some(e) = self.entry_mut(h).filter(|_| !closing) else {
+            if let Some(b) = buf {
+                self.bufs.recycle(b.id);
+            }
+            if !more {
+                if let Some(e) = self.entry_mut(h) {
+                    e.multishot = None;
+                }
+                self.dec_inflight(h);
+            }
+            return;
+        };
+        if !more {
+            e.multishot = None;
+        }
+        let item = match (res, buf) {
+            (1.., Some(buf)) => Some(Received::Data(buf)),
+            // The kernel returned data without a valid buffer id: should not happen.
+            (1.., None) => Some(Received::Failed(Errno(libc::EIO))),
+            (0, _) => Some(Received::Eof),
+            (r, _) if r == -libc::ENOBUFS => {
+                // Every pool buffer is lent out: wait for one to come back (see `recycle`).
+                let first = !e.starved;
+                e.starved = true;
+                if first {
+                    self.starved.push_back(h);
+                }
+                None
+            }
+            (r, _) if r == -libc::ECANCELED && e.ms_cancelled => None,
+            (r, _) => Some(Received::Failed(Errno(-r))),
+        };
+        let Some(e) = self.entry_mut(h) else {
+            return;
+        };
+        let mut event = None;
+        let mut cancel = false;
+        if let Some(item) = item {
+            match e.want.take() {
+                Some(token) => event = Some(item.into_event(token)),
+                None => {
+                    e.queued.push_back(item);
+                    if more && e.queued.len() >= QUEUE_LIMIT && !e.ms_cancelled {
+                        e.ms_cancelled = true;
+                        cancel = true;
+                    }
+                }
+            }
+        }
+        let rearm = !more && e.want.is_some() && !e.starved;
+        let fd = e.fd.as_raw_fd();
+        if let Some(ev) = event {
+            self.ready.push_back(ev);
+        }
+        if cancel {
+            self.push(opcode::AsyncCancel::new(ud).build().user_data(IGNORE), None);
+        }
+        if rearm {
+            self.arm_recv(h, fd);
+        }
+        if !more {
+            self.dec_inflight(h);
+        }
     }
 
     fn complete_send(&mut self, ud: u64, token: Token, h: Handle, res: i32) {
@@ -768,7 +842,11 @@ impl Driver for Uring {
             fd,
             inflight: 0,
             sends: 0,
-            recv_pending: false,
+            want: None,
+            multishot: None,
+            ms_cancelled: false,
+            queued: VecDeque::new(),
+            starved: false,
             closing: None,
             pending_shutdown: None,
         };
@@ -867,15 +945,20 @@ impl Driver for Uring {
 
     fn recv(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         let fd = self.usable(handle)?;
-        if let Some(e) = self.entry_mut(handle) {
-            if e.recv_pending {
-                return Err(SubmitError::RecvPending);
-            }
-            e.recv_pending = true;
+        let Some(e) = self.entry_mut(handle) else {
+            return Err(SubmitError::StaleHandle);
+        };
+        if e.want.is_some() {
+            return Err(SubmitError::RecvPending);
         }
-        let ud = self.alloc_op(token, OpKind::Recv { h: handle });
-        self.inc_inflight(handle);
-        self.submit_recv(fd, ud);
+        if let Some(item) = e.queued.pop_front() {
+            self.ready.push_back(item.into_event(token));
+            return Ok(());
+        }
+        e.want = Some(token);
+        if e.multishot.is_none() && !e.starved {
+            self.arm_recv(handle, fd);
+        }
         Ok(())
     }
 
@@ -885,20 +968,19 @@ impl Driver for Uring {
 
     fn recycle(&mut self, buf: RecvBuf) {
         self.bufs.recycle(buf.id);
-        // A receive starved of buffers can run again now.
-        while let Some(ud) = self.starved.pop_front() {
-            let h = match self.op_mut(ud) {
-                Some(Op {
-                    kind: OpKind::Recv { h },
-                    ..
-                }) => *h,
-                _ => continue,
+        // A receive starved of buffers can run again now: re-arm the oldest one still wanted.
+        while let Some(h) = self.starved.pop_front() {
+            let closing = self.is_closing(h);
+            let Some(e) = self.entry_mut(h) else {
+                continue;
             };
-            if let Some(e) = self.entry(h) {
-                let fd = e.fd.as_raw_fd();
-                self.submit_recv(fd, ud);
-                return;
+            e.starved = false;
+            if closing || e.want.is_none() || e.multishot.is_some() {
+                continue;
             }
+            let fd = e.fd.as_raw_fd();
+            self.arm_recv(h, fd);
+            return;
         }
     }
 
@@ -938,25 +1020,22 @@ impl Driver for Uring {
 
     fn close(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         let fd = self.usable(handle)?;
-        // Receives parked for a buffer are not in the kernel: retire them here.
-        let mut parked = 0;
-        let starved = std::mem::take(&mut self.starved);
-        for ud in starved {
-            let mine = matches!(self.op_mut(ud), Some(Op { kind: OpKind::Recv { h }, .. }) if *h == handle);
-            if mine {
-                self.free_op(ud);
-                parked += 1;
-            } else {
-                self.starved.push_back(ud);
-            }
-        }
         let Some(e) = self.entry_mut(handle) else {
             return Err(SubmitError::StaleHandle);
         };
         e.closing = Some(token);
         e.pending_shutdown = None;
-        e.inflight = e.inflight.saturating_sub(parked);
-        if e.inflight == 0 {
+        e.want = None;
+        // Results nobody will ask for: their buffers go back to the pool. (A starved entry
+        // stays in `starved` and is skipped there.)
+        let queued = std::mem::take(&mut e.queued);
+        let idle = e.inflight == 0;
+        for item in queued {
+            if let Received::Data(b) = item {
+                self.bufs.recycle(b.id);
+            }
+        }
+        if idle {
             self.finish_close(handle);
         } else {
             let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
@@ -1047,10 +1126,7 @@ impl Driver for Uring {
 impl Drop for Uring {
     fn drop(&mut self) {
         self.shutting_down = true;
-        // Parked receives are not in the kernel: retire their records now.
-        for ud in std::mem::take(&mut self.starved) {
-            self.free_op(ud);
-        }
+        self.starved.clear();
         self.backlog.clear();
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
