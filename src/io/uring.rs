@@ -8,6 +8,17 @@
 //! - Every socket lives in the `fds` table with a count of operations in flight on it.
 //!   [`Driver::close`] marks the socket closing, cancels its operations
 //!   (`IORING_OP_ASYNC_CANCEL` by fd) and submits `IORING_OP_CLOSE` only once the count is zero.
+//! - Receives are multishot (`IORING_OP_RECV` with `IORING_RECV_MULTISHOT` and a buffer group):
+//!   the first [`Driver::recv`] on a socket arms one, which then stays armed, so a stream costs
+//!   no SQE and no poll re-arm per receive. Each result goes to the receive the caller asked
+//!   for, or waits in the socket's queue for the next one, which then completes at once; the
+//!   one-event-per-`recv` contract of [`Driver`] is unchanged. A multishot that ends (no
+//!   `IORING_CQE_F_MORE`) is re-armed when a receive is wanted: after `ENOBUFS` (pool empty)
+//!   only once a buffer is recycled; after EOF or an error not by itself (the result is
+//!   delivered first). When `QUEUE_LIMIT` results wait unasked for, the multishot is
+//!   cancelled, so a socket the caller does not read cannot take the pool.
+//! - The ring is `SINGLE_ISSUER | DEFER_TASKRUN` (see `build_ring`): completions are
+//!   produced in one batch while the owning thread waits, not by interrupting it.
 //! - Internal operations whose results do not matter (cancels, timer removals) use the
 //!   `user_data` `IGNORE`.
 //! - SQEs that do not fit in a full submission queue wait in a FIFO backlog.
