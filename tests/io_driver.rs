@@ -435,7 +435,24 @@ fn tcp_connect_succeeds_or_is_refused<D: TestDriver>() {
     assert!(matches!(next(&mut io)[..], [Event::Closed { token: 5 }]));
 }
 
-/// The bytes `i`-th of a test stream: a pattern whose loss or reordering shows.
+/// Closes every handle in `hs`, waits (bounded) for their `Closed` events and checks that the
+/// driver holds nothing afterwards.
+fn close_all<D: TestDriver>(io: &mut D, hs: &[Handle]) {
+    for (i, &h) in hs.iter().enumerate() {
+        io.close(h, 100 + i as u64).expect("close");
+    }
+    let mut closed = 0;
+    while closed < hs.len() {
+        closed += next(io)
+            .iter()
+            .filter(|e| matches!(e, Event::Closed { .. }))
+            .count();
+    }
+    assert_eq!(io.ops_in_flight(), 0);
+    assert_eq!(io.open_handles(), 0);
+}
+
+/// A test stream of `len` bytes: a pattern whose loss or reordering shows.
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
 }
@@ -507,17 +524,7 @@ fn streams_survive_pool_exhaustion_in_order<D: TestDriver>() {
         drop(w.join().expect("writer"));
         assert!(got[i] == want[i], "stream {i}: bytes lost or reordered");
     }
-    io.close(h1, 10).expect("close");
-    io.close(h2, 11).expect("close");
-    let mut closed = 0;
-    while closed < 2 {
-        closed += next(&mut io)
-            .iter()
-            .filter(|e| matches!(e, Event::Closed { .. }))
-            .count();
-    }
-    assert_eq!(io.ops_in_flight(), 0);
-    assert_eq!(io.open_handles(), 0);
+    close_all(&mut io, &[h1, h2]);
 }
 
 /// Data (in several segments) and then EOF arriving while the caller has no receive pending
@@ -560,10 +567,7 @@ fn data_sent_while_no_recv_is_pending_is_kept_in_order<D: TestDriver>() {
         }
     }
     assert!(got == want, "bytes lost or reordered: {got:?}");
-    io.close(h, 3).expect("close");
-    assert!(matches!(next(&mut io)[..], [Event::Closed { token: 3 }]));
-    assert_eq!(io.ops_in_flight(), 0);
-    assert_eq!(io.open_handles(), 0);
+    close_all(&mut io, &[h]);
 }
 
 /// A TCP peer that resets the connection while no receive is pending: the next receive
@@ -595,8 +599,5 @@ fn reset_while_no_recv_is_pending_is_reported_by_the_next_recv<D: TestDriver>() 
         [Event::RecvFailed { token: 2, error }] => assert_eq!(error.0, libc::ECONNRESET),
         other => panic!("unexpected {other:?}"),
     }
-    io.close(h, 3).expect("close");
-    assert!(matches!(next(&mut io)[..], [Event::Closed { token: 3 }]));
-    assert_eq!(io.ops_in_flight(), 0);
-    assert_eq!(io.open_handles(), 0);
+    close_all(&mut io, &[h]);
 }

@@ -285,6 +285,9 @@ pub struct Uring {
     starved: VecDeque<Handle>,
     /// Set while dropping: every fd counts as closing.
     shutting_down: bool,
+    /// Scratch space for the CQEs `drain_cq` copies out of the ring (`user_data`, result,
+    /// flags).
+    cq_batch: Vec<(u64, i32, u32)>,
 }
 
 impl fmt::Debug for Uring {
@@ -372,6 +375,7 @@ impl Uring {
             ready: VecDeque::new(),
             starved: VecDeque::new(),
             shutting_down: false,
+            cq_batch: Vec::new(),
         })
     }
 
@@ -829,7 +833,8 @@ impl Uring {
 
     /// Reaps every available CQE.
     fn drain_cq(&mut self) {
-        let mut batch: Vec<(u64, i32, u32)> = Vec::new();
+        // Reused across calls: no allocation per wait.
+        let mut batch = std::mem::take(&mut self.cq_batch);
         loop {
             batch.clear();
             batch.extend(
@@ -838,6 +843,7 @@ impl Uring {
                     .map(|c| (c.user_data(), c.result(), c.flags())),
             );
             if batch.is_empty() {
+                self.cq_batch = batch;
                 return;
             }
             for &(ud, res, flags) in &batch {
