@@ -54,6 +54,9 @@ const BGID: u16 = 0;
 /// the caller does not read (back-pressure) cannot take the whole receive pool.
 const QUEUE_LIMIT: usize = 2;
 
+/// Completions `drain_cq` copies out of the ring at a time.
+const CQ_BATCH: usize = 64;
+
 /// How long dropping a [`Uring`] waits for cancelled operations to complete.
 const DROP_DRAIN: Duration = Duration::from_secs(2);
 
@@ -285,9 +288,6 @@ pub struct Uring {
     starved: VecDeque<Handle>,
     /// Set while dropping: every fd counts as closing.
     shutting_down: bool,
-    /// Scratch space for the CQEs `drain_cq` copies out of the ring (`user_data`, result,
-    /// flags).
-    cq_batch: Vec<(u64, i32, u32)>,
 }
 
 impl fmt::Debug for Uring {
@@ -375,7 +375,6 @@ impl Uring {
             ready: VecDeque::new(),
             starved: VecDeque::new(),
             shutting_down: false,
-            cq_batch: Vec::new(),
         })
     }
 
@@ -833,20 +832,19 @@ impl Uring {
 
     /// Reaps every available CQE.
     fn drain_cq(&mut self) {
-        // Reused across calls: no allocation per wait.
-        let mut batch = std::mem::take(&mut self.cq_batch);
+        // Copied out in fixed-size batches (no allocation per wait), because handling a
+        // completion needs `&mut self` while the completion queue borrows the ring.
+        let mut batch = [(0u64, 0i32, 0u32); CQ_BATCH];
         loop {
-            batch.clear();
-            batch.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            if batch.is_empty() {
-                self.cq_batch = batch;
+            let mut n = 0;
+            for (slot, c) in batch.iter_mut().zip(self.ring.completion()) {
+                *slot = (c.user_data(), c.result(), c.flags());
+                n += 1;
+            }
+            if n == 0 {
                 return;
             }
-            for &(ud, res, flags) in &batch {
+            for &(ud, res, flags) in &batch[..n] {
                 self.complete(ud, res, flags);
             }
         }
