@@ -383,7 +383,9 @@ impl Uring {
         self.fds.len() - self.free_fds.len()
     }
 
-    /// Number of operations whose completion has not been reaped yet.
+    /// Number of operations whose completion has not been reaped yet, internal ones included
+    /// (a socket's multishot receive counts from its first [`Driver::recv`] until it ends or
+    /// the socket is closed, whether or not a receive is pending).
     pub fn ops_in_flight(&self) -> usize {
         self.live_ops
     }
