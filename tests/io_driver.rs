@@ -25,6 +25,9 @@ driver_tests!(
     accept_is_repeating_until_cancelled,
     short_data_then_eof_are_both_reported,
     tcp_connect_succeeds_or_is_refused,
+    streams_survive_pool_exhaustion_in_order,
+    data_sent_while_no_recv_is_pending_is_kept_in_order,
+    reset_while_no_recv_is_pending_is_reported_by_the_next_recv,
 );
 
 /// Waits (bounded) for the next batch of events, returning them.
@@ -430,4 +433,171 @@ fn tcp_connect_succeeds_or_is_refused<D: TestDriver>() {
     }
     io.close(h, 5).expect("close");
     assert!(matches!(next(&mut io)[..], [Event::Closed { token: 5 }]));
+}
+
+/// Closes every handle in `hs`, waits (bounded) for their `Closed` events and checks that the
+/// driver holds nothing afterwards.
+fn close_all<D: TestDriver>(io: &mut D, hs: &[Handle]) {
+    for (i, &h) in hs.iter().enumerate() {
+        io.close(h, 100 + i as u64).expect("close");
+    }
+    let mut closed = 0;
+    while closed < hs.len() {
+        closed += next(io)
+            .iter()
+            .filter(|e| matches!(e, Event::Closed { .. }))
+            .count();
+    }
+    assert_eq!(io.ops_in_flight(), 0);
+    assert_eq!(io.open_handles(), 0);
+}
+
+/// A test stream of `len` bytes: a pattern whose loss or reordering shows.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// Two sockets stream 64 KiB each through a pool of two 64-byte buffers, and the test holds
+/// both buffers before returning them, so receives keep finding the pool empty (`ENOBUFS` for
+/// io_uring's multishot receive, which must be re-armed): every byte still arrives, in order,
+/// followed by EOF, and nothing is left in flight after the close.
+fn streams_survive_pool_exhaustion_in_order<D: TestDriver>() {
+    const LEN: usize = 64 * 1024;
+    let dir = TempDir::new("exhaust");
+    let mut io = D::with_pool(2, 64);
+    let (c1, h1) = pair(&mut io, &dir);
+    let (c2, h2) = pair(&mut io, &dir);
+    let want = [pattern(0x11, LEN), pattern(0x77, LEN)];
+    let writers: Vec<_> = [c1, c2]
+        .into_iter()
+        .zip(want.clone())
+        .map(|(mut c, data)| {
+            std::thread::spawn(move || {
+                for chunk in data.chunks(1000) {
+                    c.write_all(chunk).expect("client write");
+                }
+                c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                c
+            })
+        })
+        .collect();
+    let handles = [h1, h2];
+    let mut got = [Vec::new(), Vec::new()];
+    let mut eof = [false, false];
+    let mut pending = [false, false];
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !eof.iter().all(|&e| e) {
+        assert!(Instant::now() < deadline, "streams incomplete after 30 s");
+        for i in 0..2 {
+            if !pending[i] && !eof[i] {
+                io.recv(handles[i], i as u64).expect("recv");
+                pending[i] = true;
+            }
+        }
+        let mut evs = Vec::new();
+        io.wait(&mut evs, Some(Duration::from_millis(20)))
+            .expect("wait");
+        for ev in evs {
+            match ev {
+                Event::Received { token, buf } => {
+                    let i = token as usize;
+                    got[i].extend_from_slice(io.data(&buf));
+                    pending[i] = false;
+                    held.push(buf);
+                }
+                Event::Eof { token } => {
+                    eof[token as usize] = true;
+                    pending[token as usize] = false;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Give the buffers back only once both are lent out (or at the end).
+        if held.len() >= 2 || eof.iter().all(|&e| e) {
+            for b in held.drain(..) {
+                io.recycle(b);
+            }
+        }
+    }
+    for (i, w) in writers.into_iter().enumerate() {
+        drop(w.join().expect("writer"));
+        assert!(got[i] == want[i], "stream {i}: bytes lost or reordered");
+    }
+    close_all(&mut io, &[h1, h2]);
+}
+
+/// Data (in several segments) and then EOF arriving while the caller has no receive pending
+/// produce no event; later receives get all of it, in order, then EOF.
+fn data_sent_while_no_recv_is_pending_is_kept_in_order<D: TestDriver>() {
+    let dir = TempDir::new("paused");
+    let mut io = D::with_pool(8, 16);
+    let (mut client, h) = pair(&mut io, &dir);
+    io.recv(h, 1).expect("recv");
+    client.write_all(b"first").expect("write");
+    match next(&mut io).pop() {
+        Some(Event::Received { token: 1, buf }) => {
+            assert_eq!(io.data(&buf), b"first");
+            io.recycle(buf);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let want = pattern(0x5a, 200);
+    for chunk in want.chunks(20) {
+        client.write_all(chunk).expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    client
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let mut evs = Vec::new();
+    io.wait(&mut evs, Some(Duration::from_millis(200)))
+        .expect("wait");
+    assert!(evs.is_empty(), "event without a pending recv: {evs:?}");
+    let mut got = Vec::new();
+    for round in 0..1000 {
+        io.recv(h, 2).expect("recv");
+        match next(&mut io).pop() {
+            Some(Event::Received { token: 2, buf }) => {
+                got.extend_from_slice(io.data(&buf));
+                io.recycle(buf);
+            }
+            Some(Event::Eof { token: 2 }) => break,
+            other => panic!("round {round}: unexpected {other:?}"),
+        }
+    }
+    assert!(got == want, "bytes lost or reordered: {got:?}");
+    close_all(&mut io, &[h]);
+}
+
+/// A TCP peer that resets the connection while no receive is pending: the next receive
+/// reports `ECONNRESET`, and the socket still closes cleanly.
+fn reset_while_no_recv_is_pending_is_reported_by_the_next_recv<D: TestDriver>() {
+    let dir = TempDir::new("reset");
+    let mut io = D::with_defaults();
+    let (l, addr) = common::listen(Kind::Tcp, &dir, "tcp");
+    let mut c = common::connect(&addr);
+    let (s, _) = l.accept().expect("accept");
+    let h = io.adopt(s.into());
+    io.recv(h, 1).expect("recv");
+    c.write_all(b"abc").expect("write");
+    match next(&mut io).pop() {
+        Some(Event::Received { token: 1, buf }) => {
+            assert_eq!(io.data(&buf), b"abc");
+            io.recycle(buf);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    c.set_linger(Some(Duration::ZERO)).expect("linger");
+    drop(c);
+    let mut evs = Vec::new();
+    io.wait(&mut evs, Some(Duration::from_millis(100)))
+        .expect("wait");
+    assert!(evs.is_empty(), "event without a pending recv: {evs:?}");
+    io.recv(h, 2).expect("recv");
+    match &next(&mut io)[..] {
+        [Event::RecvFailed { token: 2, error }] => assert_eq!(error.0, libc::ECONNRESET),
+        other => panic!("unexpected {other:?}"),
+    }
+    close_all(&mut io, &[h]);
 }

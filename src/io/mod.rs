@@ -351,7 +351,10 @@ pub trait Driver {
 
     /// Receives once into a pool buffer chosen when data arrives, so an idle socket holds no
     /// buffer. Ends with [`Event::Received`], [`Event::Eof`] or [`Event::RecvFailed`]. At most
-    /// one receive may be pending per handle.
+    /// one receive may be pending per handle. A backend may read ahead: results that arrive
+    /// while no receive is pending are kept, in order, for the next one, which then ends at
+    /// once (the io_uring backend's multishot receive keeps at most two pool buffers per socket
+    /// that way); a socket with no data arriving still holds no buffer.
     fn recv(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError>;
 
     /// The bytes of a received buffer.

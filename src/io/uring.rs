@@ -8,6 +8,17 @@
 //! - Every socket lives in the `fds` table with a count of operations in flight on it.
 //!   [`Driver::close`] marks the socket closing, cancels its operations
 //!   (`IORING_OP_ASYNC_CANCEL` by fd) and submits `IORING_OP_CLOSE` only once the count is zero.
+//! - Receives are multishot (`IORING_OP_RECV` with `IORING_RECV_MULTISHOT` and a buffer group):
+//!   the first [`Driver::recv`] on a socket arms one, which then stays armed, so a stream costs
+//!   no SQE and no poll re-arm per receive. Each result goes to the receive the caller asked
+//!   for, or waits in the socket's queue for the next one, which then completes at once; the
+//!   one-event-per-`recv` contract of [`Driver`] is unchanged. A multishot that ends (no
+//!   `IORING_CQE_F_MORE`) is re-armed when a receive is wanted: after `ENOBUFS` (pool empty)
+//!   only once a buffer is recycled; after EOF or an error not by itself (the result is
+//!   delivered first). When `QUEUE_LIMIT` results wait unasked for, the multishot is
+//!   cancelled, so a socket the caller does not read cannot take the pool.
+//! - The ring is `SINGLE_ISSUER | DEFER_TASKRUN` (see `build_ring`): completions are
+//!   produced in one batch while the owning thread waits, not by interrupting it.
 //! - Internal operations whose results do not matter (cancels, timer removals) use the
 //!   `user_data` `IGNORE`.
 //! - SQEs that do not fit in a full submission queue wait in a FIFO backlog.
@@ -37,6 +48,14 @@ const IGNORE: u64 = u64::MAX;
 
 /// The buffer group id used for the receive pool.
 const BGID: u16 = 0;
+
+/// Results a multishot receive may queue on a socket whose caller has not asked for them before
+/// the multishot is cancelled (it is re-armed by the next [`Driver::recv`]), so that a socket
+/// the caller does not read (back-pressure) cannot take the whole receive pool.
+const QUEUE_LIMIT: usize = 2;
+
+/// Completions `drain_cq` copies out of the ring at a time.
+const CQ_BATCH: usize = 64;
 
 /// How long dropping a [`Uring`] waits for cancelled operations to complete.
 const DROP_DRAIN: Duration = Duration::from_secs(2);
@@ -133,7 +152,7 @@ const OPCODES: &[(u8, &str)] = &[
     (opcode::AcceptMulti::CODE, "accept"),
     (opcode::Connect::CODE, "connect"),
     (opcode::LinkTimeout::CODE, "linked timeouts"),
-    (opcode::Recv::CODE, "recv"),
+    (opcode::RecvMulti::CODE, "recv"),
     (opcode::Send::CODE, "send"),
     (opcode::Shutdown::CODE, "shutdown"),
     (opcode::Close::CODE, "close"),
@@ -159,11 +178,38 @@ struct FdEntry {
     inflight: u32,
     /// Sends among them.
     sends: u32,
-    recv_pending: bool,
+    /// The token of the receive the caller asked for ([`Driver::recv`]) whose event has not
+    /// been produced yet.
+    want: Option<Token>,
+    /// The `user_data` of the multishot receive armed on this fd, until its final CQE.
+    multishot: Option<u64>,
+    /// A cancel of that multishot was submitted because `queued` reached [`QUEUE_LIMIT`].
+    ms_cancelled: bool,
+    /// Results the multishot produced while no receive was asked for, oldest first.
+    queued: VecDeque<Received>,
+    /// In `Uring::starved`: the multishot ended with `ENOBUFS`.
+    starved: bool,
     /// `Some(token)` once `close` was called.
     closing: Option<Token>,
     /// A `shutdown_write` waiting for the sends in flight to finish.
     pending_shutdown: Option<Token>,
+}
+
+/// One result of a multishot receive, kept until the caller asks for it.
+enum Received {
+    Data(RecvBuf),
+    Eof,
+    Failed(Errno),
+}
+
+impl Received {
+    fn into_event(self, token: Token) -> Event {
+        match self {
+            Received::Data(buf) => Event::Received { token, buf },
+            Received::Eof => Event::Eof { token },
+            Received::Failed(error) => Event::RecvFailed { token, error },
+        }
+    }
 }
 
 struct FdSlot {
@@ -193,6 +239,7 @@ enum OpKind {
         /// The `user_data` of the connect it limits.
         connect: u64,
     },
+    /// A multishot receive (`IORING_RECV_MULTISHOT`) on `h`; its results go to the fd entry.
     Recv {
         h: Handle,
     },
@@ -237,8 +284,8 @@ pub struct Uring {
     backlog: VecDeque<(squeue::Entry, Option<squeue::Entry>)>,
     /// Events produced outside completion handling, or not yet handed out.
     ready: VecDeque<Event>,
-    /// Receive records that failed with ENOBUFS and wait for a recycled buffer.
-    starved: VecDeque<u64>,
+    /// Sockets whose multishot receive ended with `ENOBUFS`, waiting for a recycled buffer.
+    starved: VecDeque<Handle>,
     /// Set while dropping: every fd counts as closing.
     shutting_down: bool,
 }
@@ -261,14 +308,45 @@ fn user_data(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)
 }
 
+/// Creates the ring with the cheapest completion-delivery mode the kernel accepts.
+///
+/// Each event loop owns its ring and is the only thread that submits to it or waits on it, so
+/// the ring is set up `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1):
+/// completions are produced by the kernel only while this thread waits in `io_uring_enter`, in
+/// one batch, instead of interrupting it for every finished receive or send. Older kernels get
+/// `IORING_SETUP_COOP_TASKRUN` (5.19), then neither (6.0 rejects nothing else we ask for).
+/// A ring so set up must be used by the thread that created it: `io_uring_enter` from another
+/// thread fails with `EEXIST`.
+fn build_ring(entries: u32) -> Result<IoUring, SetupError> {
+    let mut last = None;
+    for mode in 0..3 {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(entries.saturating_mul(4)).setup_clamp();
+        match mode {
+            0 => {
+                b.setup_single_issuer().setup_defer_taskrun();
+            }
+            1 => {
+                b.setup_coop_taskrun();
+            }
+            _ => {}
+        }
+        match b.build(entries) {
+            Ok(ring) => return Ok(ring),
+            // EINVAL: this kernel does not know the flag; try the next mode.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && mode < 2 => last = Some(e),
+            Err(e) => return Err(setup_error(&e)),
+        }
+    }
+    Err(setup_error(&last.unwrap_or_else(|| {
+        std::io::Error::from_raw_os_error(libc::EINVAL)
+    })))
+}
+
 impl Uring {
     /// Sets up the ring, probes the opcodes it needs and registers the receive buffer pool.
     pub fn new(config: UringConfig) -> Result<Self, SetupError> {
-        let ring = IoUring::builder()
-            .setup_cqsize(config.entries.saturating_mul(4))
-            .setup_clamp()
-            .build(config.entries)
-            .map_err(|e| setup_error(&e))?;
+        let ring = build_ring(config.entries)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(SetupError::MissingExtArg);
         }
@@ -305,7 +383,9 @@ impl Uring {
         self.fds.len() - self.free_fds.len()
     }
 
-    /// Number of operations whose completion has not been reaped yet.
+    /// Number of operations whose completion has not been reaped yet, internal ones included
+    /// (a socket's multishot receive counts from its first [`Driver::recv`] until it ends or
+    /// the socket is closed, whether or not a receive is pending).
     pub fn ops_in_flight(&self) -> usize {
         self.live_ops
     }
@@ -456,11 +536,17 @@ impl Uring {
         }
     }
 
-    fn submit_recv(&mut self, fd: RawFd, ud: u64) {
-        let sqe = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), self.bufs.buf_size())
-            .buf_group(self.bufs.bgid())
+    /// Arms a multishot receive on `h` (open, not closing, none armed).
+    fn arm_recv(&mut self, h: Handle, fd: RawFd) {
+        let ud = self.alloc_op(0, OpKind::Recv { h });
+        if let Some(e) = self.entry_mut(h) {
+            e.inflight += 1;
+            e.multishot = Some(ud);
+            e.ms_cancelled = false;
+        }
+        // The length is 0: each completion fills at most one whole pool buffer.
+        let sqe = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
             .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(ud);
         self.push(sqe, None);
     }
@@ -521,7 +607,7 @@ impl Uring {
                 }
                 self.finish_connect(connect);
             }
-            OpKind::Recv { h } => self.complete_recv(ud, token, h, res, flags),
+            OpKind::Recv { h } => self.complete_recv(ud, h, res, flags),
             OpKind::Send { h, .. } => self.complete_send(ud, token, h, res),
             OpKind::Shutdown { h } => {
                 self.free_op(ud);
@@ -616,48 +702,83 @@ impl Uring {
         }
     }
 
-    fn complete_recv(&mut self, ud: u64, token: Token, h: Handle, res: i32, flags: u32) {
+    /// A CQE of the multishot receive `ud` on `h`. Data, EOF and errors go to the receive the
+    /// caller asked for, or are queued for the next one. Without `IORING_CQE_F_MORE` the
+    /// multishot has ended: after `ENOBUFS` (pool empty) it is re-armed when a buffer is
+    /// recycled; after data, or our back-pressure cancel, it is re-armed when a receive is
+    /// wanted; EOF and errors are final (a later `recv` arms a new one, which reports them
+    /// again as a one-shot `recv` would).
+    fn complete_recv(&mut self, ud: u64, h: Handle, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
         let closing = self.is_closing(h);
-        if res == -libc::ENOBUFS && !closing {
-            // Every pool buffer is lent out: retry when one comes back (see `recycle`).
-            self.starved.push_back(ud);
-            return;
-        }
-        self.free_op(ud);
-        if let Some(e) = self.entry_mut(h) {
-            e.recv_pending = false;
-        }
         let buf = cqueue::buffer_select(flags)
             .and_then(|id| self.bufs.take(id, u32::try_from(res).unwrap_or(0)));
-        if closing {
-            if let Some(b) = buf {
-                self.bufs.recycle(b.id);
-            }
-        } else if res > 0 {
-            let event = match buf {
-                Some(buf) => Event::Received { token, buf },
-                // The kernel returned data without a valid buffer id: should not happen.
-                None => Event::RecvFailed {
-                    token,
-                    error: Errno(libc::EIO),
-                },
-            };
-            self.ready.push_back(event);
-        } else {
-            if let Some(b) = buf {
-                self.bufs.recycle(b.id);
-            }
-            let event = if res == 0 {
-                Event::Eof { token }
-            } else {
-                Event::RecvFailed {
-                    token,
-                    error: Errno(-res),
-                }
-            };
-            self.ready.push_back(event);
+        if !more {
+            self.free_op(ud);
         }
-        self.dec_inflight(h);
+        let Some(e) = self.entry_mut(h).filter(|_| !closing) else {
+            if let Some(b) = buf {
+                self.bufs.recycle(b.id);
+            }
+            if !more {
+                if let Some(e) = self.entry_mut(h) {
+                    e.multishot = None;
+                }
+                self.dec_inflight(h);
+            }
+            return;
+        };
+        if !more {
+            e.multishot = None;
+        }
+        let item = match (res, buf) {
+            (1.., Some(buf)) => Some(Received::Data(buf)),
+            // The kernel returned data without a valid buffer id: should not happen.
+            (1.., None) => Some(Received::Failed(Errno(libc::EIO))),
+            (0, _) => Some(Received::Eof),
+            (r, _) if r == -libc::ENOBUFS => {
+                // Every pool buffer is lent out: wait for one to come back (see `recycle`).
+                let first = !e.starved;
+                e.starved = true;
+                if first {
+                    self.starved.push_back(h);
+                }
+                None
+            }
+            (r, _) if r == -libc::ECANCELED && e.ms_cancelled => None,
+            (r, _) => Some(Received::Failed(Errno(-r))),
+        };
+        let Some(e) = self.entry_mut(h) else {
+            return;
+        };
+        let mut event = None;
+        let mut cancel = false;
+        if let Some(item) = item {
+            match e.want.take() {
+                Some(token) => event = Some(item.into_event(token)),
+                None => {
+                    e.queued.push_back(item);
+                    if more && e.queued.len() >= QUEUE_LIMIT && !e.ms_cancelled {
+                        e.ms_cancelled = true;
+                        cancel = true;
+                    }
+                }
+            }
+        }
+        let rearm = !more && e.want.is_some() && !e.starved;
+        let fd = e.fd.as_raw_fd();
+        if let Some(ev) = event {
+            self.ready.push_back(ev);
+        }
+        if cancel {
+            self.push(opcode::AsyncCancel::new(ud).build().user_data(IGNORE), None);
+        }
+        if rearm {
+            self.arm_recv(h, fd);
+        }
+        if !more {
+            self.dec_inflight(h);
+        }
     }
 
     fn complete_send(&mut self, ud: u64, token: Token, h: Handle, res: i32) {
@@ -713,18 +834,19 @@ impl Uring {
 
     /// Reaps every available CQE.
     fn drain_cq(&mut self) {
-        let mut batch: Vec<(u64, i32, u32)> = Vec::new();
+        // Copied out in fixed-size batches (no allocation per wait), because handling a
+        // completion needs `&mut self` while the completion queue borrows the ring.
+        let mut batch = [(0u64, 0i32, 0u32); CQ_BATCH];
         loop {
-            batch.clear();
-            batch.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            if batch.is_empty() {
+            let mut n = 0;
+            for (slot, c) in batch.iter_mut().zip(self.ring.completion()) {
+                *slot = (c.user_data(), c.result(), c.flags());
+                n += 1;
+            }
+            if n == 0 {
                 return;
             }
-            for &(ud, res, flags) in &batch {
+            for &(ud, res, flags) in &batch[..n] {
                 self.complete(ud, res, flags);
             }
         }
@@ -737,7 +859,11 @@ impl Driver for Uring {
             fd,
             inflight: 0,
             sends: 0,
-            recv_pending: false,
+            want: None,
+            multishot: None,
+            ms_cancelled: false,
+            queued: VecDeque::new(),
+            starved: false,
             closing: None,
             pending_shutdown: None,
         };
@@ -836,15 +962,20 @@ impl Driver for Uring {
 
     fn recv(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         let fd = self.usable(handle)?;
-        if let Some(e) = self.entry_mut(handle) {
-            if e.recv_pending {
-                return Err(SubmitError::RecvPending);
-            }
-            e.recv_pending = true;
+        let Some(e) = self.entry_mut(handle) else {
+            return Err(SubmitError::StaleHandle);
+        };
+        if e.want.is_some() {
+            return Err(SubmitError::RecvPending);
         }
-        let ud = self.alloc_op(token, OpKind::Recv { h: handle });
-        self.inc_inflight(handle);
-        self.submit_recv(fd, ud);
+        if let Some(item) = e.queued.pop_front() {
+            self.ready.push_back(item.into_event(token));
+            return Ok(());
+        }
+        e.want = Some(token);
+        if e.multishot.is_none() && !e.starved {
+            self.arm_recv(handle, fd);
+        }
         Ok(())
     }
 
@@ -854,20 +985,19 @@ impl Driver for Uring {
 
     fn recycle(&mut self, buf: RecvBuf) {
         self.bufs.recycle(buf.id);
-        // A receive starved of buffers can run again now.
-        while let Some(ud) = self.starved.pop_front() {
-            let h = match self.op_mut(ud) {
-                Some(Op {
-                    kind: OpKind::Recv { h },
-                    ..
-                }) => *h,
-                _ => continue,
+        // A receive starved of buffers can run again now: re-arm the oldest one still wanted.
+        while let Some(h) = self.starved.pop_front() {
+            let closing = self.is_closing(h);
+            let Some(e) = self.entry_mut(h) else {
+                continue;
             };
-            if let Some(e) = self.entry(h) {
-                let fd = e.fd.as_raw_fd();
-                self.submit_recv(fd, ud);
-                return;
+            e.starved = false;
+            if closing || e.want.is_none() || e.multishot.is_some() {
+                continue;
             }
+            let fd = e.fd.as_raw_fd();
+            self.arm_recv(h, fd);
+            return;
         }
     }
 
@@ -907,25 +1037,22 @@ impl Driver for Uring {
 
     fn close(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         let fd = self.usable(handle)?;
-        // Receives parked for a buffer are not in the kernel: retire them here.
-        let mut parked = 0;
-        let starved = std::mem::take(&mut self.starved);
-        for ud in starved {
-            let mine = matches!(self.op_mut(ud), Some(Op { kind: OpKind::Recv { h }, .. }) if *h == handle);
-            if mine {
-                self.free_op(ud);
-                parked += 1;
-            } else {
-                self.starved.push_back(ud);
-            }
-        }
         let Some(e) = self.entry_mut(handle) else {
             return Err(SubmitError::StaleHandle);
         };
         e.closing = Some(token);
         e.pending_shutdown = None;
-        e.inflight = e.inflight.saturating_sub(parked);
-        if e.inflight == 0 {
+        e.want = None;
+        // Results nobody will ask for: their buffers go back to the pool. (A starved entry
+        // stays in `starved` and is skipped there.)
+        let queued = std::mem::take(&mut e.queued);
+        let idle = e.inflight == 0;
+        for item in queued {
+            if let Received::Data(b) = item {
+                self.bufs.recycle(b.id);
+            }
+        }
+        if idle {
             self.finish_close(handle);
         } else {
             let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
@@ -1016,10 +1143,7 @@ impl Driver for Uring {
 impl Drop for Uring {
     fn drop(&mut self) {
         self.shutting_down = true;
-        // Parked receives are not in the kernel: retire their records now.
-        for ud in std::mem::take(&mut self.starved) {
-            self.free_op(ud);
-        }
+        self.starved.clear();
         self.backlog.clear();
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
