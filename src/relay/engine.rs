@@ -882,7 +882,10 @@ impl<D: Driver> Relay<D> {
             Mode::Decrypt => Role::Server,
         };
         let keys = self.cfg.keys.current();
-        let hs = Handshake::with_exchange(role, keys.clone(), nonce, exchange);
+        // A server sends y_S ‖ h_S before its shared-secret computation, so the client's runs
+        // at the same time (on_sent derives once the answer is out).
+        let hs =
+            Handshake::with_exchange(role, keys.clone(), nonce, exchange).answer_before_deriving();
         let t = self.tok(slot, TAG_HS_TIMER);
         let timer = self.io.timer(self.cfg.timeout, t);
         if let Some(c) = self.conn(slot) {
@@ -945,6 +948,7 @@ impl<D: Driver> Relay<D> {
             }
         };
         let done = hs.is_done();
+        let answered = hs.wants_derive();
         let Some(c) = self.conn(slot) else {
             return;
         };
@@ -957,8 +961,30 @@ impl<D: Driver> Relay<D> {
         self.flush_handshake(slot);
         if done {
             self.try_finish_handshake(slot);
-        } else {
+        } else if !answered {
             self.recv(slot, CRYPT);
+        }
+        // Answered: the keys are derived once y_S ‖ h_S is sent (on_sent); further input waits
+        // in the kernel until the pumps read it.
+    }
+
+    /// Server: derives the session keys once its answer `y_S ‖ h_S` has been handed to the
+    /// kernel, so this computation overlaps the client's (see `answer_before_deriving`).
+    fn derive_if_answered(&mut self, slot: u32) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.hs_sending {
+            return;
+        }
+        let Some(hs) = c.hs.as_mut() else {
+            return;
+        };
+        if !hs.wants_derive() {
+            return;
+        }
+        if let Err(e) = hs.derive() {
+            self.drop_conn(slot, DropReason::Handshake(e));
         }
     }
 
@@ -1186,6 +1212,7 @@ impl<D: Driver> Relay<D> {
         if c.phase == Phase::Handshake || c.hs.is_some() {
             c.hs_sending = false;
             self.flush_handshake(slot);
+            self.derive_if_answered(slot);
             self.try_finish_handshake(slot);
             return;
         }
