@@ -853,13 +853,16 @@ impl Epoll {
         if e.shutdowns.is_empty() {
             return;
         }
-        let fd = e.fd.as_raw_fd();
-        for token in std::mem::take(&mut e.shutdowns) {
-            // SAFETY: shutdown takes no pointers; `fd` is open because the entry owns it.
-            let r = unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-            let result = if r < 0 { Err(last_errno()) } else { Ok(()) };
-            self.ready.push_back(Event::ShutdownDone { token, result });
-        }
+        let tokens = std::mem::take(&mut e.shutdowns);
+        let fd = e.fd.as_fd();
+        let done: Vec<Event> = tokens
+            .into_iter()
+            .map(|token| Event::ShutdownDone {
+                token,
+                result: sys::shutdown_write(fd),
+            })
+            .collect();
+        self.ready.extend(done);
     }
 
     /// Closes the descriptors whose `close` was called and reports them.

@@ -154,7 +154,6 @@ const OPCODES: &[(u8, &str)] = &[
     (opcode::LinkTimeout::CODE, "linked timeouts"),
     (opcode::RecvMulti::CODE, "recv"),
     (opcode::Send::CODE, "send"),
-    (opcode::Shutdown::CODE, "shutdown"),
     (opcode::Close::CODE, "close"),
     (opcode::Timeout::CODE, "timeouts"),
     (opcode::TimeoutRemove::CODE, "timeout removal"),
@@ -248,9 +247,6 @@ enum OpKind {
         /// Pointed to by the SQE; its heap block never moves while the record exists.
         buf: Vec<u8>,
         off: usize,
-    },
-    Shutdown {
-        h: Handle,
     },
     Close,
     Timer {
@@ -560,13 +556,16 @@ impl Uring {
         self.push(sqe, None);
     }
 
-    fn submit_shutdown(&mut self, h: Handle, fd: RawFd, token: Token) {
-        let ud = self.alloc_op(token, OpKind::Shutdown { h });
-        self.inc_inflight(h);
-        let sqe = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR)
-            .build()
-            .user_data(ud);
-        self.push(sqe, None);
+    /// Shuts the write side down at once with `shutdown(2)` and queues its
+    /// [`Event::ShutdownDone`]. `IORING_OP_SHUTDOWN` is not used: the kernel always runs it in
+    /// an io-wq worker thread, which cost each connection two worker wake-ups per end
+    /// ([`sys::shutdown_write`]).
+    fn submit_shutdown(&mut self, h: Handle, token: Token) {
+        let Some(e) = self.entry(h) else {
+            return;
+        };
+        let result = sys::shutdown_write(e.fd.as_fd());
+        self.ready.push_back(Event::ShutdownDone { token, result });
     }
 
     fn submit_accept(&mut self, fd: RawFd, ud: u64) {
@@ -609,14 +608,6 @@ impl Uring {
             }
             OpKind::Recv { h } => self.complete_recv(ud, h, res, flags),
             OpKind::Send { h, .. } => self.complete_send(ud, token, h, res),
-            OpKind::Shutdown { h } => {
-                self.free_op(ud);
-                if !self.is_closing(h) {
-                    let result = if res < 0 { Err(Errno(-res)) } else { Ok(()) };
-                    self.ready.push_back(Event::ShutdownDone { token, result });
-                }
-                self.dec_inflight(h);
-            }
             OpKind::Close => {
                 self.free_op(ud);
                 if !self.shutting_down {
@@ -814,7 +805,7 @@ impl Uring {
         if let Some(e) = self.entry_mut(h) {
             e.sends = e.sends.saturating_sub(1);
             if e.sends == 0 && e.closing.is_none() {
-                pending_shutdown = e.pending_shutdown.take().map(|t| (t, e.fd.as_raw_fd()));
+                pending_shutdown = e.pending_shutdown.take();
             }
         }
         if !closing {
@@ -826,8 +817,8 @@ impl Uring {
             };
             self.ready.push_back(Event::Sent { token, buf, result });
         }
-        if let Some((t, fd)) = pending_shutdown {
-            self.submit_shutdown(h, fd, t);
+        if let Some(t) = pending_shutdown {
+            self.submit_shutdown(h, t);
         }
         self.dec_inflight(h);
     }
@@ -1024,14 +1015,14 @@ impl Driver for Uring {
     }
 
     fn shutdown_write(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
-        let fd = self.usable(handle)?;
+        self.usable(handle)?;
         if let Some(e) = self.entry_mut(handle) {
             if e.sends > 0 && e.pending_shutdown.is_none() {
                 e.pending_shutdown = Some(token);
                 return Ok(());
             }
         }
-        self.submit_shutdown(handle, fd, token);
+        self.submit_shutdown(handle, token);
         Ok(())
     }
 

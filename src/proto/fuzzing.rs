@@ -555,7 +555,7 @@ pub fn handshake_client(data: &[u8]) {
 
 /// The `--x25519` handshake under test: role from bit 0 of `sel` (0 server, 1 client), the key
 /// pair up front or deferred (bit 1), and for a server [`OTHER_KEY_FILE`] then [`KEY_FILE`]
-/// (bit 2).
+/// (bit 2) and [`Handshake::answer_before_deriving`] (bit 3).
 fn local_x25519(sel: u8) -> Handshake {
     let role = if sel & 1 == 0 {
         Role::Server
@@ -578,7 +578,12 @@ fn local_x25519(sel: u8) -> Handshake {
         Role::Client => CLIENT_NONCE,
         Role::Server => SERVER_NONCE,
     };
-    Handshake::with_exchange(role, keys, nonce, exchange)
+    let hs = Handshake::with_exchange(role, keys, nonce, exchange);
+    if role == Role::Server && sel & 8 != 0 {
+        hs.answer_before_deriving()
+    } else {
+        hs
+    }
 }
 
 /// Target `handshake_x25519`: a `--x25519` [`Handshake`] of either role fed arbitrary peer
@@ -590,8 +595,10 @@ fn local_x25519(sel: u8) -> Handshake {
 /// sticky and never group-14 ones, that nothing past the 320 handshake bytes is consumed, that
 /// a server asks for its key pair only after all 320 bytes and a valid MAC (so unauthenticated
 /// input never costs an X25519 operation) and answers only when done, and that a client asks
-/// right after the server's nonce. A completed handshake must finish, and the bytes after it go
-/// to the session's decoder.
+/// right after the server's nonce; a server answering before deriving has queued its answer
+/// when it asks for the derivation, which then finishes it or fails with
+/// [`HandshakeError::ZeroSharedSecret`]. A completed handshake must finish, and the bytes after
+/// it go to the session's decoder.
 pub fn handshake_x25519(data: &[u8]) {
     let mut input = Input(data);
     let sel = input.byte();
@@ -606,6 +613,7 @@ pub fn handshake_x25519(data: &[u8]) {
     let mut fed = 0;
     let mut err: Option<HandshakeError> = None;
     let mut leftover = Vec::new();
+    let mut answered = false;
     while !input.is_empty() {
         let n = usize::from(input.byte());
         let mut chunk = input.take(n);
@@ -631,6 +639,21 @@ pub fn handshake_x25519(data: &[u8]) {
                         ),
                         "group-14 error {e:?} in X25519 mode"
                     );
+                    err = Some(e);
+                    chunk = &[];
+                }
+            }
+            if hs.wants_derive() {
+                assert_eq!(role, Role::Server);
+                assert_eq!(fed, HANDSHAKE_LEN, "answered before the client's y ‖ h");
+                assert_eq!(
+                    sent.len() + hs.output().len(),
+                    HANDSHAKE_LEN,
+                    "asks to derive before its answer is queued"
+                );
+                answered = true;
+                if let Err(e) = hs.derive() {
+                    assert_eq!(e, HandshakeError::ZeroSharedSecret);
                     err = Some(e);
                     chunk = &[];
                 }
@@ -663,7 +686,7 @@ pub fn handshake_x25519(data: &[u8]) {
         sent.extend_from_slice(&out);
         let expect_sent = match role {
             Role::Client if fed >= NONCE_LEN && hs.wants_key_pair().is_none() => HANDSHAKE_LEN,
-            Role::Server if hs.is_done() => HANDSHAKE_LEN,
+            Role::Server if hs.is_done() || answered => HANDSHAKE_LEN,
             _ => NONCE_LEN,
         };
         assert_eq!(sent.len(), expect_sent, "fed {fed}, error {err:?}");
@@ -983,6 +1006,7 @@ mod tests {
             ("client_ready", 1),
             ("server_deferred", 2),
             ("client_deferred", 3),
+            ("server_answer_first", 10),
         ] {
             seeds.push((
                 name,
@@ -1020,6 +1044,11 @@ mod tests {
                 Err(HandshakeError::ZeroSharedSecret),
             ),
             (
+                "low_order_point_answer_first",
+                chunked(10, &x25519_forged(10, &[0; 256]), &big),
+                Err(HandshakeError::ZeroSharedSecret),
+            ),
+            (
                 "bad_padding",
                 chunked(0, &x25519_forged(0, &bad_padding), &big),
                 Err(HandshakeError::BadX25519Padding),
@@ -1038,6 +1067,9 @@ mod tests {
             loop {
                 let used = hs.read(chunk)?;
                 chunk = &chunk[used..];
+                if hs.wants_derive() {
+                    hs.derive()?;
+                }
                 if hs.wants_key_pair().is_none() {
                     break;
                 }

@@ -21,6 +21,10 @@
 //! server only after the client's MAC verified) and goes on after
 //! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
 //! derivation is reported as a mode mismatch instead of a wrong key.
+//!
+//! A server made with [`Handshake::answer_before_deriving`] queues `y_S ‖ h_S` and stops before
+//! its shared-secret computation until [`Handshake::derive`], so a caller can send the answer
+//! first and both ends compute at the same time (same bytes on the wire).
 
 use crate::proto::crypt::{
     DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, ValidatedPeer, dh_mac, find_mac_key,
@@ -158,6 +162,9 @@ enum State {
     ReadYh,
     /// Server: the client authenticated; waiting for the caller's key pair to answer.
     AwaitServerPair(Box<(Validated, DhMacKeys)>),
+    /// Server with [`Handshake::answer_before_deriving`]: `y_S ‖ h_S` is queued; the session
+    /// keys wait for [`Handshake::derive`].
+    Answered(Box<Validated>),
     /// Keys derived; the session is ready once the output has been sent.
     Done(Box<Session>),
     /// The handshake failed; every later call reports this error.
@@ -179,6 +186,8 @@ pub struct Handshake {
     output: [u8; HANDSHAKE_LEN],
     output_start: usize,
     output_end: usize,
+    /// Server: queue `y_S ‖ h_S` before deriving the session keys ([`State::Answered`]).
+    answer_first: bool,
 }
 
 impl Handshake {
@@ -228,6 +237,51 @@ impl Handshake {
             output,
             output_start: 0,
             output_end: NONCE_LEN,
+            answer_first: false,
+        }
+    }
+
+    /// Server: once the client's `y_C ‖ h_C` has validated, queue `y_S ‖ h_S` and stop before
+    /// the shared-secret computation (§1.7) instead of doing it first. The caller sends the
+    /// output, then calls [`Handshake::derive`] when [`Handshake::wants_derive`] says so; the
+    /// client's own shared-secret computation then runs while ours does, instead of after it.
+    /// The bytes on the wire are unchanged. No effect on a client.
+    pub fn answer_before_deriving(mut self) -> Self {
+        self.answer_first = true;
+        self
+    }
+
+    /// Whether `y_S ‖ h_S` is queued and the session keys wait for [`Handshake::derive`] (only
+    /// with [`Handshake::answer_before_deriving`]).
+    pub fn wants_derive(&self) -> bool {
+        matches!(self.state, State::Answered(_))
+    }
+
+    /// Derives the session keys of a handshake that [`Handshake::wants_derive`]; afterwards it
+    /// [`Handshake::is_done`]. The local key pair is dropped (zeroised) either way.
+    ///
+    /// # Errors
+    /// [`HandshakeError::ZeroSharedSecret`] from the X25519 derivation, which kills the
+    /// handshake as in [`Handshake::read`]; the error of a dead handshake;
+    /// [`HandshakeError::UnexpectedKeyPair`] if no derivation was pending (the handshake is
+    /// left as it was).
+    pub fn derive(&mut self) -> Result<(), HandshakeError> {
+        match std::mem::replace(&mut self.state, State::ReadYh) {
+            State::Answered(peer) => {
+                let result = self.derive_session(*peer);
+                if let Err(e) = result {
+                    self.fail(e);
+                }
+                result
+            }
+            other => {
+                let e = match other {
+                    State::Failed(e) => e,
+                    _ => HandshakeError::UnexpectedKeyPair,
+                };
+                self.state = other;
+                Err(e)
+            }
         }
     }
 
@@ -258,6 +312,7 @@ impl Handshake {
             State::ReadYh => YH_LEN - self.input_len,
             State::AwaitClientPair
             | State::AwaitServerPair(_)
+            | State::Answered(_)
             | State::Done(_)
             | State::Failed(_) => 0,
         }
@@ -478,8 +533,29 @@ impl Handshake {
     }
 
     /// Derives the session keys from a validated peer, queues a server's answer, drops the
-    /// local key pair and moves to `Done`.
+    /// local key pair and moves to `Done`; with `answer_first`, a server queues its answer and
+    /// moves to `Answered` instead.
     fn complete(&mut self, peer: Validated, dk1: &DhMacKeys) -> Result<(), HandshakeError> {
+        let answer = match self.role {
+            // S: only now, with a valid y_C, send y_S ‖ h_S (§1.3).
+            Role::Server => Some(self.local_message(dk1)?),
+            Role::Client => None,
+        };
+        if let (true, Some(msg)) = (self.answer_first, answer) {
+            self.queue(&msg);
+            self.state = State::Answered(Box::new(peer));
+            return Ok(());
+        }
+        self.derive_session(peer)?;
+        if let Some(msg) = answer {
+            self.queue(&msg);
+        }
+        Ok(())
+    }
+
+    /// Derives the session keys from a validated peer (§1.7), drops the local key pair and
+    /// moves to `Done`.
+    fn derive_session(&mut self, peer: Validated) -> Result<(), HandshakeError> {
         let key_index = peer.key_index();
         let (nonce_c, nonce_s) = self.nonces();
         let key = self
@@ -495,15 +571,7 @@ impl Handshake {
             }
             _ => return Err(HandshakeError::UnexpectedKeyPair),
         };
-        let answer = match self.role {
-            // S: only now, with a valid y_C, send y_S ‖ h_S (§1.3).
-            Role::Server => Some(self.local_message(dk1)?),
-            Role::Client => None,
-        };
         self.local = Local::Spent;
-        if let Some(msg) = answer {
-            self.queue(&msg);
-        }
         let peer_role = self.role.peer();
         self.state = State::Done(Box::new(Session {
             sealer: Sealer::new(&keys, self.role),
@@ -567,6 +635,7 @@ impl std::fmt::Debug for Handshake {
         let state = match self.state {
             State::ReadNonce => "read-nonce",
             State::AwaitClientPair | State::AwaitServerPair(_) => "await-key-pair",
+            State::Answered(_) => "answered",
             State::ReadYh => "read-yh",
             State::Done(_) => "done",
             State::Failed(_) => "failed",

@@ -4,8 +4,10 @@
 //! - `-e`: accept the plaintext client, connect to the target (deadline `-o`), then run the
 //!   handshake as the protocol client (a second `-o` deadline).
 //! - `-d`: accept the encrypted client and run the handshake as the protocol server (deadline
-//!   `-o`); only once the client has authenticated, connect to the target (a second deadline).
-//!   spiped connects first, so its target sees unauthenticated clients (its issue #429).
+//!   `-o`). As soon as the client has authenticated (its MAC verified), connect to the target (a
+//!   second deadline) while the handshake finishes, so the connect overlaps our answer and both
+//!   ends' shared-secret computation; the pumps start once both are done. spiped connects at
+//!   accept, so its target also sees unauthenticated clients (its issue #429); ours never does.
 //! - Then two independent pumps: plaintext side → seal → encrypted side, and encrypted side →
 //!   open → plaintext side. Each pump keeps reading while its previous write is in flight, up
 //!   to [`HIGH_WATER`] bytes, so the next write carries everything read meanwhile (large
@@ -239,7 +241,7 @@ enum Phase {
     ConnectFirst,
     /// Handshake running on the encrypted side.
     Handshake,
-    /// `-d`: connecting to the target after the handshake.
+    /// `-d`: the handshake is done; waiting for the target connect it started.
     ConnectAfter,
     /// Both pumps running.
     Pumping,
@@ -283,6 +285,10 @@ struct Conn {
     /// When the current connect phase must end, and which target address is being tried.
     connect_deadline: Instant,
     target_index: usize,
+    /// `-d`: the target connect has been started (during the handshake, once the client
+    /// authenticated), and whether it has succeeded.
+    connect_started: bool,
+    target_up: bool,
     /// Encrypted bytes read after the end of the handshake, before the pumps started.
     leftover: Vec<u8>,
     encoder: Option<Encoder>,
@@ -720,6 +726,8 @@ impl<D: Driver> Relay<D> {
             timer: None,
             connect_deadline: Instant::now(),
             target_index: 0,
+            connect_started: false,
+            target_up: false,
             leftover: Vec::new(),
             encoder: None,
             decoder: None,
@@ -780,6 +788,7 @@ impl<D: Driver> Relay<D> {
         if let Some(c) = self.conn(slot) {
             c.connect_deadline = deadline;
             c.target_index = 0;
+            c.connect_started = true;
         }
         self.connect_next(slot, 0);
     }
@@ -838,7 +847,16 @@ impl<D: Driver> Relay<D> {
         match result {
             Ok(()) => match self.cfg.mode {
                 Mode::Encrypt => self.begin_handshake(slot),
-                Mode::Decrypt => self.start_pumps(slot),
+                Mode::Decrypt => {
+                    let Some(c) = self.conn(slot) else {
+                        return;
+                    };
+                    c.target_up = true;
+                    // During the handshake: the pumps start when it finishes.
+                    if c.phase == Phase::ConnectAfter {
+                        self.start_pumps(slot);
+                    }
+                }
             },
             Err(e) => {
                 let Some(c) = self.conn(slot) else {
@@ -882,7 +900,10 @@ impl<D: Driver> Relay<D> {
             Mode::Decrypt => Role::Server,
         };
         let keys = self.cfg.keys.current();
-        let hs = Handshake::with_exchange(role, keys.clone(), nonce, exchange);
+        // A server sends y_S ‖ h_S before its shared-secret computation, so the client's runs
+        // at the same time (on_sent derives once the answer is out).
+        let hs =
+            Handshake::with_exchange(role, keys.clone(), nonce, exchange).answer_before_deriving();
         let t = self.tok(slot, TAG_HS_TIMER);
         let timer = self.io.timer(self.cfg.timeout, t);
         if let Some(c) = self.conn(slot) {
@@ -945,6 +966,8 @@ impl<D: Driver> Relay<D> {
             }
         };
         let done = hs.is_done();
+        let answered = hs.wants_derive();
+        let decrypt = self.cfg.mode == Mode::Decrypt;
         let Some(c) = self.conn(slot) else {
             return;
         };
@@ -954,11 +977,41 @@ impl<D: Driver> Relay<D> {
             return;
         }
         c.leftover.extend_from_slice(rest);
+        let connect_now = decrypt && (done || answered) && !c.connect_started;
         self.flush_handshake(slot);
+        if connect_now {
+            // The client has authenticated: connect to the target while the handshake ends.
+            self.begin_connect(slot);
+            if self.conn(slot).is_none_or(|c| c.closing.is_some()) {
+                return;
+            }
+        }
         if done {
             self.try_finish_handshake(slot);
-        } else {
+        } else if !answered {
             self.recv(slot, CRYPT);
+        }
+        // Answered: the keys are derived once y_S ‖ h_S is sent (on_sent); further input waits
+        // in the kernel until the pumps read it.
+    }
+
+    /// Server: derives the session keys once its answer `y_S ‖ h_S` has been handed to the
+    /// kernel, so this computation overlaps the client's (see `answer_before_deriving`).
+    fn derive_if_answered(&mut self, slot: u32) {
+        let Some(c) = self.conn(slot) else {
+            return;
+        };
+        if c.hs_sending {
+            return;
+        }
+        let Some(hs) = c.hs.as_mut() else {
+            return;
+        };
+        if !hs.wants_derive() {
+            return;
+        }
+        if let Err(e) = hs.derive() {
+            self.drop_conn(slot, DropReason::Handshake(e));
         }
     }
 
@@ -996,10 +1049,17 @@ impl<D: Driver> Relay<D> {
         match self.cfg.mode {
             Mode::Encrypt => self.start_pumps(slot),
             Mode::Decrypt => {
-                if let Some(c) = self.conn(slot) {
-                    c.phase = Phase::ConnectAfter;
+                let Some(c) = self.conn(slot) else {
+                    return;
+                };
+                if c.target_up {
+                    self.start_pumps(slot);
+                    return;
                 }
-                self.begin_connect(slot);
+                c.phase = Phase::ConnectAfter;
+                if !c.connect_started {
+                    self.begin_connect(slot);
+                }
             }
         }
     }
@@ -1186,6 +1246,7 @@ impl<D: Driver> Relay<D> {
         if c.phase == Phase::Handshake || c.hs.is_some() {
             c.hs_sending = false;
             self.flush_handshake(slot);
+            self.derive_if_answered(slot);
             self.try_finish_handshake(slot);
             return;
         }

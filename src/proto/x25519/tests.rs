@@ -1,7 +1,8 @@
 //! Known-answer vectors of the `--x25519` mode (PROTOCOL.md; generated independently by
 //! `scripts/x25519-vectors.py` with Python's hashlib and the `cryptography` package), the RFC
 //! 7748 vector of the primitive, and the mode's handshake behaviour: mismatches, padding,
-//! low-order points, and that an unauthenticated client never gets a key pair computed.
+//! low-order points, and that an unauthenticated client never gets a key pair computed; and, for
+//! both exchanges, a server that answers before deriving (`answer_before_deriving`).
 
 use super::*;
 use crate::proto::crypt::{DhKeyPair, DhMode};
@@ -426,4 +427,105 @@ fn private_parts_zeroize_on_drop() {
     assert!(wiped_on_drop::<x25519_dalek::SharedSecret>());
     fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
     zeroize_on_drop::<Zeroizing<[u8; crate::proto::dh::DH_PRIVATE_LEN]>>();
+}
+
+/// The messages a client with `exchange` sends to a server with nonce `[2; 32]`: its nonce, then
+/// its `y ‖ h`.
+fn client_messages(exchange: Exchange) -> (Handshake, Vec<u8>, Vec<u8>) {
+    let mut c = Handshake::with_exchange(Role::Client, keys(b"k"), [1; 32], exchange);
+    let nonce = c.output().to_vec();
+    c.consume_output(nonce.len());
+    c.read(&[2; 32]).expect("server nonce");
+    let yh = c.output().to_vec();
+    c.consume_output(yh.len());
+    (c, nonce, yh)
+}
+
+#[test]
+fn answering_before_deriving_changes_no_byte_and_no_key() {
+    type Exchanges = fn() -> (Exchange, Exchange, Exchange);
+    let cases: [Exchanges; 2] = [
+        || {
+            (
+                Exchange::Group14(DhMode::Pfs(group14_pair(7))),
+                Exchange::Group14(DhMode::Pfs(group14_pair(8))),
+                Exchange::Group14(DhMode::Pfs(group14_pair(8))),
+            )
+        },
+        || {
+            (
+                Exchange::X25519(x25519_pair(7)),
+                Exchange::X25519(x25519_pair(8)),
+                Exchange::X25519(x25519_pair(8)),
+            )
+        },
+    ];
+    for case in cases {
+        let (client, plain_ex, early_ex) = case();
+        let (mut c, nonce_c, yh_c) = client_messages(client);
+        let mut plain = Handshake::with_exchange(Role::Server, keys(b"k"), [2; 32], plain_ex);
+        let mut early = Handshake::with_exchange(Role::Server, keys(b"k"), [2; 32], early_ex)
+            .answer_before_deriving();
+        for s in [&mut plain, &mut early] {
+            s.read(&nonce_c).expect("client nonce");
+            assert_eq!(s.read(&yh_c), Ok(YH_LEN));
+        }
+        assert!(plain.is_done() && !plain.wants_derive());
+        assert!(
+            early.wants_derive() && !early.is_done(),
+            "keys wait for derive"
+        );
+        assert_eq!(
+            early.wanted(),
+            0,
+            "reads nothing while the derivation waits"
+        );
+        assert_eq!(early.output(), plain.output(), "same nonce and y_S ‖ h_S");
+        let answer = early.output().to_vec();
+        early.consume_output(answer.len());
+        plain.consume_output(answer.len());
+        early.derive().expect("derive");
+        assert!(early.is_done() && !early.wants_derive());
+        assert_eq!(early.derive(), Err(HandshakeError::UnexpectedKeyPair));
+        c.read(&answer[NONCE_LEN..]).expect("server answer");
+        assert!(c.is_done());
+        // The same keys: both servers seal a packet to the same bytes, and it reaches the client.
+        let (mut plain_enc, _) = plain.finish().expect("plain session").into_stream();
+        let (mut early_enc, early_dec) = early.finish().expect("early session").into_stream();
+        let (mut wire_plain, mut wire_early) = (Vec::new(), Vec::new());
+        plain_enc
+            .encode(b"same keys", &mut wire_plain)
+            .expect("enc");
+        early_enc
+            .encode(b"same keys", &mut wire_early)
+            .expect("enc");
+        assert_eq!(wire_plain, wire_early);
+        let (mut c_enc, mut c_dec) = c.finish().expect("client session").into_stream();
+        let mut got = Vec::new();
+        c_dec.decode(&wire_early, &mut got).expect("client decodes");
+        assert_eq!(got, b"same keys");
+        let (mut wire, mut back) = (Vec::new(), Vec::new());
+        c_enc.encode(b"reply", &mut wire).expect("enc");
+        let mut early_dec = early_dec;
+        early_dec.decode(&wire, &mut back).expect("server decodes");
+        assert_eq!(back, b"reply");
+    }
+}
+
+#[test]
+fn answering_before_deriving_still_rejects_low_order_points() {
+    let (s, r) = server_fed(&value_field(&[0; 32]));
+    assert_eq!(r, Ok(YH_LEN), "the MAC is valid");
+    let mut s = s.answer_before_deriving();
+    s.provide_key_pair(KeyPair::X25519(x25519_pair(4)))
+        .expect("the answer needs no shared secret");
+    assert!(s.wants_derive());
+    assert_eq!(s.derive(), Err(HandshakeError::ZeroSharedSecret));
+    assert!(!s.is_done() && !s.wants_derive());
+    assert_eq!(
+        s.read(&[0; 8]),
+        Err(HandshakeError::ZeroSharedSecret),
+        "dead"
+    );
+    assert!(s.finish().is_err());
 }
