@@ -53,10 +53,11 @@ const OUTER_MSG_LEN: usize = SHA256_BLOCK + MAC_LEN;
 const SHA256_LEN_FIELD: usize = SHA256_BLOCK - 8;
 /// SHA-256's padding marker byte (FIPS 180-4 §5.1.1).
 const SHA256_PAD: u8 = 0x80;
-/// Packets whose MACs are computed together by the multi-buffer kernel. Four in lockstep keeps
-/// the SHA-NI unit busiest on the machines measured (PERFORMANCE.md); a run's remainder of
-/// fewer packets is MAC'd one by one.
-pub const MAC_GROUP: usize = 4;
+/// Packets whose MACs are computed together by the multi-buffer kernel. Two SHA-NI streams in
+/// lockstep measured 1.7× one stream; four were slower than two (the 4-way kernel spills the
+/// 16 xmm registers; `benches/packet_mac.rs`, PERFORMANCE.md). A run's odd last packet is MAC'd
+/// alone.
+pub const MAC_GROUP: usize = 2;
 
 // The layout the MAC code relies on: the key fits one block, and the tail of the ciphertext,
 // the packet number, the marker and the length field fit one last inner block.
