@@ -9,12 +9,21 @@
 //! - `packet_mac/pads_interleaved_x2`, `packet_mac/pads_interleaved_x4`: 2 or 4 packets in
 //!   lockstep through the interleaved SHA-NI kernel (what `src/proto/packet.rs` uses).
 //!
+//! - `keystream/*`: the receiver's AES-256-CTR work for the same 64 packets (length field,
+//!   then the 1024-byte payload): `open_seek_twice` (one CTR instance, seek to block 64 for
+//!   the length field, seek back to 0: the code before the change), `open_len_block` (the
+//!   length field's keystream block encrypted directly, then CTR from 0), and
+//!   `open_two_packets_one_pass` (the counter blocks of 2 packets, 130, through one
+//!   `encrypt_blocks` call, then XOR).
+//!
 //! The pad-state HMAC here mirrors `packet.rs`'s private `MacKey`; a test-style check at start
 //! asserts every path gives the `hmac` crate's tags. Throughput counts payload bytes.
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use aes::Aes256Enc;
+use aes::cipher::{BlockEncrypt, InnerIvInit, KeyInit, StreamCipher, StreamCipherSeek};
 use criterion::{Criterion, Throughput, criterion_main};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -171,6 +180,112 @@ fn packet_mac(c: &mut Criterion) {
     g.finish();
 }
 
+/// AES blocks per packet's ciphertext (1028 bytes → 65 blocks, the last one for 4 bytes).
+const CT_BLOCKS: usize = CT_LEN.div_ceil(16);
+
+fn counter_block(pnum: u64, i: u64) -> aes::Block {
+    let mut b = aes::Block::default();
+    b[..8].copy_from_slice(&pnum.to_be_bytes());
+    b[8..].copy_from_slice(&i.to_be_bytes());
+    b
+}
+
+/// `open_seek_twice`: the receiver's keystream as before the change.
+fn open_seek_twice(aes: &Aes256Enc, cts: &[Vec<u8>], out: &mut [u8]) -> u32 {
+    let mut lens = 0;
+    for ((pnum, ct), dst) in cts.iter().enumerate().zip(out.chunks_exact_mut(1024)) {
+        let iv = counter_block(pnum as u64, 0);
+        let mut ks = ctr::Ctr128BE::<&Aes256Enc>::from_core(ctr::CtrCore::inner_iv_init(aes, &iv));
+        ks.seek(1024u64);
+        let mut len = [0u8; 4];
+        ks.apply_keystream_b2b(&ct[1024..], &mut len)
+            .expect("4 bytes");
+        lens ^= u32::from_be_bytes(len);
+        ks.seek(0u64);
+        ks.apply_keystream_b2b(&ct[..1024], dst)
+            .expect("1024 bytes");
+    }
+    lens
+}
+
+/// `open_len_block`: the length field's block encrypted on its own, then CTR from block 0.
+fn open_len_block(aes: &Aes256Enc, cts: &[Vec<u8>], out: &mut [u8]) -> u32 {
+    let mut lens = 0;
+    for ((pnum, ct), dst) in cts.iter().enumerate().zip(out.chunks_exact_mut(1024)) {
+        let mut blk = counter_block(pnum as u64, 64);
+        aes.encrypt_block(&mut blk);
+        let mut len = [0u8; 4];
+        for (l, (c, k)) in len.iter_mut().zip(ct[1024..].iter().zip(&blk[..4])) {
+            *l = c ^ k;
+        }
+        lens ^= u32::from_be_bytes(len);
+        let iv = counter_block(pnum as u64, 0);
+        let mut ks = ctr::Ctr128BE::<&Aes256Enc>::from_core(ctr::CtrCore::inner_iv_init(aes, &iv));
+        ks.apply_keystream_b2b(&ct[..1024], dst)
+            .expect("1024 bytes");
+    }
+    lens
+}
+
+/// `open_two_packets_one_pass`: all 130 counter blocks of 2 packets in one `encrypt_blocks`.
+fn open_two_packets_one_pass(aes: &Aes256Enc, cts: &[Vec<u8>], out: &mut [u8]) -> u32 {
+    let mut lens = 0;
+    let mut ks = vec![aes::Block::default(); 2 * CT_BLOCKS];
+    for (g, (pair, dst)) in cts
+        .chunks_exact(2)
+        .zip(out.chunks_exact_mut(2048))
+        .enumerate()
+    {
+        for (j, b) in ks.iter_mut().enumerate() {
+            *b = counter_block((2 * g + j / CT_BLOCKS) as u64, (j % CT_BLOCKS) as u64);
+        }
+        aes.encrypt_blocks(&mut ks);
+        for (p, (ct, d)) in pair.iter().zip(dst.chunks_exact_mut(1024)).enumerate() {
+            let blocks = &ks[p * CT_BLOCKS..(p + 1) * CT_BLOCKS];
+            let mut len = [0u8; 4];
+            for (l, (c, k)) in len.iter_mut().zip(ct[1024..].iter().zip(&blocks[64][..4])) {
+                *l = c ^ k;
+            }
+            lens ^= u32::from_be_bytes(len);
+            for ((d, c), k) in d
+                .chunks_exact_mut(16)
+                .zip(ct[..1024].chunks_exact(16))
+                .zip(blocks)
+            {
+                let c = u128::from_ne_bytes(c.try_into().expect("16 bytes"));
+                let k = u128::from_ne_bytes((*k).into());
+                d.copy_from_slice(&(c ^ k).to_ne_bytes());
+            }
+        }
+    }
+    lens
+}
+
+fn keystream(c: &mut Criterion) {
+    let aes = Aes256Enc::new(&[7u8; 32].into());
+    let cts: Vec<Vec<u8>> = (0..PACKETS)
+        .map(|i| (0..CT_LEN).map(|j| (i * 131 + j * 7) as u8).collect())
+        .collect();
+    let (mut a, mut b, mut d) = (vec![0u8; PAYLOAD], vec![0u8; PAYLOAD], vec![0u8; PAYLOAD]);
+    let la = open_seek_twice(&aes, &cts, &mut a);
+    assert_eq!(open_len_block(&aes, &cts, &mut b), la);
+    assert_eq!(open_two_packets_one_pass(&aes, &cts, &mut d), la);
+    assert!(a == b && a == d, "every keystream path decrypts the same");
+
+    let mut g = c.benchmark_group("keystream");
+    g.throughput(Throughput::Bytes(PAYLOAD as u64));
+    g.bench_function("open_seek_twice", |bch| {
+        bch.iter(|| open_seek_twice(&aes, black_box(&cts), &mut a));
+    });
+    g.bench_function("open_len_block", |bch| {
+        bch.iter(|| open_len_block(&aes, black_box(&cts), &mut a));
+    });
+    g.bench_function("open_two_packets_one_pass", |bch| {
+        bch.iter(|| open_two_packets_one_pass(&aes, black_box(&cts), &mut a));
+    });
+    g.finish();
+}
+
 /// Short runs, as in benches/proto.rs.
 fn config() -> Criterion {
     Criterion::default()
@@ -182,11 +297,11 @@ fn config() -> Criterion {
 /// The suite; `criterion_group!` generates an undocumented `pub fn`, hence the allow.
 mod suite {
     #![allow(missing_docs, unreachable_pub)]
-    use super::{config, packet_mac};
+    use super::{config, keystream, packet_mac};
     criterion::criterion_group! {
         name = benches;
         config = config();
-        targets = packet_mac
+        targets = packet_mac, keystream
     }
 }
 criterion_main!(suite::benches);
