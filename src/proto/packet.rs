@@ -467,7 +467,7 @@ impl Opener {
     /// `out` keeps the payloads of the packets before the bad one (they were authentic) and
     /// nothing after it.
     pub fn open_append(&mut self, packets: &[u8], out: &mut Vec<u8>) -> Result<usize, PacketError> {
-        if packets.len() % PACKET_LEN != 0 {
+        if !packets.len().is_multiple_of(PACKET_LEN) {
             return Err(PacketError::BadBufferLength { len: packets.len() });
         }
         let start = out.len();
@@ -488,7 +488,7 @@ impl Opener {
     /// as for [`Opener::open`]. On a packet error `out` starts with the payloads of the packets
     /// before the bad one, but their length is not returned: the stream is broken (type docs).
     pub fn open_into(&mut self, packets: &[u8], out: &mut [u8]) -> Result<usize, PacketError> {
-        if packets.len() % PACKET_LEN != 0 {
+        if !packets.len().is_multiple_of(PACKET_LEN) {
             return Err(PacketError::BadBufferLength { len: packets.len() });
         }
         let Some(out) = out.get_mut(..opened_max_len(packets.len())) else {
