@@ -7,24 +7,63 @@
 //! ```
 //! Each direction has its own key pair and its own 64-bit packet number starting at 0, so
 //! replayed, reordered, dropped or reflected packets fail the MAC. The AES key schedule and the
-//! keyed HMAC state are built once per session. Each packet borrows the key schedule (no copy)
-//! and clones only the small keyed HMAC state; no packet re-keys anything.
+//! keyed HMAC state are built once per session. Each packet borrows the key schedule (no copy);
+//! no packet re-keys anything.
+//!
+//! HMAC-SHA256 (RFC 2104) is computed from the two SHA-256 states after the ipad and opad
+//! blocks, precomputed per direction ([`MacKey`]). Every packet's MAC is independent and the
+//! same length (17 inner blocks, 1 outer block), so runs of packets are MAC'd [`MAC_GROUP`] at
+//! a time with the multi-buffer kernel of the `sha256-mb` crate (SHA-NI streams interleaved,
+//! chosen at run time, portable fallback); the tags are those of one-by-one HMAC (tests).
 
 use aes::Aes256Enc;
 use ctr::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherSeek};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha256_mb::Backend;
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::proto::crypt::{Role, SecretKey, SessionKeys};
-use crate::proto::{CIPHERTEXT_LEN, LENGTH_FIELD_LEN, MAX_PAYLOAD, PACKET_LEN, PacketError};
+use crate::proto::{
+    CIPHERTEXT_LEN, LENGTH_FIELD_LEN, MAC_LEN, MAX_PAYLOAD, PACKET_LEN, PacketError,
+    SESSION_KEY_LEN,
+};
 
-type HmacSha256 = Hmac<Sha256>;
 /// AES-256-CTR over a borrowed key schedule, so a packet never copies (or wipes) the schedule.
 type Aes256Ctr<'a> = ctr::Ctr128BE<&'a Aes256Enc>;
 
 /// Length of the AES-CTR counter block: BE64(pnum) ‖ BE64(block index) (§2).
 const COUNTER_BLOCK_LEN: usize = 16;
+
+/// Bytes of the packet number appended to the ciphertext under the MAC: BE64(pnum) (§2).
+const PNUM_LEN: usize = 8;
+/// SHA-256's (and so HMAC-SHA256's) block length B (RFC 2104 §2).
+const SHA256_BLOCK: usize = sha256_mb::BLOCK_LEN;
+/// RFC 2104's inner and outer pad bytes.
+const IPAD: u8 = 0x36;
+/// See [`IPAD`].
+const OPAD: u8 = 0x5c;
+/// The ciphertext bytes that fill whole inner blocks (16 × 64 = 1024); the other 4 go into the
+/// last block with BE64(pnum) and the padding.
+const INNER_WHOLE: usize = CIPHERTEXT_LEN / SHA256_BLOCK * SHA256_BLOCK;
+/// Bytes the inner hash covers: ipad block ‖ ciphertext ‖ BE64(pnum) = 1100.
+const INNER_MSG_LEN: usize = SHA256_BLOCK + CIPHERTEXT_LEN + PNUM_LEN;
+/// Bytes the outer hash covers: opad block ‖ inner digest = 96.
+const OUTER_MSG_LEN: usize = SHA256_BLOCK + MAC_LEN;
+/// Offset of SHA-256's BE64 bit-length field in a final block.
+const SHA256_LEN_FIELD: usize = SHA256_BLOCK - 8;
+/// SHA-256's padding marker byte (FIPS 180-4 §5.1.1).
+const SHA256_PAD: u8 = 0x80;
+/// Packets whose MACs are computed together by the multi-buffer kernel. Two SHA-NI streams in
+/// lockstep measured 1.7× one stream; four were slower than two (the 4-way kernel spills the
+/// 16 xmm registers; `benches/packet_mac.rs`, PERFORMANCE.md). A run's odd last packet is MAC'd
+/// alone.
+pub const MAC_GROUP: usize = 2;
+
+// The layout the MAC code relies on: the key fits one block, and the tail of the ciphertext,
+// the packet number, the marker and the length field fit one last inner block.
+const _: () = assert!(SESSION_KEY_LEN <= SHA256_BLOCK);
+const _: () = assert!(CIPHERTEXT_LEN - INNER_WHOLE + PNUM_LEN < SHA256_LEN_FIELD);
+const _: () = assert!(MAC_LEN < SHA256_LEN_FIELD);
 
 /// How many packets spiped cuts `len` plaintext bytes into: full 1024-byte packets, then the
 /// remainder (§2). Zero bytes give zero packets.
@@ -43,12 +82,124 @@ pub const fn opened_max_len(len: usize) -> usize {
     len / PACKET_LEN * MAX_PAYLOAD
 }
 
+/// HMAC-SHA256 under one key, as the SHA-256 states after the ipad block and after the opad
+/// block (RFC 2104), so a tag costs 17 + 1 compressions and no re-keying. The states are key
+/// material: wiped on drop.
+#[derive(Clone)]
+struct MacKey {
+    inner: [u32; 8],
+    outer: [u32; 8],
+    /// The multi-buffer kernel, detected once per key.
+    backend: Backend,
+}
+
+impl Drop for MacKey {
+    fn drop(&mut self) {
+        self.inner.zeroize();
+        self.outer.zeroize();
+    }
+}
+
+impl MacKey {
+    fn new(key: &SecretKey) -> Self {
+        Self::with_backend(key, Backend::detect())
+    }
+
+    fn with_backend(key: &SecretKey, backend: Backend) -> Self {
+        let keyed = |pad: u8| {
+            let mut block = Zeroizing::new([pad; SHA256_BLOCK]);
+            for (b, k) in block.iter_mut().zip(key.as_bytes()) {
+                *b ^= k;
+            }
+            let mut state = sha256_mb::IV;
+            sha256_mb::compress(&mut state, &block[..]);
+            state
+        };
+        Self {
+            inner: keyed(IPAD),
+            outer: keyed(OPAD),
+            backend,
+        }
+    }
+
+    /// HMAC-SHA256(key, `ciphertexts[i]` ‖ BE64(`pnums[i]`)) for each i, `N` streams at once
+    /// (N = 1, 2 or 4 use the kernel's shapes; other N compress one stream at a time).
+    fn tags<const N: usize>(
+        &self,
+        ciphertexts: [&[u8; CIPHERTEXT_LEN]; N],
+        pnums: [u64; N],
+    ) -> [[u8; MAC_LEN]; N] {
+        let mut inner = [self.inner; N];
+        let whole: [&[u8]; N] = core::array::from_fn(|i| &ciphertexts[i][..INNER_WHOLE]);
+        self.compress(&mut inner, whole);
+        let last: [[u8; SHA256_BLOCK]; N] = core::array::from_fn(|i| {
+            let rest = &ciphertexts[i][INNER_WHOLE..];
+            let mut block = [0u8; SHA256_BLOCK];
+            let (data, pad) = block.split_at_mut(rest.len());
+            data.copy_from_slice(rest);
+            pad[..PNUM_LEN].copy_from_slice(&pnums[i].to_be_bytes());
+            pad[PNUM_LEN] = SHA256_PAD;
+            block[SHA256_LEN_FIELD..].copy_from_slice(&bit_len(INNER_MSG_LEN));
+            block
+        });
+        self.compress(&mut inner, core::array::from_fn(|i| &last[i][..]));
+        let outer_blocks: [[u8; SHA256_BLOCK]; N] = core::array::from_fn(|i| {
+            let mut block = [0u8; SHA256_BLOCK];
+            let (digest, pad) = block.split_at_mut(MAC_LEN);
+            for (d, w) in digest.chunks_exact_mut(4).zip(inner[i]) {
+                d.copy_from_slice(&w.to_be_bytes());
+            }
+            pad[0] = SHA256_PAD;
+            block[SHA256_LEN_FIELD..].copy_from_slice(&bit_len(OUTER_MSG_LEN));
+            block
+        });
+        let mut outer = [self.outer; N];
+        self.compress(&mut outer, core::array::from_fn(|i| &outer_blocks[i][..]));
+        core::array::from_fn(|i| {
+            let mut tag = [0u8; MAC_LEN];
+            for (t, w) in tag.chunks_exact_mut(4).zip(outer[i]) {
+                t.copy_from_slice(&w.to_be_bytes());
+            }
+            tag
+        })
+    }
+
+    /// Compresses `blocks[i]` (equal whole numbers of blocks) into `states[i]`.
+    fn compress<const N: usize>(&self, states: &mut [[u32; 8]; N], blocks: [&[u8]; N]) {
+        match (&mut states[..], &blocks[..]) {
+            ([a, b], [x, y]) => self.backend.compress_x2([a, b], [x, y]),
+            ([a, b, c, d], [w, x, y, z]) => {
+                self.backend.compress_x4([a, b, c, d], [w, x, y, z]);
+            }
+            (states, blocks) => {
+                for (state, data) in states.iter_mut().zip(blocks) {
+                    sha256_mb::compress(state, data);
+                }
+            }
+        }
+    }
+}
+
+/// SHA-256's final length field for a message of `len` bytes: BE64 of its length in bits.
+const fn bit_len(len: usize) -> [u8; 8] {
+    ((len as u64) * 8).to_be_bytes()
+}
+
+/// The ciphertext of a whole packet (`packet.len() >= PACKET_LEN`, as every caller's
+/// `chunks_exact(PACKET_LEN)` guarantees).
+fn ciphertext_of(packet: &[u8]) -> &[u8; CIPHERTEXT_LEN] {
+    match packet.first_chunk() {
+        Some(ct) => ct,
+        None => unreachable!("a whole packet holds its ciphertext"),
+    }
+}
+
 /// The keys and packet counter of one direction, shared by [`Sealer`] and [`Opener`].
 #[derive(Clone)]
 struct DirectionState {
     /// Encryption-only key schedule: CTR mode never runs the AES decryption direction.
     aes: Aes256Enc,
-    mac: HmacSha256,
+    mac: MacKey,
     /// The packet number of the next packet, or `None` once all 2^64 have been used.
     next: Option<u64>,
 }
@@ -57,8 +208,7 @@ impl DirectionState {
     fn new(enc: &SecretKey, mac: &SecretKey) -> Self {
         Self {
             aes: Aes256Enc::new(enc.as_bytes().into()),
-            mac: <HmacSha256 as Mac>::new_from_slice(mac.as_bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length")),
+            mac: MacKey::new(mac),
             next: Some(0),
         }
     }
@@ -89,11 +239,36 @@ impl DirectionState {
         Aes256Ctr::from_core(ctr::CtrCore::inner_iv_init(&self.aes, &iv.into()))
     }
 
-    fn tag(&self, ciphertext: &[u8], pnum: u64) -> HmacSha256 {
-        let mut mac = self.mac.clone();
-        mac.update(ciphertext);
-        mac.update(&pnum.to_be_bytes());
-        mac
+    /// The MAC of one packet's ciphertext under packet number `pnum`.
+    fn tag(&self, ciphertext: &[u8; CIPHERTEXT_LEN], pnum: u64) -> [u8; MAC_LEN] {
+        let [tag] = self.mac.tags([ciphertext], [pnum]);
+        tag
+    }
+
+    /// The MACs of a group of [`MAC_GROUP`] whole packets (`group` is exactly that many) under
+    /// the next packet numbers, or `None` if `group` is not exactly that many packets or fewer
+    /// numbers remain (the caller then goes one by one, meeting the exhaustion where the
+    /// single-packet path does).
+    fn group_tags(&self, group: &[u8]) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
+        let first = self.next?;
+        first.checked_add(MAC_GROUP as u64 - 1)?;
+        // No overflow: first + MAC_GROUP - 1 was checked above.
+        self.group_tags_at(group, core::array::from_fn(|i| first + i as u64))
+    }
+
+    /// The MACs of the [`MAC_GROUP`] whole packets of `group` under `pnums`, or `None` if
+    /// `group` is not exactly that many packets.
+    fn group_tags_at(
+        &self,
+        group: &[u8],
+        pnums: [u64; MAC_GROUP],
+    ) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
+        if group.len() != MAC_GROUP * PACKET_LEN {
+            return None;
+        }
+        let mut packets = group.chunks_exact(PACKET_LEN);
+        let ciphertexts = core::array::from_fn(|_| ciphertext_of(packets.next().unwrap_or(&[])));
+        Some(self.mac.tags(ciphertexts, pnums))
     }
 }
 
@@ -166,12 +341,34 @@ impl Sealer {
             return Err(PacketError::BadBufferLength { len: out.len() });
         };
         self.0.reserve(packets_for(plaintext.len()))?;
-        for (payload, packet) in plaintext
-            .chunks(MAX_PAYLOAD)
-            .zip(out.chunks_exact_mut(PACKET_LEN))
+        // MAC_GROUP packets at a time: encrypt each, then MAC them together. A last group of
+        // fewer packets is MAC'd one by one.
+        for (payloads, packets) in plaintext
+            .chunks(MAC_GROUP * MAX_PAYLOAD)
+            .zip(out.chunks_mut(MAC_GROUP * PACKET_LEN))
         {
-            let pnum = self.0.take()?;
-            self.seal_one(pnum, payload, packet);
+            let mut pnums = [0u64; MAC_GROUP];
+            for ((payload, packet), pnum) in payloads
+                .chunks(MAX_PAYLOAD)
+                .zip(packets.chunks_exact_mut(PACKET_LEN))
+                .zip(&mut pnums)
+            {
+                *pnum = self.0.take()?;
+                self.encrypt_one(*pnum, payload, packet);
+            }
+            match self.0.group_tags_at(packets, pnums) {
+                Some(tags) => {
+                    for (packet, tag) in packets.chunks_exact_mut(PACKET_LEN).zip(tags) {
+                        packet[CIPHERTEXT_LEN..].copy_from_slice(&tag);
+                    }
+                }
+                None => {
+                    for (packet, pnum) in packets.chunks_exact_mut(PACKET_LEN).zip(pnums) {
+                        let tag = self.0.tag(ciphertext_of(packet), pnum);
+                        packet[CIPHERTEXT_LEN..].copy_from_slice(&tag);
+                    }
+                }
+            }
         }
         Ok(need)
     }
@@ -202,7 +399,15 @@ impl Sealer {
     /// Writes one packet. `payload` is 1..=1024 bytes and `packet` exactly PACKET_LEN bytes
     /// (guaranteed by every caller).
     fn seal_one(&self, pnum: u64, payload: &[u8], packet: &mut [u8]) {
-        let (body, tag) = packet.split_at_mut(CIPHERTEXT_LEN);
+        self.encrypt_one(pnum, payload, packet);
+        let tag = self.0.tag(ciphertext_of(packet), pnum);
+        packet[CIPHERTEXT_LEN..].copy_from_slice(&tag);
+    }
+
+    /// Writes the ciphertext of one packet (its first 1028 bytes), not the MAC; arguments as
+    /// for [`Sealer::seal_one`].
+    fn encrypt_one(&self, pnum: u64, payload: &[u8], packet: &mut [u8]) {
+        let (body, _tag) = packet.split_at_mut(CIPHERTEXT_LEN);
         let (msg, rest) = body.split_at_mut(payload.len());
         let (pad, len_field) = rest.split_at_mut(rest.len() - LENGTH_FIELD_LEN);
         pad.fill(0);
@@ -215,7 +420,6 @@ impl Sealer {
             .apply_keystream_b2b(payload, msg)
             .unwrap_or_else(|_| unreachable!("msg is exactly payload.len() bytes"));
         keystream.apply_keystream(rest);
-        tag.copy_from_slice(&self.0.tag(body, pnum).finalize().into_bytes());
     }
 
     #[cfg(test)]
@@ -263,7 +467,7 @@ impl Opener {
     /// `out` keeps the payloads of the packets before the bad one (they were authentic) and
     /// nothing after it.
     pub fn open_append(&mut self, packets: &[u8], out: &mut Vec<u8>) -> Result<usize, PacketError> {
-        if packets.len() % PACKET_LEN != 0 {
+        if !packets.len().is_multiple_of(PACKET_LEN) {
             return Err(PacketError::BadBufferLength { len: packets.len() });
         }
         let start = out.len();
@@ -284,7 +488,7 @@ impl Opener {
     /// as for [`Opener::open`]. On a packet error `out` starts with the payloads of the packets
     /// before the bad one, but their length is not returned: the stream is broken (type docs).
     pub fn open_into(&mut self, packets: &[u8], out: &mut [u8]) -> Result<usize, PacketError> {
-        if packets.len() % PACKET_LEN != 0 {
+        if !packets.len().is_multiple_of(PACKET_LEN) {
             return Err(PacketError::BadBufferLength { len: packets.len() });
         }
         let Some(out) = out.get_mut(..opened_max_len(packets.len())) else {
@@ -302,13 +506,24 @@ impl Opener {
         out: &mut [u8],
     ) -> (Result<(), PacketError>, usize) {
         let mut end = 0;
-        for packet in packets.chunks_exact(PACKET_LEN) {
-            // Each packet decrypts just its payload at the current end, so the buffer needs
-            // room for at most 1024 bytes per packet.
-            let dst = out.get_mut(end..end + MAX_PAYLOAD).unwrap_or_default();
-            match self.open_one(packet, dst, 0) {
-                Ok(len) => end += len,
-                Err(e) => return (Err(e), end),
+        // MAC_GROUP packets' MACs at a time (a pure function of the bytes and the expected
+        // packet numbers), then each packet in order exactly as `open_one` would: compare,
+        // count, decrypt. So the first bad packet stops the run with the same error, output and
+        // counter as the one-by-one path. A shorter last group goes one by one.
+        for group in packets.chunks(MAC_GROUP * PACKET_LEN) {
+            let tags = self.0.group_tags(group);
+            for (i, packet) in group.chunks_exact(PACKET_LEN).enumerate() {
+                // Each packet decrypts just its payload at the current end, so the buffer needs
+                // room for at most 1024 bytes per packet.
+                let dst = out.get_mut(end..end + MAX_PAYLOAD).unwrap_or_default();
+                let opened = match &tags {
+                    Some(tags) => self.open_verified(packet, &tags[i], dst, 0),
+                    None => self.open_one(packet, dst, 0),
+                };
+                match opened {
+                    Ok(len) => end += len,
+                    Err(e) => return (Err(e), end),
+                }
             }
         }
         (Ok(()), end)
@@ -331,12 +546,25 @@ impl Opener {
         min_decrypt: usize,
     ) -> Result<usize, PacketError> {
         let pnum = self.0.next.ok_or(PacketError::CounterExhausted)?;
+        let expected = self.0.tag(ciphertext_of(packet), pnum);
+        self.open_verified(packet, &expected, out, min_decrypt)
+    }
+
+    /// The rest of [`Opener::open_one`] once the MAC `expected` of `packet` under the next
+    /// packet number is known: compare it with the received one in constant time, then count
+    /// the packet and decrypt.
+    fn open_verified(
+        &mut self,
+        packet: &[u8],
+        expected: &[u8; MAC_LEN],
+        out: &mut [u8],
+        min_decrypt: usize,
+    ) -> Result<usize, PacketError> {
         let (ciphertext, tag) = packet.split_at(CIPHERTEXT_LEN);
-        let expected = self.0.tag(ciphertext, pnum).finalize().into_bytes();
-        if !tags_equal(&expected, tag) {
+        if !tags_equal(expected, tag) {
             return Err(PacketError::BadMac);
         }
-        self.0.take()?;
+        let pnum = self.0.take()?;
         let (data, len_ct) = ciphertext.split_at(MAX_PAYLOAD);
         let mut keystream = self.0.keystream(pnum);
         keystream.seek(MAX_PAYLOAD as u64);
@@ -389,6 +617,165 @@ mod tests {
         let (sealer, _) = c.finish().expect("client").into_parts();
         let (_, opener) = s.finish().expect("server").into_parts();
         (sealer, opener)
+    }
+
+    /// `n` packets of distinct payloads (the last one `last` bytes), sealed one by one with
+    /// `seal` from packet number `from`: the reference for the grouped paths.
+    fn sealed_one_by_one(from: u64, n: usize, last: usize) -> (Vec<u8>, Vec<u8>) {
+        let (mut s, _) = c2s();
+        s.set_next_packet_number(Some(from));
+        let (mut plain, mut wire) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let len = if i + 1 == n { last } else { MAX_PAYLOAD };
+            let payload: Vec<u8> = (0..len).map(|j| (i * 7 + j) as u8).collect();
+            let mut p = [0u8; PACKET_LEN];
+            s.seal(&payload, &mut p).expect("seal");
+            plain.extend_from_slice(&payload);
+            wire.extend_from_slice(&p);
+        }
+        (plain, wire)
+    }
+
+    /// Opens `wire` one packet at a time with `open`, as the reference for `open_run`: the
+    /// payloads before the first error, the error, and the counter after.
+    fn open_one_by_one(o: &mut Opener, wire: &[u8]) -> (Vec<u8>, Result<(), PacketError>) {
+        let mut got = Vec::new();
+        for chunk in wire.chunks_exact(PACKET_LEN) {
+            let mut out = [0u8; MAX_PAYLOAD];
+            match o.open(chunk.try_into().expect("one packet"), &mut out) {
+                Ok(len) => got.extend_from_slice(&out[..len]),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+        (got, Ok(()))
+    }
+
+    /// Checks that the grouped `open_append` agrees with `open_one_by_one` on `wire`.
+    fn assert_run_matches_one_by_one(o: &Opener, wire: &[u8], what: &str) {
+        let mut single = o.clone();
+        let (want, want_result) = open_one_by_one(&mut single, wire);
+        let mut batch = o.clone();
+        let mut got = Vec::new();
+        let result = batch.open_append(wire, &mut got);
+        assert_eq!(got, want, "{what}: payloads");
+        assert_eq!(result.map(|_| ()), want_result, "{what}: result");
+        assert_eq!(
+            batch.next_packet_number(),
+            single.next_packet_number(),
+            "{what}: counter"
+        );
+    }
+
+    #[test]
+    fn grouped_macs_equal_the_hmac_crate_on_every_backend() {
+        use hmac::{Hmac, Mac};
+        let key = SecretKey::from_slice(&[0x5a; SESSION_KEY_LEN]);
+        let reference = |ct: &[u8; CIPHERTEXT_LEN], pnum: u64| {
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes())
+                .expect("any key length");
+            mac.update(ct);
+            mac.update(&pnum.to_be_bytes());
+            <[u8; MAC_LEN]>::from(mac.finalize().into_bytes())
+        };
+        let cts: Vec<[u8; CIPHERTEXT_LEN]> = (0..4u8)
+            .map(|i| core::array::from_fn(|j| (j as u8).wrapping_mul(i + 3) ^ i))
+            .collect();
+        let pnums = [0, 1, 0x0102_0304_0506_0708, u64::MAX];
+        let want: Vec<[u8; MAC_LEN]> = (0..4).map(|i| reference(&cts[i], pnums[i])).collect();
+        for backend in [Backend::portable(), Backend::detect()] {
+            let mac = MacKey::with_backend(&key, backend);
+            let [a] = mac.tags([&cts[0]], [pnums[0]]);
+            assert_eq!(a, want[0], "{backend:?} x1");
+            let two = mac.tags([&cts[1], &cts[3]], [pnums[1], pnums[3]]);
+            assert_eq!(two, [want[1], want[3]], "{backend:?} x2");
+            let four = mac.tags([&cts[0], &cts[1], &cts[2], &cts[3]], pnums);
+            assert_eq!(&four[..], &want[..], "{backend:?} x4");
+            let three = mac.tags([&cts[2], &cts[0], &cts[1]], [pnums[2], pnums[0], pnums[1]]);
+            assert_eq!(three, [want[2], want[0], want[1]], "{backend:?} x3");
+        }
+    }
+
+    #[test]
+    fn grouped_sealing_writes_what_one_by_one_sealing_writes() {
+        for n in 1..=2 * MAC_GROUP + 1 {
+            for last in [1, 1000, MAX_PAYLOAD] {
+                let (plain, want) = sealed_one_by_one(0, n, last);
+                let (mut s, o) = c2s();
+                let mut got = vec![0u8; want.len()];
+                assert_eq!(s.seal_into(&plain, &mut got), Ok(want.len()));
+                assert!(got == want, "seal_into, {n} packets, last {last}");
+                assert_eq!(s.next_packet_number(), Some(n as u64));
+                assert_run_matches_one_by_one(&o, &want, "round trip");
+            }
+        }
+        // A full group that ends on the very last packet number.
+        let from = u64::MAX - (MAC_GROUP as u64 - 1);
+        let (plain, want) = sealed_one_by_one(from, MAC_GROUP, 9);
+        let (mut s, _) = c2s();
+        s.set_next_packet_number(Some(from));
+        let mut got = Vec::new();
+        assert_eq!(s.seal_append(&plain, &mut got), Ok(()));
+        assert!(got == want, "group ending at u64::MAX");
+        assert_eq!(s.next_packet_number(), None);
+    }
+
+    #[test]
+    fn a_bad_packet_anywhere_in_a_group_stops_the_run_like_one_by_one() {
+        let n = 2 * MAC_GROUP + 2;
+        let (_, wire) = sealed_one_by_one(0, n, 77);
+        let (_, o) = c2s();
+        assert_run_matches_one_by_one(&o, &wire, "intact");
+        for bad in 0..n {
+            for offset in [3, CIPHERTEXT_LEN + 1, PACKET_LEN - 1] {
+                let mut tampered = wire.clone();
+                tampered[bad * PACKET_LEN + offset] ^= 0x40;
+                assert_run_matches_one_by_one(&o, &tampered, &format!("bad MAC in {bad}"));
+                let mut got = Vec::new();
+                let mut batch = o.clone();
+                assert_eq!(
+                    batch.open_append(&tampered, &mut got),
+                    Err(PacketError::BadMac)
+                );
+                assert_eq!(batch.next_packet_number(), Some(bad as u64));
+                assert_eq!(got.len(), bad * MAX_PAYLOAD);
+            }
+            // A packet with a valid MAC but an out-of-range length field.
+            let mut bad_len = wire.clone();
+            let (s, _) = c2s();
+            let packet = &mut bad_len[bad * PACKET_LEN..(bad + 1) * PACKET_LEN];
+            let mut zero = [0u8; LENGTH_FIELD_LEN];
+            let mut ks = s.0.keystream(bad as u64);
+            ks.seek(MAX_PAYLOAD as u64);
+            ks.apply_keystream(&mut zero);
+            packet[MAX_PAYLOAD..CIPHERTEXT_LEN].copy_from_slice(&zero);
+            let tag = s.0.tag(ciphertext_of(packet), bad as u64);
+            packet[CIPHERTEXT_LEN..].copy_from_slice(&tag);
+            assert_run_matches_one_by_one(&o, &bad_len, &format!("bad length in {bad}"));
+            let mut batch = o.clone();
+            assert_eq!(
+                batch.open_append(&bad_len, &mut Vec::new()),
+                Err(PacketError::BadLength { len: 0 })
+            );
+            assert_eq!(batch.next_packet_number(), Some(bad as u64 + 1));
+        }
+    }
+
+    #[test]
+    fn a_run_that_outlasts_the_counter_stops_where_one_by_one_does() {
+        for left in 1..=MAC_GROUP as u64 + 1 {
+            let from = u64::MAX - (left - 1);
+            let (_, mut wire) = sealed_one_by_one(from, left as usize, 5);
+            // One packet more than there are numbers left (a replay of the first).
+            wire.extend_from_within(..PACKET_LEN);
+            let (_, mut o) = c2s();
+            o.set_next_packet_number(Some(from));
+            assert_run_matches_one_by_one(&o, &wire, &format!("{left} left"));
+            let mut batch = o.clone();
+            assert_eq!(
+                batch.open_append(&wire, &mut Vec::new()),
+                Err(PacketError::CounterExhausted)
+            );
+        }
     }
 
     #[test]

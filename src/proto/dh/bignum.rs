@@ -230,7 +230,7 @@ fn sqr_column<const K: usize>(a: &Limbs, carry: u128) -> Acc {
         i += 1;
     }
     let mut acc = off.double_plus(carry);
-    if K % 2 == 0 {
+    if K.is_multiple_of(2) {
         if let Some(&d) = a.get(K / 2) {
             acc.mac(d, d);
         }
