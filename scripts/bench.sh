@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compare spiperelay with spiped and stunnel on this machine, side by side in one run, and print
-# one table: bulk MB/s and relay CPU-s per GiB, connections per second, and Redis GET req/s.
+# one table: bulk MB/s and relay CPU-s per GiB, connections per second (also spiped -f and our
+# --x25519 mode), and Redis GET req/s.
 #
 # usage: scripts/bench.sh [--quick | --full] [--reps N] [--out DIR] [--no-build]
 #
@@ -81,7 +82,7 @@ step() { # name, time bound in seconds, bench.py arguments...
 step bulk 3000 bulk --reps "$reps" --bytes "$bulk_bytes" \
 	--kinds spiped,spiped-unix,stunnel,relay,relay-unix
 step connrate 2400 connrate --reps "$reps" --count "$conns" --concurrency 1,8 \
-	--kinds spiped,stunnel,relay
+	--kinds 'spiped,spiped:-f,stunnel,relay,relay:--x25519'
 step redis 3600 redis --reps "$reps" --tests get --modes "$modes" \
 	--kinds spiped,stunnel,relay
 step redis-many 3600 redis --reps "$reps" --tests get --modes "$many" --timeout 120 \

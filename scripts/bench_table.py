@@ -17,6 +17,9 @@ CHAINS = [  # (row label, harness kinds that belong to the row)
     ("spiperelay", ("relay",)),
     ("spiped, Unix outer ends", ("spiped-unix",)),
     ("spiperelay, Unix outer ends", ("relay-unix",)),
+    # connrate's connection-setup modes (issue 7): a kind with these exact flags is its own row.
+    ("spiped -f (no DH)", ("spiped:-f",)),
+    ("spiperelay --x25519", ("relay:--x25519",)),
 ]
 
 
@@ -34,6 +37,11 @@ def base(kind):
     return kind.split(":", 1)[0]
 
 
+def row_of(rows, owner, kind):
+    """The row of a harness kind: its own row if CHAINS names it with its flags, else its base's."""
+    return rows.get(owner.get(kind) or owner.get(base(kind)))
+
+
 def med(summary):
     if not summary or not summary.get("n"):
         return None
@@ -49,7 +57,7 @@ def collect(outdir):
     if bulk:
         machine = bulk.get("machine")
         for kind, r in bulk["kinds"].items():
-            row = rows.get(owner.get(base(kind)))
+            row = row_of(rows, owner, kind)
             if row is not None:
                 row["MB/s"] = med(r["MBps"])
                 row["CPU-s/GiB"] = med(r["relay_cpu_s_per_GiB"])
@@ -58,11 +66,12 @@ def collect(outdir):
     if conn:
         machine = machine or conn.get("machine")
         for c in conn["cases"]:
-            row = rows.get(owner.get(base(c["kind"])))
+            row = row_of(rows, owner, c["kind"])
             if row is not None:
                 t = c["concurrency"]
                 row[f"conn/s ({t} thr)"] = med(c["conn_per_s"])
                 if t == 1:
+                    row["p50 ms (1 thr)"] = med(c["p50_ms"])
                     row["CPU µs/conn"] = med(c["relay_cpu_us_per_conn"])
 
     for name in ("redis", "redis-many"):
@@ -71,7 +80,7 @@ def collect(outdir):
             continue
         machine = machine or red.get("machine")
         for c in red["cases"]:
-            row = rows.get(owner.get(base(c["kind"])))
+            row = row_of(rows, owner, c["kind"])
             if row is None:
                 continue
             col = f"GET req/s -c {c['clients']} -P {c['pipeline']}"
@@ -119,15 +128,17 @@ def main():
     for label, r in rows.items():
         if r:
             print(f"| {label} | " + " | ".join(cell(r.get(c)) for c in cols) + " |")
-    ours = rows.get("spiperelay", {})
-    for peer in ("spiped", "stunnel"):
-        theirs = rows.get(peer, {})
+    for mine, peer in (("spiperelay", "spiped"), ("spiperelay", "stunnel"),
+                       ("spiperelay --x25519", "spiped")):
+        ours, theirs = rows.get(mine, {}), rows.get(peer, {})
+        if not ours or not theirs:
+            continue
         ratios = []
         for c in cols:
             a, b = num(ours.get(c)), num(theirs.get(c))
             ratios.append(f"{a / b:.2f}×" if a is not None and b else "–")
-        print(f"| spiperelay / {peer} | " + " | ".join(ratios) + " |")
-    unix, tcp = rows.get("spiperelay, Unix outer ends", {}), ours
+        print(f"| {mine} / {peer} | " + " | ".join(ratios) + " |")
+    unix, tcp = rows.get("spiperelay, Unix outer ends", {}), rows.get("spiperelay", {})
     if unix.get("MB/s") and tcp.get("MB/s"):
         print(f"\nspiperelay bulk, Unix outer ends / TCP outer ends: {unix['MB/s'] / tcp['MB/s']:.2f}×")
 
