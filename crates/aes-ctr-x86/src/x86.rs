@@ -117,10 +117,8 @@ pub(crate) fn expand_key(key: &[u8; KEY_LEN]) -> RoundKeys {
         ($i:expr, $rcon:expr) => {{
             a = expand_even(a, _mm_aeskeygenassist_si128(b, $rcon));
             rk[$i] = store(a);
-            if $i + 1 < ROUND_KEYS {
-                b = expand_odd(b, a);
-                rk[$i + 1] = store(b);
-            }
+            b = expand_odd(b, a);
+            rk[$i + 1] = store(b);
         }};
     }
     pair!(2, 0x01);
@@ -129,7 +127,8 @@ pub(crate) fn expand_key(key: &[u8; KEY_LEN]) -> RoundKeys {
     pair!(8, 0x08);
     pair!(10, 0x10);
     pair!(12, 0x20);
-    pair!(14, 0x40);
+    a = expand_even(a, _mm_aeskeygenassist_si128(b, 0x40));
+    rk[14] = store(a);
     let keys = RoundKeys(rk);
     rk.zeroize();
     // The registers a and b die here; the compiler may leave copies in dead xmm registers,
