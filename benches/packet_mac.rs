@@ -15,6 +15,9 @@
 //!   length field's keystream block encrypted directly, then CTR from 0), and
 //!   `open_two_packets_one_pass` (the counter blocks of 2 packets, 130, through one
 //!   `encrypt_blocks` call, then XOR).
+//! - `keystream/ctr_crate_open`, `keystream/kernel_open_{portable,aes-ni,vaes}`: the same
+//!   receiver work through `crates/aes-ctr-x86` (what `src/proto/packet.rs` uses), on each
+//!   backend this CPU has (`portable` = the `aes` + `ctr` crates behind the same API).
 //!
 //! The pad-state HMAC here mirrors `packet.rs`'s private `MacKey`; a test-style check at start
 //! asserts every path gives the `hmac` crate's tags. Throughput counts payload bytes.
@@ -261,6 +264,18 @@ fn open_two_packets_one_pass(aes: &Aes256Enc, cts: &[Vec<u8>], out: &mut [u8]) -
     lens
 }
 
+/// The receiver's keystream through `aes_ctr_x86` (length field at block 64, then payload).
+fn kernel_open(key: &aes_ctr_x86::Aes256CtrKey, cts: &[Vec<u8>], out: &mut [u8]) -> u32 {
+    let mut lens = 0;
+    for ((pnum, ct), dst) in cts.iter().enumerate().zip(out.chunks_exact_mut(1024)) {
+        let mut len = [0u8; 4];
+        key.apply_keystream_b2b(pnum as u64, 64, &ct[1024..], &mut len);
+        lens ^= u32::from_be_bytes(len);
+        key.apply_keystream_b2b(pnum as u64, 0, &ct[..1024], dst);
+    }
+    lens
+}
+
 fn keystream(c: &mut Criterion) {
     let aes = Aes256Enc::new(&[7u8; 32].into());
     let cts: Vec<Vec<u8>> = (0..PACKETS)
@@ -271,6 +286,15 @@ fn keystream(c: &mut Criterion) {
     assert_eq!(open_len_block(&aes, &cts, &mut b), la);
     assert_eq!(open_two_packets_one_pass(&aes, &cts, &mut d), la);
     assert!(a == b && a == d, "every keystream path decrypts the same");
+    let kernels: Vec<aes_ctr_x86::Aes256CtrKey> = aes_ctr_x86::Backend::available()
+        .into_iter()
+        .map(|be| aes_ctr_x86::Aes256CtrKey::with_backend(&[7u8; 32], be))
+        .collect();
+    for k in &kernels {
+        let mut e = vec![0u8; PAYLOAD];
+        assert_eq!(kernel_open(k, &cts, &mut e), la);
+        assert!(e == a, "{} decrypts the same", k.backend().name());
+    }
 
     let mut g = c.benchmark_group("keystream");
     g.throughput(Throughput::Bytes(PAYLOAD as u64));
@@ -283,6 +307,20 @@ fn keystream(c: &mut Criterion) {
     g.bench_function("open_two_packets_one_pass", |bch| {
         bch.iter(|| open_two_packets_one_pass(&aes, black_box(&cts), &mut a));
     });
+    // The ctr crate and the kernels alternate (twice) so drift hits both.
+    for round in 0..2 {
+        g.bench_function(format!("ctr_crate_open/{round}"), |bch| {
+            bch.iter(|| open_len_block(&aes, black_box(&cts), &mut a));
+        });
+        for k in &kernels {
+            g.bench_function(
+                format!("kernel_open_{}/{round}", k.backend().name()),
+                |bch| {
+                    bch.iter(|| kernel_open(k, black_box(&cts), &mut a));
+                },
+            );
+        }
+    }
     g.finish();
 }
 

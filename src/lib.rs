@@ -8,10 +8,11 @@
 //! - [`cli`] parses spiped's and spipe's command lines and socket addresses (spec §3), also
 //!   without I/O.
 //! - [`io`] is the io layer (Linux, io_uring): sockets, buffers and timers, no protocol knowledge.
-//!   It is the only module of this crate with `unsafe` code. The one other `unsafe` in the
-//!   repository is the SHA-NI kernel of the `sha256-mb` workspace crate (`crates/sha256-mb/`),
-//!   which [`proto::packet`] uses to MAC two packets at once; it is reviewed like a vendored
-//!   primitive (as `sha2`'s own SHA-NI code is).
+//!   It is the only module of this crate with `unsafe` code. The other `unsafe` in the
+//!   repository is in two workspace crates that [`proto::packet`] uses, each reviewed like a
+//!   vendored primitive (as `sha2`'s and `aes`'s own SIMD code is): the SHA-NI kernel of
+//!   `crates/sha256-mb/` (two packets' MACs at once) and the VAES/AES-NI AES-256-CTR kernels
+//!   of `crates/aes-ctr-x86/`.
 //! - [`relay`] is the `-e`/`-d` daemon: the connection state machine on the io layer, startup,
 //!   signals and logging.
 

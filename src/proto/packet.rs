@@ -8,7 +8,8 @@
 //! Each direction has its own key pair and its own 64-bit packet number starting at 0, so
 //! replayed, reordered, dropped or reflected packets fail the MAC. The AES key schedule and the
 //! keyed HMAC state are built once per session. Each packet borrows the key schedule (no copy);
-//! no packet re-keys anything.
+//! no packet re-keys anything. AES-256-CTR runs on the `aes-ctr-x86` crate (a VAES kernel
+//! chosen at run time, else the `aes` + `ctr` crates), which takes the counter layout directly.
 //!
 //! HMAC-SHA256 (RFC 2104) is computed from the two SHA-256 states after the ipad and opad
 //! blocks, precomputed per direction ([`MacKey`]). Every packet's MAC is independent and the
@@ -16,8 +17,7 @@
 //! a time with the multi-buffer kernel of the `sha256-mb` crate (SHA-NI streams interleaved,
 //! chosen at run time, portable fallback); the tags are those of one-by-one HMAC (tests).
 
-use aes::Aes256Enc;
-use ctr::cipher::{InnerIvInit, KeyInit, StreamCipher, StreamCipherSeek};
+use aes_ctr_x86::Aes256CtrKey;
 use sha256_mb::Backend;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
@@ -28,11 +28,11 @@ use crate::proto::{
     SESSION_KEY_LEN,
 };
 
-/// AES-256-CTR over a borrowed key schedule, so a packet never copies (or wipes) the schedule.
-type Aes256Ctr<'a> = ctr::Ctr128BE<&'a Aes256Enc>;
-
 /// Length of the AES-CTR counter block: BE64(pnum) ‖ BE64(block index) (§2).
-const COUNTER_BLOCK_LEN: usize = 16;
+const COUNTER_BLOCK_LEN: usize = aes_ctr_x86::BLOCK_LEN;
+/// The keystream block index of the length field: it starts at byte 1024 = block 64 (§2).
+const LENGTH_FIELD_BLOCK: u64 = (MAX_PAYLOAD / COUNTER_BLOCK_LEN) as u64;
+const _: () = assert!(MAX_PAYLOAD.is_multiple_of(COUNTER_BLOCK_LEN));
 
 /// Bytes of the packet number appended to the ciphertext under the MAC: BE64(pnum) (§2).
 const PNUM_LEN: usize = 8;
@@ -197,8 +197,9 @@ fn ciphertext_of(packet: &[u8]) -> &[u8; CIPHERTEXT_LEN] {
 /// The keys and packet counter of one direction, shared by [`Sealer`] and [`Opener`].
 #[derive(Clone)]
 struct DirectionState {
-    /// Encryption-only key schedule: CTR mode never runs the AES decryption direction.
-    aes: Aes256Enc,
+    /// Encryption-only key schedule (CTR mode never runs the AES decryption direction), on
+    /// the fastest AES-CTR kernel of this CPU (`aes-ctr-x86`: VAES, else the `aes` crate).
+    aes: Aes256CtrKey,
     mac: MacKey,
     /// The packet number of the next packet, or `None` once all 2^64 have been used.
     next: Option<u64>,
@@ -207,7 +208,7 @@ struct DirectionState {
 impl DirectionState {
     fn new(enc: &SecretKey, mac: &SecretKey) -> Self {
         Self {
-            aes: Aes256Enc::new(enc.as_bytes().into()),
+            aes: Aes256CtrKey::new(enc.as_bytes()),
             mac: MacKey::new(mac),
             next: Some(0),
         }
@@ -231,12 +232,6 @@ impl DirectionState {
         let pnum = self.next.ok_or(PacketError::CounterExhausted)?;
         self.next = pnum.checked_add(1);
         Ok(pnum)
-    }
-
-    fn keystream(&self, pnum: u64) -> Aes256Ctr<'_> {
-        let mut iv = [0u8; COUNTER_BLOCK_LEN];
-        iv[..8].copy_from_slice(&pnum.to_be_bytes());
-        Aes256Ctr::from_core(ctr::CtrCore::inner_iv_init(&self.aes, &iv.into()))
     }
 
     /// The MAC of one packet's ciphertext under packet number `pnum`.
@@ -413,13 +408,18 @@ impl Sealer {
         pad.fill(0);
         // payload.len() <= 1024, so the cast is exact.
         len_field.copy_from_slice(&(payload.len() as u32).to_be_bytes());
-        // One keystream over the 1028 bytes: the payload is encrypted straight from the
-        // caller's buffer (no separate copy), then the padding and length field in place.
-        let mut keystream = self.0.keystream(pnum);
-        keystream
-            .apply_keystream_b2b(payload, msg)
-            .unwrap_or_else(|_| unreachable!("msg is exactly payload.len() bytes"));
-        keystream.apply_keystream(rest);
+        // The payload's whole keystream blocks are encrypted straight from the caller's buffer
+        // (no separate copy); its last partial block (< 16 bytes) is copied, and from there
+        // the padding and length field are encrypted in place, continuing the keystream.
+        let whole = payload.len() / COUNTER_BLOCK_LEN * COUNTER_BLOCK_LEN;
+        let (head, tail) = payload.split_at(whole);
+        let (msg_head, msg_tail) = msg.split_at_mut(whole);
+        self.0.aes.apply_keystream_b2b(pnum, 0, head, msg_head);
+        msg_tail.copy_from_slice(tail);
+        let from_block = (whole / COUNTER_BLOCK_LEN) as u64;
+        self.0
+            .aes
+            .apply_keystream(pnum, from_block, &mut body[whole..]);
     }
 
     #[cfg(test)]
@@ -566,12 +566,13 @@ impl Opener {
         }
         let pnum = self.0.take()?;
         let (data, len_ct) = ciphertext.split_at(MAX_PAYLOAD);
-        let mut keystream = self.0.keystream(pnum);
-        keystream.seek(MAX_PAYLOAD as u64);
         let mut len_field = [0u8; LENGTH_FIELD_LEN];
-        keystream
-            .apply_keystream_b2b(len_ct, &mut len_field)
-            .map_err(|_| PacketError::BadBufferLength { len: len_ct.len() })?;
+        let Some(len_ct) = len_ct.get(..LENGTH_FIELD_LEN) else {
+            return Err(PacketError::BadBufferLength { len: len_ct.len() });
+        };
+        self.0
+            .aes
+            .apply_keystream_b2b(pnum, LENGTH_FIELD_BLOCK, len_ct, &mut len_field);
         let len = u32::from_be_bytes(len_field);
         if len == 0 || len as usize > MAX_PAYLOAD {
             return Err(PacketError::BadLength { len });
@@ -580,10 +581,7 @@ impl Opener {
         let (Some(src), Some(dst)) = (data.get(..n), out.get_mut(..n)) else {
             return Err(PacketError::BadBufferLength { len: out.len() });
         };
-        keystream.seek(0u64);
-        keystream
-            .apply_keystream_b2b(src, dst)
-            .map_err(|_| PacketError::BadBufferLength { len: dst.len() })?;
+        self.0.aes.apply_keystream_b2b(pnum, 0, src, dst);
         Ok(len as usize)
     }
 
@@ -744,9 +742,8 @@ mod tests {
             let (s, _) = c2s();
             let packet = &mut bad_len[bad * PACKET_LEN..(bad + 1) * PACKET_LEN];
             let mut zero = [0u8; LENGTH_FIELD_LEN];
-            let mut ks = s.0.keystream(bad as u64);
-            ks.seek(MAX_PAYLOAD as u64);
-            ks.apply_keystream(&mut zero);
+            s.0.aes
+                .apply_keystream(bad as u64, LENGTH_FIELD_BLOCK, &mut zero);
             packet[MAX_PAYLOAD..CIPHERTEXT_LEN].copy_from_slice(&zero);
             let tag = s.0.tag(ciphertext_of(packet), bad as u64);
             packet[CIPHERTEXT_LEN..].copy_from_slice(&tag);
