@@ -631,17 +631,8 @@ const BACKGROUND_NICE: libc::c_int = 10;
 /// are ignored: the thread then gets those signals or runs at normal priority, which is only
 /// slower.
 pub fn make_background_thread() {
-    // SAFETY: an all-zero sigset_t is a valid value to pass to sigemptyset, which initialises it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable sigset_t owned by this frame, for each call.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-    }
-    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // A failure only means this thread may take those signals (see above).
+    let _ = block_daemon_signals_in_thread();
     // SAFETY: gettid has no preconditions; on Linux PRIO_PROCESS with a thread id sets that
     // thread's nice value only.
     unsafe {
