@@ -22,8 +22,9 @@
 //! The pad-state HMAC here mirrors `packet.rs`'s private `MacKey`; a test-style check at start
 //! asserts every path gives the `hmac` crate's tags. Throughput counts payload bytes.
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use aes::Aes256Enc;
 use aes::cipher::{BlockEncrypt, InnerIvInit, KeyInit, StreamCipher, StreamCipherSeek};
@@ -324,21 +325,13 @@ fn keystream(c: &mut Criterion) {
     g.finish();
 }
 
-/// Short runs, as in benches/proto.rs.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-}
-
 /// The suite; `criterion_group!` generates an undocumented `pub fn`, hence the allow.
 mod suite {
     #![allow(missing_docs, unreachable_pub)]
-    use super::{config, keystream, packet_mac};
+    use super::{keystream, packet_mac};
     criterion::criterion_group! {
         name = benches;
-        config = config();
+        config = super::common::config();
         targets = packet_mac, keystream
     }
 }

@@ -25,6 +25,8 @@
 //! Throughput counts payload (plaintext) bytes, not wire bytes; the handshake counts the
 //! 2 × 320 bytes both sides send.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -489,24 +491,16 @@ fn handshake_pooled(c: &mut Criterion) {
     g.finish();
 }
 
-/// Short runs: the whole suite stays within a few minutes on a shared 2-core machine.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-}
-
 /// The suite; `criterion_group!` generates an undocumented `pub fn`, hence the allow.
 mod suite {
     #![allow(missing_docs, unreachable_pub)]
     use super::{
-        batch, config, handshake_nopfs, handshake_pfs, handshake_pooled, handshake_x25519, packet,
+        batch, handshake_nopfs, handshake_pfs, handshake_pooled, handshake_x25519, packet,
         primitives, stream,
     };
     criterion::criterion_group! {
         name = benches;
-        config = config();
+        config = super::common::config();
         targets = packet, batch, stream, primitives, handshake_nopfs, handshake_pfs,
             handshake_x25519, handshake_pooled
     }
