@@ -37,10 +37,7 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
+    bin_common::free_tcp_addr(bin_common::Fam::V4).port()
 }
 
 /// An echo server: echoes each connection until EOF, then shuts down its write side.
@@ -91,15 +88,23 @@ fn start(dir: &Path, name: &str, prefix: &[&str], args: &[&str]) -> Proc {
     Proc(child, log)
 }
 
-fn wait_listening(port: u16) {
+/// Waits (bounded) until `p` itself listens on `port`: a bare connect could reach another
+/// test's process that was handed the same port.
+fn wait_listening(p: &Proc, port: u16) {
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if bin_common::pid_listens_on(p.0.id(), port)
+            && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("nothing listens on port {port}");
+    panic!(
+        "{} does not listen on port {port}; stderr: {}",
+        p.0.id(),
+        p.stderr()
+    );
 }
 
 fn echo_once(port: u16, msg: &[u8]) -> Vec<u8> {
@@ -137,7 +142,7 @@ fn pair(dir: &Path, enc_prefix: &[&str], enc_extra: &[&str]) -> (u16, Proc, Proc
             &key,
         ],
     );
-    wait_listening(dport);
+    wait_listening(&d, dport);
     let mut args = vec![
         "-F".to_owned(),
         "-e".to_owned(),
@@ -151,7 +156,7 @@ fn pair(dir: &Path, enc_prefix: &[&str], enc_extra: &[&str]) -> (u16, Proc, Proc
     args.extend(enc_extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let e = start(dir, "enc", enc_prefix, &args);
-    wait_listening(eport);
+    wait_listening(&e, eport);
     (eport, d, e)
 }
 

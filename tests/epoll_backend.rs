@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bin_common::{
-    ChainSpec, Fam, Reply, TempDir, anon_inodes, args, assert_echo, have_spiped, random_bytes,
-    relay_bin, relay_is_ours, run_bounded, spiped_bin,
+    ChainSpec, Fam, Reply, TempDir, anon_inodes, args, have_spiped, random_bytes, relay_bin,
+    relay_is_ours, run_bounded, spiped_bin,
 };
 
 /// The variable the binary reads (`spiperelay::relay::daemon::BACKEND_ENV`).
@@ -148,7 +148,7 @@ fn late_reply_after_half_close_on_epoll() {
     spec.reply = Reply::AfterEof(LATE);
     let chain = spec.start();
     let payload = random_bytes(11, 3000);
-    let x = assert_echo(chain.front(), &payload, "late reply on epoll");
+    let x = chain.assert_echo(&payload, "late reply on epoll");
     assert!(
         x.elapsed >= LATE,
         "the echo server delays 1 s, but the reply came after {:?}",

@@ -185,7 +185,7 @@ fn late_reply(tag: &str, enc: std::path::PathBuf, dec: std::path::PathBuf, what:
     spec.reply = Reply::AfterEof(LATE);
     let chain = spec.start();
     let payload = random_bytes(3, 3000);
-    let x = assert_echo(chain.front(), &payload, what);
+    let x = chain.assert_echo(&payload, what);
     assert!(
         x.elapsed >= LATE,
         "{what}: the echo server delays 1 s, but the reply came after {:?}",
@@ -291,7 +291,7 @@ fn pfs_matrix(tag: &str, enc: &std::path::Path, dec: &std::path::Path, what: &st
                 let chain = spec.start();
                 let label = format!("{what}: client [{c}] server [{s}]");
                 if pfs_ok(c, s) {
-                    assert_echo(chain.front(), b"pfs matrix ping", &label);
+                    chain.assert_echo(b"pfs matrix ping", &label);
                 } else {
                     assert_refused(chain.front(), &label);
                     assert_eq!(

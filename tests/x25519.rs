@@ -15,8 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bin_common::{
-    Addr, ChainSpec, Echo, Fam, Proc, Reply, TempDir, args, assert_echo, exchange_with,
-    have_spiped, random_bytes, relay_bin, relay_is_ours, run_bounded, spiped_bin, start_end,
+    Addr, ChainSpec, Echo, Fam, Proc, Reply, TempDir, args, exchange_with, have_spiped,
+    random_bytes, relay_bin, relay_is_ours, run_bounded, spiped_bin, start_end,
 };
 
 /// The `-o` timeout given to every end here: a mismatch must be detected long before it.
@@ -70,7 +70,7 @@ fn ours_to_ours_x25519_with_g_and_a_late_reply() {
     let chain = spec.start();
     // The reply comes only after the client's half-close: the other direction stays open.
     let payload = random_bytes(77, 5000);
-    assert_echo(chain.front(), &payload, "late reply over --x25519");
+    chain.assert_echo(&payload, "late reply over --x25519");
 }
 
 /// Starts an echo server, a `-d` end and a `-e` end with the given binaries and flags (each end
@@ -231,11 +231,7 @@ fn garbage_handshakes_do_not_keep_a_real_client_out() {
     let flooder = thread::spawn(move || flood(&dec_addr, 200, 0xbad));
     for i in 0..5 {
         let payload = random_bytes(900 + i, 3000);
-        assert_echo(
-            chain.front(),
-            &payload,
-            "real client during a garbage flood",
-        );
+        chain.assert_echo(&payload, "real client during a garbage flood");
     }
     let closed = flooder.join().expect("flooder");
     assert_eq!(

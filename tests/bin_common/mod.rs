@@ -248,14 +248,64 @@ pub fn have_ipv6() -> bool {
 }
 
 /// A free loopback TCP port, found by binding port 0 and dropping the listener. Another
-/// process may grab it before we use it; [`Proc::start_listening`] retries in that case.
+/// process may grab it before we use it; [`Proc::start_listening`] retries in that case, and
+/// [`Proc::wait_listening`] checks that the listener it finds is its own process's. The kernel
+/// may hand a just-released port out again, so this never returns the same port twice in one
+/// test process (bounded: at most 64 draws).
 pub fn free_tcp_addr(fam: Fam) -> SocketAddr {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let ip: std::net::IpAddr = match fam {
         Fam::V6 => Ipv6Addr::LOCALHOST.into(),
         _ => Ipv4Addr::LOCALHOST.into(),
     };
-    let l = TcpListener::bind((ip, 0)).expect("bind port 0");
-    l.local_addr().expect("local addr")
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..64 {
+        let l = TcpListener::bind((ip, 0)).expect("bind port 0");
+        let a = l.local_addr().expect("local addr");
+        if !handed_out.contains(&a.port()) {
+            handed_out.push(a.port());
+            return a;
+        }
+    }
+    panic!("64 draws of port 0 all returned ports this test process already used");
+}
+
+/// Whether process `pid` holds a TCP socket listening on `port` (any local address), read
+/// from its own network namespace's `/proc/<pid>/net/tcp{,6}` and its `/proc/<pid>/fd`.
+///
+/// A connect that succeeds only says *someone* listens there: a process of another test that
+/// was handed the same port, or a loopback self-connect. This says it is `pid`.
+pub fn pid_listens_on(pid: u32, port: u16) -> bool {
+    /// `st` of a listening socket in /proc/net/tcp.
+    const TCP_LISTEN: &str = "0A";
+    let mut inodes = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != TCP_LISTEN {
+                continue;
+            }
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if local_port == Some(port) {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .map(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    })
 }
 
 /// A fresh address of family `fam` (a free port, or a new socket path in `dir`).
@@ -431,10 +481,33 @@ pub fn exchange(addr: &Addr, payload: &[u8]) -> io::Result<Exchange> {
 
 /// Requires the exact echo of `payload` followed by EOF.
 pub fn assert_echo(addr: &Addr, payload: &[u8], what: &str) -> Exchange {
-    let x = exchange(addr, payload).unwrap_or_else(|e| panic!("{what}: connect: {e}"));
-    assert!(x.end.is_eof(), "{what}: expected EOF, got {:?}", x.end);
-    assert_same(&x.received, payload, what);
-    assert!(x.write.is_ok(), "{what}: write failed: {:?}", x.write);
+    assert_echo_logged(addr, payload, what, String::new)
+}
+
+/// [`assert_echo`], adding `logs()` (read after the exchange, e.g. the relays' stderr) to
+/// every failure message.
+pub fn assert_echo_logged(
+    addr: &Addr,
+    payload: &[u8],
+    what: &str,
+    logs: impl Fn() -> String,
+) -> Exchange {
+    let x = exchange(addr, payload).unwrap_or_else(|e| panic!("{what}: connect: {e}; {}", logs()));
+    assert!(
+        x.end.is_eof(),
+        "{what}: expected EOF, got {:?}; {}",
+        x.end,
+        logs()
+    );
+    if x.received != payload {
+        assert_same(&x.received, payload, &format!("{what}; {}", logs()));
+    }
+    assert!(
+        x.write.is_ok(),
+        "{what}: write failed: {:?}; {}",
+        x.write,
+        logs()
+    );
     x
 }
 
@@ -521,14 +594,19 @@ impl Proc {
         panic!("{name} ({}) never listened: {last}", bin.display());
     }
 
-    /// Polls (every 10 ms, bounded by [`LISTEN_WAIT`]) until `addr` accepts a connection.
+    /// Polls (every 10 ms, bounded by [`LISTEN_WAIT`]) until `addr` accepts a connection and,
+    /// for TCP, this process is the one listening there ([`pid_listens_on`]).
     pub fn wait_listening(&mut self, addr: &Addr) -> Result<(), String> {
         let deadline = Instant::now() + LISTEN_WAIT;
         for _ in 0..1000 {
             if let Some(st) = self.try_exit() {
                 return Err(format!("exited early with {st}"));
             }
-            if addr.connect().is_ok() {
+            let ours = match addr {
+                Addr::Tcp(a) => pid_listens_on(self.pid(), a.port()),
+                Addr::Unix(_) => true,
+            };
+            if ours && addr.connect().is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -932,6 +1010,21 @@ pub struct ChainSpec<'a> {
     pub wrong_key: bool,
 }
 
+/// The `-o` both ends of a [`ChainSpec`] chain get unless the test sets its own: spiped's
+/// default of 5 s is shorter than a group-14 handshake can take on a loaded 2-core test machine
+/// (seen: "handshake timed out" while many chains start in parallel next to a build).
+pub const CHAIN_TIMEOUT: &str = "30";
+
+/// `flags` with `-o CHAIN_TIMEOUT` in front, unless they already hold an `-o`.
+fn with_chain_timeout<'f>(flags: &[&'f str]) -> Vec<&'f str> {
+    let mut all = Vec::with_capacity(flags.len() + 2);
+    if !flags.contains(&"-o") {
+        all.extend(["-o", CHAIN_TIMEOUT]);
+    }
+    all.extend_from_slice(flags);
+    all
+}
+
 impl<'a> ChainSpec<'a> {
     /// A TCP/IPv4 chain with streaming echo, the same key on both ends, no extra flags.
     pub fn new(tag: &'a str, enc_bin: PathBuf, dec_bin: PathBuf) -> Self {
@@ -967,6 +1060,7 @@ impl<'a> ChainSpec<'a> {
             key_e.clone()
         };
         let echo = Echo::start(self.back, &dir, self.reply);
+        let dec_flags = with_chain_timeout(self.dec_flags);
         let dec = start_end(
             &dir,
             "dec",
@@ -975,8 +1069,9 @@ impl<'a> ChainSpec<'a> {
             self.inner,
             &echo.addr,
             &key_d,
-            self.dec_flags,
+            &dec_flags,
         );
+        let enc_flags = with_chain_timeout(self.enc_flags);
         let enc = start_end(
             &dir,
             "enc",
@@ -985,7 +1080,7 @@ impl<'a> ChainSpec<'a> {
             self.front,
             dec.addr(),
             &key_e,
-            self.enc_flags,
+            &enc_flags,
         );
         Chain {
             enc,
@@ -1000,6 +1095,11 @@ impl Chain {
     /// Where clients connect.
     pub fn front(&self) -> &Addr {
         self.enc.addr()
+    }
+
+    /// [`assert_echo`] through this chain, with both ends' stderr in any failure message.
+    pub fn assert_echo(&self, payload: &[u8], what: &str) -> Exchange {
+        assert_echo_logged(self.front(), payload, what, || self.logs())
     }
 
     /// Both ends' stderr, for assertion messages.
