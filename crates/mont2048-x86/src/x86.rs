@@ -1,0 +1,236 @@
+//! The BMI2/ADX kernels: 2048-bit Montgomery multiplication and squaring with `mulx` and two
+//! independent carry chains (`adcx` on CF, `adox` on OF), written in `asm!` because LLVM does
+//! not emit `adox` chains from intrinsics.
+//!
+//! Both operations first form the full 4096-bit product in a 64-limb buffer `t`, then reduce it
+//! (separated operand scanning):
+//! - a product row `t[j..j + 33] += x * b[0..32]` multiplies each limb with `mulx`, adds the
+//!   low halves on the CF chain and the high halves of the previous limb on the OF chain, and
+//!   stores each finished limb back; both chains run at one limb per cycle, side by side;
+//! - [`mul`] runs 32 full rows; [`sqr`] runs the 31 off-diagonal rows `a[j] * a[j+1..32]`
+//!   (496 limb products instead of 1024), then one pass doubling `t` on the CF chain while
+//!   adding the diagonal squares `a[i]^2` on the OF chain;
+//! - the reduction runs 32 rows `t[i..i + 33] += m_i * p` with `m_i = t[i] * n0'`, carrying
+//!   the carry out of each row's top limb into the next row's top limb;
+//! - the result `t[32..64] + carry * 2^2048 < 2p` is reduced by one subtraction of p, kept or
+//!   discarded with masks.
+//!
+//! No branch and no memory address depends on the operands.
+
+use core::arch::asm;
+
+use crate::{LIMBS, Limbs};
+
+/// Every limb of a row as `(limb byte-offset lo hi prev)`: `mulx hi:lo = rdx * b[limb]`, then
+/// `lo` gets `t[limb]` on CF and the previous limb's high half `prev` on OF. Even and odd limbs
+/// alternate between two register pairs so a limb's high half is live until the next limb.
+/// Calls `$cb!(args; tuples)`.
+macro_rules! with_row_limbs {
+    ($cb:ident!($($args:tt)*)) => {
+        $cb!($($args)*;
+            (0 0 "r8" "r9" "r11") (1 8 "r10" "r11" "r9") (2 16 "r8" "r9" "r11")
+            (3 24 "r10" "r11" "r9") (4 32 "r8" "r9" "r11") (5 40 "r10" "r11" "r9")
+            (6 48 "r8" "r9" "r11") (7 56 "r10" "r11" "r9") (8 64 "r8" "r9" "r11")
+            (9 72 "r10" "r11" "r9") (10 80 "r8" "r9" "r11") (11 88 "r10" "r11" "r9")
+            (12 96 "r8" "r9" "r11") (13 104 "r10" "r11" "r9") (14 112 "r8" "r9" "r11")
+            (15 120 "r10" "r11" "r9") (16 128 "r8" "r9" "r11") (17 136 "r10" "r11" "r9")
+            (18 144 "r8" "r9" "r11") (19 152 "r10" "r11" "r9") (20 160 "r8" "r9" "r11")
+            (21 168 "r10" "r11" "r9") (22 176 "r8" "r9" "r11") (23 184 "r10" "r11" "r9")
+            (24 192 "r8" "r9" "r11") (25 200 "r10" "r11" "r9") (26 208 "r8" "r9" "r11")
+            (27 216 "r10" "r11" "r9") (28 224 "r8" "r9" "r11") (29 232 "r10" "r11" "r9")
+            (30 240 "r8" "r9" "r11") (31 248 "r10" "r11" "r9")
+        )
+    };
+}
+
+/// `t[k] += x * b[k]` for the limbs `k` listed (a suffix of `0..32`, ending at 31), plus the
+/// row's top limb (high half of the last product and both chains' carries; the row sum fits,
+/// so this cannot overflow) written to `t[32]`, which must be 0 before. `t` and `b` are
+/// pointers, `x` a `u64`. Expands to one `asm!` statement (must be in an `unsafe` block).
+macro_rules! product_row {
+    ($t:expr, $b:expr, $x:expr; $( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
+        asm!(
+            // Zero both possible `prev` registers of the first limb; xor also clears CF and OF.
+            "xor r9d, r9d",
+            "xor r11d, r11d",
+            $(
+                concat!("mulx ", $hi, ", ", $lo, ", qword ptr [{b} + ", $k, "]"),
+                concat!("adcx ", $lo, ", qword ptr [{t} + ", $k, "]"),
+                concat!("adox ", $lo, ", ", $prev),
+                concat!("mov qword ptr [{t} + ", $k, "], ", $lo),
+            )+
+            "adcx r11, {zero}",
+            "adox r11, {zero}",
+            "mov qword ptr [{t} + 256], r11",
+            t = in(reg) $t,
+            b = in(reg) $b,
+            zero = in(reg) 0u64,
+            inout("rdx") $x => _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack),
+        )
+    };
+}
+
+/// The reduction row at `t`: `m = t[0] * n0'`, `t[0..32] += m * p`, the row's top limb plus
+/// the carry `c` (0 or 1) added to `t[32]`, and `c` set to the carry out of that addition.
+macro_rules! reduce_row {
+    ($t:expr, $p:expr, $n0:expr, $c:ident; $( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
+        asm!(
+            "mov rdx, qword ptr [{t}]",
+            "imul rdx, {n0}",
+            "xor r9d, r9d",
+            "xor r11d, r11d",
+            $(
+                concat!("mulx ", $hi, ", ", $lo, ", qword ptr [{b} + ", $k, "]"),
+                concat!("adcx ", $lo, ", qword ptr [{t} + ", $k, "]"),
+                concat!("adox ", $lo, ", ", $prev),
+                concat!("mov qword ptr [{t} + ", $k, "], ", $lo),
+            )+
+            // Top limb of t[0..32] + m * p: no overflow (the sum is below 2^2112).
+            "adcx r11, {zero}",
+            "adox r11, {zero}",
+            // t[32] + top + c < 2^65: at most one of the two additions carries.
+            "add r11, {c}",
+            "mov {c:e}, 0",
+            "adc {c:e}, 0",
+            "add qword ptr [{t} + 256], r11",
+            "adc {c:e}, 0",
+            t = in(reg) $t,
+            b = in(reg) $p,
+            n0 = in(reg) $n0,
+            zero = in(reg) 0u64,
+            c = inout(reg) $c,
+            out("rdx") _, out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack),
+        )
+    };
+}
+
+/// The 31 off-diagonal rows of a square: row `j` is `t[2j+1..j+33] += a[j] * a[j+1..32]`,
+/// i.e. [`product_row!`] at `t + j` over the limbs `j+1..32` (offsets stay those of the full
+/// row). Peels one limb per row off the front of the list.
+macro_rules! off_diagonal_rows {
+    ($t:ident, $a:ident; ($kl:literal $($first:tt)*) $($rest:tt)+) => {
+        product_row!($t.add($kl), $a, *$a.add($kl); $($rest)+);
+        off_diagonal_rows!($t, $a; $($rest)+);
+    };
+    ($t:ident, $a:ident; $last:tt) => {};
+}
+
+/// `t = 2 t + sum_i a[i]^2 2^(128 i)` over 64 limbs: the doubling on CF, the diagonal squares on
+/// OF. Tuples are `(byte offset of a[i], of t[2i], of t[2i+1])`. The result (a square below
+/// 2^4096) leaves both chains without carry.
+macro_rules! double_add_diagonal {
+    ($t:expr, $a:expr) => {
+        double_add_diagonal!(@ $t, $a;
+            (0 0 8) (8 16 24) (16 32 40) (24 48 56) (32 64 72) (40 80 88)
+            (48 96 104) (56 112 120) (64 128 136) (72 144 152) (80 160 168) (88 176 184)
+            (96 192 200) (104 208 216) (112 224 232) (120 240 248) (128 256 264) (136 272 280)
+            (144 288 296) (152 304 312) (160 320 328) (168 336 344) (176 352 360) (184 368 376)
+            (192 384 392) (200 400 408) (208 416 424) (216 432 440) (224 448 456) (232 464 472)
+            (240 480 488) (248 496 504)
+        )
+    };
+    (@ $t:expr, $a:expr; $( ($ka:literal $k0:literal $k1:literal) )+) => {
+        asm!(
+            "xor r8d, r8d",
+            $(
+                concat!("mov rdx, qword ptr [{a} + ", $ka, "]"),
+                "mulx r9, r8, rdx",
+                concat!("mov r10, qword ptr [{t} + ", $k0, "]"),
+                concat!("mov r11, qword ptr [{t} + ", $k1, "]"),
+                "adcx r10, r10",
+                "adcx r11, r11",
+                "adox r10, r8",
+                "adox r11, r9",
+                concat!("mov qword ptr [{t} + ", $k0, "], r10"),
+                concat!("mov qword ptr [{t} + ", $k1, "], r11"),
+            )+
+            t = in(reg) $t,
+            a = in(reg) $a,
+            out("rdx") _, out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack),
+        )
+    };
+}
+
+/// Montgomery-reduces the 64-limb `t` (below `p * 2^2048`) modulo `p` and returns
+/// `t * 2^-2048 mod p`, fully reduced.
+///
+/// # Safety
+/// The CPU supports BMI2 and ADX.
+#[target_feature(enable = "bmi2,adx")]
+unsafe fn reduce(t: &mut [u64; 2 * LIMBS], p: &Limbs, n0: u64) -> Limbs {
+    let tp = t.as_mut_ptr();
+    let pp = p.as_ptr();
+    let mut c = 0u64;
+    for i in 0..LIMBS {
+        // SAFETY: the row reads and writes t[i..=i + 32] (i + 32 <= 63, inside the 64 limbs
+        // of `t`, which we hold exclusively) and reads p[0..32]; BMI2/ADX as the caller
+        // guarantees.
+        unsafe { with_row_limbs!(reduce_row!(tp.add(i), pp, n0, c)) };
+    }
+    let mut hi = [0u64; LIMBS];
+    hi.copy_from_slice(&t[LIMBS..]);
+    subtract_once(&hi, c, p)
+}
+
+/// Given `c * 2^2048 + lo < 2p` (`c` is 0 or 1), returns it modulo p, in constant time.
+fn subtract_once(lo: &Limbs, c: u64, p: &Limbs) -> Limbs {
+    let mut diff = [0u64; LIMBS];
+    let mut borrow = 0u64;
+    for ((d, &l), &q) in diff.iter_mut().zip(lo).zip(p) {
+        let (d1, b1) = l.overflowing_sub(q);
+        let (d2, b2) = d1.overflowing_sub(borrow);
+        *d = d2;
+        borrow = u64::from(b1 | b2);
+    }
+    // Keep `lo` only if the value is below p: c = 0 and the subtraction borrowed. If c = 1,
+    // lo < p, so it borrowed and c - borrow = 0.
+    let keep = core::hint::black_box(c.wrapping_sub(borrow));
+    let mut out = [0u64; LIMBS];
+    for ((o, &l), &d) in out.iter_mut().zip(lo).zip(&diff) {
+        *o = (l & keep) | (d & !keep);
+    }
+    out
+}
+
+/// `a * b * 2^-2048 mod p` for `a, b < p`, `p` odd, `n0 = -p^-1 mod 2^64`.
+///
+/// # Safety
+/// The CPU supports BMI2 and ADX.
+#[target_feature(enable = "bmi2,adx")]
+pub(crate) unsafe fn mul(a: &Limbs, b: &Limbs, p: &Limbs, n0: u64) -> Limbs {
+    let mut t = [0u64; 2 * LIMBS];
+    let tp = t.as_mut_ptr();
+    let bp = b.as_ptr();
+    for (j, &x) in a.iter().enumerate() {
+        // SAFETY: row j reads and writes t[j..=j + 32] (j + 32 <= 63, inside `t`, held
+        // exclusively); t[j + 32] is still 0 (row j - 1 ended at t[j + 31]); reads b[0..32].
+        // BMI2/ADX as the caller guarantees.
+        unsafe { with_row_limbs!(product_row!(tp.add(j), bp, x)) };
+    }
+    // SAFETY: the caller guarantees BMI2 and ADX.
+    unsafe { reduce(&mut t, p, n0) }
+}
+
+/// `a * a * 2^-2048 mod p` for `a < p`, `p` odd, `n0 = -p^-1 mod 2^64`.
+///
+/// # Safety
+/// The CPU supports BMI2 and ADX.
+#[target_feature(enable = "bmi2,adx")]
+pub(crate) unsafe fn sqr(a: &Limbs, p: &Limbs, n0: u64) -> Limbs {
+    let mut t = [0u64; 2 * LIMBS];
+    let tp = t.as_mut_ptr();
+    let ap = a.as_ptr();
+    // SAFETY: row j (0..31) reads a[j..32] and reads and writes t[2j+1..=j+32] (at most 63,
+    // inside `t`, held exclusively); t[j + 32] is still 0 (row j - 1 ended at t[j + 31]). The
+    // diagonal pass reads a[0..32] and rewrites t[0..64]. BMI2/ADX as the caller guarantees.
+    unsafe {
+        with_row_limbs!(off_diagonal_rows!(tp, ap));
+        double_add_diagonal!(tp, ap);
+    }
+    // SAFETY: the caller guarantees BMI2 and ADX.
+    unsafe { reduce(&mut t, p, n0) }
+}
