@@ -195,7 +195,7 @@ impl<const W: usize> FixedBaseTable<W> {
         for _ in 0..EXP_TOP_BIT {
             c = arith.sqr(&c);
         }
-        let c = arith.from_mont(&c);
+        let c = arith.out_of_mont(&c);
         for e in entries.iter_mut().take(Self::ROW) {
             *e = arith.mul(e, &c);
         }
@@ -252,7 +252,7 @@ fn shared_with_window<const N: usize>(
     let base = arith.to_mont(&from_be_bytes(peer));
     let mut acc = pow_window::<N>(arith, &base, &x);
     x.zeroize();
-    let mut plain = arith.from_mont(&acc);
+    let mut plain = arith.out_of_mont(&acc);
     acc.zeroize();
     let out = to_be_bytes(&plain);
     plain.zeroize();
@@ -307,7 +307,7 @@ pub mod internals {
         let mut x = exponent(private);
         let mut acc = pow_window::<N>(arith, &MONT_TWO, &x);
         x.zeroize();
-        let out = to_be_bytes(&arith.from_mont(&acc));
+        let out = to_be_bytes(&arith.out_of_mont(&acc));
         acc.zeroize();
         out
     }

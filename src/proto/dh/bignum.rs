@@ -184,7 +184,7 @@ impl Arith {
     }
 
     /// Converts out of Montgomery form: `a * R^-1 mod p`.
-    pub(crate) fn from_mont(self, a: &Limbs) -> Limbs {
+    pub(crate) fn out_of_mont(self, a: &Limbs) -> Limbs {
         let mut one = [0u64; LIMBS];
         if let Some(l) = one.first_mut() {
             *l = 1;

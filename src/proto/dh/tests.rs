@@ -111,7 +111,7 @@ fn arith_all() -> Vec<Arith> {
 fn kernel_and_portable_agree_on_full_exponentiations() {
     // Chained exponentiations: each shared secret is the next peer value, so a difference in
     // any of the ~330 multiplications per step propagates to the compared output.
-    let mut rng = Rng(0x5EED_0F_AD);
+    let mut rng = Rng(0x5EED_0FAD);
     let mut peer_p = public_from_private_with(Arith::Portable, &rng.bytes());
     let mut peer_k = peer_p;
     for arith in Arith::available().into_iter().skip(1) {
@@ -195,7 +195,7 @@ fn montgomery_mul_and_sqr_match_num_bigint() {
             let want_sqr = (a * a * &r_inv) % &p;
             assert_eq!(limbs_big(&arith.sqr(&al)), want_sqr, "{name} sqr {a:x}");
             assert_eq!(limbs_big(&arith.to_mont(&al)), (a << 2048usize) % &p);
-            assert_eq!(limbs_big(&arith.from_mont(&al)), (a * &r_inv) % &p);
+            assert_eq!(limbs_big(&arith.out_of_mont(&al)), (a * &r_inv) % &p);
             for b in &values {
                 let want = (a * b * &r_inv) % &p;
                 assert_eq!(
