@@ -43,6 +43,19 @@ macro_rules! with_row_limbs {
     };
 }
 
+/// The limb steps of a row as one template string: for each listed limb, `hi:lo = rdx *
+/// b[limb]`, `lo += t[limb]` on CF, `lo += prev` on OF, `t[limb] = lo`.
+macro_rules! row_steps {
+    ($( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
+        concat!($(
+            "mulx ", $hi, ", ", $lo, ", qword ptr [{b} + ", $k, "]\n",
+            "adcx ", $lo, ", qword ptr [{t} + ", $k, "]\n",
+            "adox ", $lo, ", ", $prev, "\n",
+            "mov qword ptr [{t} + ", $k, "], ", $lo, "\n",
+        )+)
+    };
+}
+
 /// `t[k] += x * b[k]` for the limbs `k` listed (a suffix of `0..32`, ending at 31), plus the
 /// row's top limb (high half of the last product and both chains' carries; the row sum fits,
 /// so this cannot overflow) written to `t[32]`, which must be 0 before. `t` and `b` are
@@ -53,12 +66,7 @@ macro_rules! product_row {
             // Zero both possible `prev` registers of the first limb; xor also clears CF and OF.
             "xor r9d, r9d",
             "xor r11d, r11d",
-            $(
-                concat!("mulx ", $hi, ", ", $lo, ", qword ptr [{b} + ", $k, "]"),
-                concat!("adcx ", $lo, ", qword ptr [{t} + ", $k, "]"),
-                concat!("adox ", $lo, ", ", $prev),
-                concat!("mov qword ptr [{t} + ", $k, "], ", $lo),
-            )+
+            row_steps!($( ($kl $k $lo $hi $prev) )+),
             "adcx r11, {zero}",
             "adox r11, {zero}",
             "mov qword ptr [{t} + 256], r11",
@@ -81,12 +89,7 @@ macro_rules! reduce_row {
             "imul rdx, {n0}",
             "xor r9d, r9d",
             "xor r11d, r11d",
-            $(
-                concat!("mulx ", $hi, ", ", $lo, ", qword ptr [{b} + ", $k, "]"),
-                concat!("adcx ", $lo, ", qword ptr [{t} + ", $k, "]"),
-                concat!("adox ", $lo, ", ", $prev),
-                concat!("mov qword ptr [{t} + ", $k, "], ", $lo),
-            )+
+            row_steps!($( ($kl $k $lo $hi $prev) )+),
             // Top limb of t[0..32] + m * p: no overflow (the sum is below 2^2112).
             "adcx r11, {zero}",
             "adox r11, {zero}",
