@@ -80,15 +80,18 @@ macro_rules! product_row {
     };
 }
 
-/// The reduction row at `t`: `m = t[0] * n0'`, `t[0..32] += m * p`, the row's top limb plus
-/// the carry `c` (0 or 1) added to `t[32]`, and `c` set to the carry out of that addition.
+/// The reduction row at `t` for the digit `m = t[0] * n0'`: `t[0..32] += m * p`, the row's top
+/// limb plus the carry `c` (0 or 1) added to `t[32]`, `c` set to the carry out of that
+/// addition, and `m` set to the next row's digit `t[1] * n0'`, taken from the register that
+/// holds the new `t[1]` (so the next row need not wait for the store and reload).
 macro_rules! reduce_row {
-    ($t:expr, $p:expr, $n0:expr, $c:ident; $( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
+    ($t:expr, $p:expr, $n0:expr, $c:ident, $m:ident; $s0:tt $s1:tt $( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
         asm!(
-            "mov rdx, qword ptr [{t}]",
-            "imul rdx, {n0}",
             "xor r9d, r9d",
             "xor r11d, r11d",
+            row_steps!($s0 $s1),
+            // Limb 1 is final now (later rows start above it): keep it; flags stay untouched.
+            "mov {mn}, r10",
             row_steps!($( ($kl $k $lo $hi $prev) )+),
             // Top limb of t[0..32] + m * p: no overflow (the sum is below 2^2112).
             "adcx r11, {zero}",
@@ -99,12 +102,15 @@ macro_rules! reduce_row {
             "adc {c:e}, 0",
             "add qword ptr [{t} + 256], r11",
             "adc {c:e}, 0",
+            "imul {mn}, {n0}",
             t = in(reg) $t,
             b = in(reg) $p,
             n0 = in(reg) $n0,
             zero = in(reg) 0u64,
             c = inout(reg) $c,
-            out("rdx") _, out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            mn = out(reg) $m,
+            inout("rdx") $m => _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
             options(nostack),
         )
     };
@@ -168,11 +174,12 @@ unsafe fn reduce(t: &mut [u64; 2 * LIMBS], p: &Limbs, n0: u64) -> Limbs {
     let tp = t.as_mut_ptr();
     let pp = p.as_ptr();
     let mut c = 0u64;
+    let mut m = t[0].wrapping_mul(n0);
     for i in 0..LIMBS {
         // SAFETY: the row reads and writes t[i..=i + 32] (i + 32 <= 63, inside the 64 limbs
         // of `t`, which we hold exclusively) and reads p[0..32]; BMI2/ADX as the caller
         // guarantees.
-        unsafe { with_row_limbs!(reduce_row!(tp.add(i), pp, n0, c)) };
+        unsafe { with_row_limbs!(reduce_row!(tp.add(i), pp, n0, c, m)) };
     }
     let mut hi = [0u64; LIMBS];
     hi.copy_from_slice(&t[LIMBS..]);
