@@ -66,12 +66,14 @@ const PRIV_LIMBS: usize = DH_PRIVATE_LEN / 8;
 const EXP_LIMBS: usize = EXP_BITS.div_ceil(64);
 
 /// Window width of the fixed-base table used by [`public_from_private`]: 43 table
-/// multiplications and no squarings. 6 measured fastest among 4..=8 (`benches/dh.rs`): smaller
-/// windows need more multiplications, larger ones spend more time scanning rows.
+/// multiplications and no squarings. 6 measured fastest among 4..=8 (`benches/dh.rs`), and
+/// again among 5..=7 on the BMI2/ADX kernel (`benches/dh_ab.rs`): smaller windows need more
+/// multiplications, larger ones spend more time scanning rows.
 const KEYGEN_WINDOW: usize = 6;
 
 /// Table size (`2^w`, w = 4) of the fixed window used by [`shared_secret`]: 254 squarings and
-/// 64 multiplications. w = 4 and 5 measured equal, 3 and 6 slower (`benches/dh.rs`).
+/// 64 multiplications. w = 4 and 5 measured equal, 3 and 6 slower (`benches/dh.rs`), on both
+/// the portable arithmetic and the BMI2/ADX kernel (`benches/dh_ab.rs`).
 const SHARED_TABLE: usize = 16;
 
 /// `priv` as little-endian limbs (the 32 bytes are big-endian, §1.5).
