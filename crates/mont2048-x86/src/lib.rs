@@ -26,7 +26,9 @@ pub const LIMBS: usize = 32;
 pub type Limbs = [u64; LIMBS];
 
 /// An odd modulus `p < 2^2048` with its Montgomery constant `n0' = -p^-1 mod 2^64`.
+// repr(C): the kernel reads n0' right after the 32 limbs of p.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Modulus {
     p: Limbs,
     n0: u64,
@@ -99,7 +101,7 @@ impl Kernel {
         match self.0 {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a `Kernel` exists only after `detect` found BMI2 and ADX.
-            Token => unsafe { x86::mul(a, b, &m.p, m.n0) },
+            Token => unsafe { x86::mul(a, b, m) },
         }
     }
 
@@ -110,7 +112,7 @@ impl Kernel {
         match self.0 {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: a `Kernel` exists only after `detect` found BMI2 and ADX.
-            Token => unsafe { x86::sqr(a, &m.p, m.n0) },
+            Token => unsafe { x86::sqr(a, m) },
         }
     }
 }
