@@ -3,17 +3,18 @@
 //! not emit `adox` chains from intrinsics.
 //!
 //! Both operations first form the full 4096-bit product in a 64-limb buffer `t`, then reduce it
-//! (separated operand scanning):
-//! - a product row `t[j..j + 33] += x * b[0..32]` multiplies each limb with `mulx`, adds the
-//!   low halves on the CF chain and the high halves of the previous limb on the OF chain, and
-//!   stores each finished limb back; both chains run at one limb per cycle, side by side;
-//! - [`mul`] runs 32 full rows; [`sqr`] runs the 31 off-diagonal rows `a[j] * a[j+1..32]`
-//!   (496 limb products instead of 1024), then one pass doubling `t` on the CF chain while
-//!   adding the diagonal squares `a[i]^2` on the OF chain;
-//! - the reduction ([`reduce`]) adds `m_i * p * 2^(64 i)` for `m_i = t[i] * n0'`, 32 rows in
-//!   four blocks of eight, with the accumulator as a window of eight limbs in registers (the
-//!   product rows keep theirs in memory: a row step on registers measured 15 % cheaper, and
-//!   the reduction is two thirds of a square's work);
+//! (separated operand scanning). Every limb product is a `mulx` whose low half goes on the CF
+//! chain and whose high half goes on the OF chain, one limb further up; the two chains run
+//! side by side at one limb per cycle.
+//! - [`mul`] forms the product in four blocks of eight rows, the accumulator a window of eight
+//!   limbs in registers (`asm/mul8.s`);
+//! - [`sqr`] runs the 31 off-diagonal rows `a[j] * a[j+1..32]` (496 limb products instead of
+//!   1024) with the accumulator in memory (`product_row!`: each finished limb stored back),
+//!   then one pass doubling `t` on the CF chain while adding the diagonal squares `a[i]^2` on
+//!   the OF chain;
+//! - [`reduce`] adds `m_i * p * 2^(64 i)` for `m_i = t[i] * n0'`, 32 rows in four blocks of
+//!   eight with the same register window (`asm/reduce8.s`); a row step on registers measured
+//!   15 % cheaper than one through memory, and the reduction is two thirds of a square;
 //! - the result `t[32..64] + carry * 2^2048 < 2p` is reduced by one subtraction of p, kept or
 //!   discarded with masks.
 //!
@@ -197,24 +198,47 @@ fn subtract_once(lo: &Limbs, c: u64, p: &Limbs) -> Limbs {
     out
 }
 
+/// Limbs of [`mul`]'s buffer: [`BUF`] (carry scratch and the product `t`), then a copy of `a`
+/// (the digits of the product blocks, at `t + 64`), then the product blocks' merge-carry
+/// scratch (block `j0` uses `t[j0 + 96]`).
+const MUL_BUF: usize = BUF + LIMBS + LIMBS;
+
 /// `a * b * 2^-2048 mod p` for `a, b < p`, `p` odd, `n0 = -p^-1 mod 2^64`.
+///
+/// The product is four blocks of eight rows (`asm/mul8.s`, the reduction block's generator
+/// in its `mul` form): block `j0` adds `a[j0..j0 + 8] * b` to `t[j0..j0 + 40]` with the same
+/// eight-limb register window sliding over four 8-limb chunks of `b`, storing each finished
+/// limb. No carry leaves a block: `a[0..j0 + 8] * b` fits in `j0 + 40` limbs.
 ///
 /// # Safety
 /// The CPU supports BMI2 and ADX.
 #[target_feature(enable = "bmi2,adx")]
 pub(crate) unsafe fn mul(a: &Limbs, b: &Limbs, m: &Modulus) -> Limbs {
-    let mut buf = [0u64; BUF];
-    // SAFETY: 2 < BUF: the product `t` starts 2 limbs into `buf` and has 64 limbs.
-    let tp = unsafe { buf.as_mut_ptr().add(2) };
-    let bp = b.as_ptr();
-    for (j, &x) in a.iter().enumerate() {
-        // SAFETY: row j reads and writes t[j..=j + 32] (j + 32 <= 63, inside `t`, held
-        // exclusively); t[j + 32] is still 0 (row j - 1 ended at t[j + 31]); reads b[0..32].
-        // BMI2/ADX as the caller guarantees.
-        unsafe { with_row_limbs!(product_row!(tp.add(j), bp, x)) };
+    let mut buf = [0u64; MUL_BUF];
+    buf[BUF..BUF + LIMBS].copy_from_slice(a);
+    let base = buf.as_mut_ptr();
+    for block in 0..LIMBS / 8 {
+        // SAFETY: with T = buf + 2 + 8 * block, the block reads and writes buf at T .. T + 40
+        // (the product), reads T + 64 .. T + 72 (the copy of a) and writes T + 96 (scratch):
+        // at most 2 + 24 + 96 = 122 < MUL_BUF, all inside `buf`, held exclusively. It reads
+        // the 32 limbs of `b`. The registers it changes are all declared. BMI2/ADX as the
+        // caller guarantees.
+        unsafe {
+            asm!(
+                include_str!("../asm/mul8.s"),
+                in("r14") base.add(2 + 8 * block),
+                in("r15") b.as_ptr(),
+                out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _, out("rdi") _,
+                out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _, out("r13") _,
+                options(nostack),
+            )
+        };
     }
+    let product: &mut [u64; BUF] = (&mut buf[..BUF])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("BUF <= MUL_BUF"));
     // SAFETY: the caller guarantees BMI2 and ADX.
-    unsafe { reduce(&mut buf, m) }
+    unsafe { reduce(product, m) }
 }
 
 /// `a * a * 2^-2048 mod p` for `a < p`, `p` odd, `n0 = -p^-1 mod 2^64`.
