@@ -12,7 +12,7 @@
 //!
 //! Two implementations of the Montgomery multiplication and squaring, picked by [`Arith`]:
 //! - the BMI2/ADX kernel of `crates/mont2048-x86` (`mulx` with `adcx`/`adox` carry chains in
-//!   `asm!`, about 28 % less time here, PERFORMANCE.md), used when the CPU has those features;
+//!   `asm!`, about 30 % less time here, PERFORMANCE.md), used when the CPU has those features;
 //! - the portable code below: product scanning with the reduction interleaved column by column
 //!   ("finely integrated product scanning"), fully unrolled, which keeps the column accumulator
 //!   in registers instead of re-reading and re-writing a 33-limb intermediate for every row.
