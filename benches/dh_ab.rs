@@ -45,71 +45,60 @@ fn ab(group: &str, reps: u32, variants: &mut [Variant<'_>]) {
     }
 }
 
+/// A named variant whose closure evaluates `$e` (kept alive with `black_box`).
+macro_rules! variant {
+    ($name:expr, $e:expr) => {
+        (
+            String::from($name),
+            Box::new(move || {
+                black_box($e);
+            }) as Box<dyn FnMut() + '_>,
+        )
+    };
+}
+
 fn main() {
     let a = Arith::Portable.mul(&MONT_TWO, &MONT_TWO);
     let b = Arith::Portable.sqr(&a);
     let all = Arith::available();
     let kernels: Vec<Arith> = all.iter().copied().skip(1).collect();
 
-    let mut v: Vec<Variant<'_>> = Vec::new();
-    for &ar in &all {
-        v.push((
-            ar.name().into(),
-            Box::new(move || {
-                black_box(ar.mul(black_box(&a), black_box(&b)));
-            }),
-        ));
-    }
+    let mut v: Vec<Variant<'_>> = all
+        .iter()
+        .map(|&ar| variant!(ar.name(), ar.mul(black_box(&a), black_box(&b))))
+        .collect();
     ab("mont_mul", 3000, &mut v);
 
-    let mut v: Vec<Variant<'_>> = Vec::new();
-    for &ar in &all {
-        v.push((
-            ar.name().into(),
-            Box::new(move || {
-                black_box(ar.sqr(black_box(&a)));
-            }),
-        ));
-    }
+    let mut v: Vec<Variant<'_>> = all
+        .iter()
+        .map(|&ar| variant!(ar.name(), ar.sqr(black_box(&a))))
+        .collect();
     ab("mont_sqr", 3000, &mut v);
 
     let peer = public_from_private(&[0x3C; 32]);
     let private = [0xA5u8; 32];
-    let mut v: Vec<Variant<'_>> = vec![(
-        "portable_w4".into(),
-        Box::new(|| {
-            black_box(shared_with_window::<16>(
-                Arith::Portable,
-                black_box(&peer),
-                &private,
-            ));
-        }),
+    let (peer, private) = (&peer, &private);
+    let mut v: Vec<Variant<'_>> = vec![variant!(
+        "portable_w4",
+        shared_with_window::<16>(Arith::Portable, black_box(peer), private)
     )];
     for &ar in &kernels {
         let n = ar.name();
-        v.push((
+        v.push(variant!(
             format!("{n}_w3"),
-            Box::new(move || {
-                black_box(shared_with_window::<8>(ar, black_box(&peer), &private));
-            }),
+            shared_with_window::<8>(ar, black_box(peer), private)
         ));
-        v.push((
+        v.push(variant!(
             format!("{n}_w4"),
-            Box::new(move || {
-                black_box(shared_with_window::<16>(ar, black_box(&peer), &private));
-            }),
+            shared_with_window::<16>(ar, black_box(peer), private)
         ));
-        v.push((
+        v.push(variant!(
             format!("{n}_w5"),
-            Box::new(move || {
-                black_box(shared_with_window::<32>(ar, black_box(&peer), &private));
-            }),
+            shared_with_window::<32>(ar, black_box(peer), private)
         ));
-        v.push((
+        v.push(variant!(
             format!("{n}_w6"),
-            Box::new(move || {
-                black_box(shared_with_window::<64>(ar, black_box(&peer), &private));
-            }),
+            shared_with_window::<64>(ar, black_box(peer), private)
         ));
     }
     ab("shared", 20, &mut v);
@@ -119,32 +108,24 @@ fn main() {
         FixedBaseTable::<6>::new(),
         FixedBaseTable::<7>::new(),
     );
-    let mut v: Vec<Variant<'_>> = vec![(
-        "portable_w6".into(),
-        Box::new(|| {
-            black_box(t6.public_with(Arith::Portable, black_box(&private)));
-        }),
+    let (t5, t6, t7) = (&t5, &t6, &t7);
+    let mut v: Vec<Variant<'_>> = vec![variant!(
+        "portable_w6",
+        t6.public_with(Arith::Portable, black_box(private))
     )];
     for &ar in &kernels {
         let n = ar.name();
-        let (t5, t6, t7) = (&t5, &t6, &t7);
-        v.push((
+        v.push(variant!(
             format!("{n}_w5"),
-            Box::new(move || {
-                black_box(t5.public_with(ar, black_box(&private)));
-            }),
+            t5.public_with(ar, black_box(private))
         ));
-        v.push((
+        v.push(variant!(
             format!("{n}_w6"),
-            Box::new(move || {
-                black_box(t6.public_with(ar, black_box(&private)));
-            }),
+            t6.public_with(ar, black_box(private))
         ));
-        v.push((
+        v.push(variant!(
             format!("{n}_w7"),
-            Box::new(move || {
-                black_box(t7.public_with(ar, black_box(&private)));
-            }),
+            t7.public_with(ar, black_box(private))
         ));
     }
     ab("keygen", 60, &mut v);
