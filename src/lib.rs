@@ -9,10 +9,11 @@
 //!   without I/O.
 //! - [`io`] is the io layer (Linux, io_uring): sockets, buffers and timers, no protocol knowledge.
 //!   It is the only module of this crate with `unsafe` code. The other `unsafe` in the
-//!   repository is in two workspace crates that [`proto::packet`] uses, each reviewed like a
+//!   repository is in three workspace crates that [`proto`] uses, each reviewed like a
 //!   vendored primitive (as `sha2`'s and `aes`'s own SIMD code is): the SHA-NI kernel of
-//!   `crates/sha256-mb/` (two packets' MACs at once) and the VAES/AES-NI AES-256-CTR kernels
-//!   of `crates/aes-ctr-x86/`.
+//!   `crates/sha256-mb/` (two packets' MACs at once), the VAES/AES-NI AES-256-CTR kernels
+//!   of `crates/aes-ctr-x86/` (both for [`proto::packet`]), and the BMI2/ADX 2048-bit
+//!   Montgomery multiplication of `crates/mont2048-x86/` (for [`proto::dh`]).
 //! - [`relay`] is the `-e`/`-d` daemon: the connection state machine on the io layer, startup,
 //!   signals and logging.
 

@@ -11,10 +11,7 @@ use zeroize::Zeroize;
 
 mod bignum;
 
-use bignum::{
-    LIMBS, Limbs, ONE, TWO, ct_lookup, from_be_bytes, from_mont, mont_mul, mont_sqr, to_be_bytes,
-    to_mont,
-};
+use bignum::{Arith, LIMBS, Limbs, ONE, TWO, ct_lookup, from_be_bytes, to_be_bytes};
 
 /// Length of the random private value handed in by the caller (§1.5: 32 random bytes).
 pub const DH_PRIVATE_LEN: usize = 32;
@@ -69,12 +66,14 @@ const PRIV_LIMBS: usize = DH_PRIVATE_LEN / 8;
 const EXP_LIMBS: usize = EXP_BITS.div_ceil(64);
 
 /// Window width of the fixed-base table used by [`public_from_private`]: 43 table
-/// multiplications and no squarings. 6 measured fastest among 4..=8 (`benches/dh.rs`): smaller
-/// windows need more multiplications, larger ones spend more time scanning rows.
+/// multiplications and no squarings. 6 measured fastest among 4..=8 (`benches/dh.rs`), and
+/// again among 5..=7 on the BMI2/ADX kernel (`benches/dh_ab.rs`): smaller windows need more
+/// multiplications, larger ones spend more time scanning rows.
 const KEYGEN_WINDOW: usize = 6;
 
 /// Table size (`2^w`, w = 4) of the fixed window used by [`shared_secret`]: 254 squarings and
-/// 64 multiplications. w = 4 and 5 measured equal, 3 and 6 slower (`benches/dh.rs`).
+/// 64 multiplications. w = 4 and 5 measured equal, 3 and 6 slower (`benches/dh.rs`), on both
+/// the portable arithmetic and the BMI2/ADX kernel (`benches/dh_ab.rs`).
 const SHARED_TABLE: usize = 16;
 
 /// `priv` as little-endian limbs (the 32 bytes are big-endian, §1.5).
@@ -119,7 +118,7 @@ fn window_digit(limbs: &[u64], pos: usize, width: usize) -> u64 {
 /// constant-time table lookup and a multiplication for every window (also for zero digits).
 ///
 /// `base` is in Montgomery form and `< p`; `x` is the 259-bit exponent. Constant time in `x`.
-fn pow_window<const N: usize>(base: &Limbs, x: &[u64; EXP_LIMBS]) -> Limbs {
+fn pow_window<const N: usize>(arith: Arith, base: &Limbs, x: &[u64; EXP_LIMBS]) -> Limbs {
     const { assert!(N.is_power_of_two() && N >= 2 && N <= 64) };
     let width = N.trailing_zeros() as usize;
     let windows = EXP_BITS.div_ceil(width);
@@ -129,8 +128,8 @@ fn pow_window<const N: usize>(base: &Limbs, x: &[u64; EXP_LIMBS]) -> Limbs {
         let entry = match d {
             0 => ONE,
             1 => *base,
-            _ if d % 2 == 0 => mont_sqr(&table[d / 2]),
-            _ => mont_mul(&table[d - 1], base),
+            _ if d % 2 == 0 => arith.sqr(&table[d / 2]),
+            _ => arith.mul(&table[d - 1], base),
         };
         table[d] = entry;
     }
@@ -139,11 +138,11 @@ fn pow_window<const N: usize>(base: &Limbs, x: &[u64; EXP_LIMBS]) -> Limbs {
     let mut acc = ct_lookup(&table, digit);
     for w in (0..windows - 1).rev() {
         for _ in 0..width {
-            acc = mont_sqr(&acc);
+            acc = arith.sqr(&acc);
         }
         digit = window_digit(x, w * width, width);
         let mut factor = ct_lookup(&table, digit);
-        acc = mont_mul(&acc, &factor);
+        acc = arith.mul(&acc, &factor);
         factor.zeroize();
     }
     digit.zeroize();
@@ -177,6 +176,7 @@ impl<const W: usize> FixedBaseTable<W> {
     /// time).
     pub fn new() -> Self {
         const { assert!(W >= 1 && W <= 8) };
+        let arith = Arith::detect();
         let mut entries = Vec::with_capacity(Self::WINDOWS * Self::ROW);
         // g = 2^(2^(W*i)) in Montgomery form, for the current row i.
         let mut g = TWO;
@@ -185,21 +185,21 @@ impl<const W: usize> FixedBaseTable<W> {
             entries.push(ONE);
             for d in 1..Self::ROW {
                 let prev = entries.get(start + d - 1).copied().unwrap_or(ONE);
-                entries.push(mont_mul(&prev, &g));
+                entries.push(arith.mul(&prev, &g));
             }
             for _ in 0..W {
-                g = mont_sqr(&g);
+                g = arith.sqr(&g);
             }
         }
         // c = 2^(2^258) as a plain number: folding it into row 0 with one Montgomery
         // multiplication turns row 0 into plain (R^-1-scaled) values.
         let mut c = TWO;
         for _ in 0..EXP_TOP_BIT {
-            c = mont_sqr(&c);
+            c = arith.sqr(&c);
         }
-        let c = from_mont(&c);
+        let c = arith.out_of_mont(&c);
         for e in entries.iter_mut().take(Self::ROW) {
-            *e = mont_mul(e, &c);
+            *e = arith.mul(e, &c);
         }
         FixedBaseTable { entries }
     }
@@ -207,6 +207,11 @@ impl<const W: usize> FixedBaseTable<W> {
     /// Returns `2^x mod p` with `x = 2^258 + private` (§1.5) as 256 big-endian bytes, in
     /// constant time with respect to `private`.
     pub fn public(&self, private: &[u8; DH_PRIVATE_LEN]) -> [u8; DH_PUBLIC_LEN] {
+        self.public_with(Arith::detect(), private)
+    }
+
+    /// [`FixedBaseTable::public`] on the given arithmetic (for tests and benchmarks).
+    pub fn public_with(&self, arith: Arith, private: &[u8; DH_PRIVATE_LEN]) -> [u8; DH_PUBLIC_LEN] {
         let mut bits = priv_limbs(private);
         let mut acc = [0u64; LIMBS];
         for (i, row) in self.entries.chunks_exact(Self::ROW).enumerate() {
@@ -215,7 +220,7 @@ impl<const W: usize> FixedBaseTable<W> {
             acc = if i == 0 {
                 factor
             } else {
-                mont_mul(&acc, &factor)
+                arith.mul(&acc, &factor)
             };
             factor.zeroize();
             digit.zeroize();
@@ -241,14 +246,15 @@ fn keygen_table() -> &'static FixedBaseTable<KEYGEN_WINDOW> {
 
 /// `peer^x mod p` with `x = 2^258 + private`, by a fixed window with a table of `N` entries.
 fn shared_with_window<const N: usize>(
+    arith: Arith,
     peer: &[u8; DH_PUBLIC_LEN],
     private: &[u8; DH_PRIVATE_LEN],
 ) -> [u8; DH_PUBLIC_LEN] {
     let mut x = exponent(private);
-    let base = to_mont(&from_be_bytes(peer));
-    let mut acc = pow_window::<N>(&base, &x);
+    let base = arith.to_mont(&from_be_bytes(peer));
+    let mut acc = pow_window::<N>(arith, &base, &x);
     x.zeroize();
-    let mut plain = from_mont(&acc);
+    let mut plain = arith.out_of_mont(&acc);
     acc.zeroize();
     let out = to_be_bytes(&plain);
     plain.zeroize();
@@ -274,7 +280,7 @@ pub fn shared_secret(
     peer: &[u8; DH_PUBLIC_LEN],
     private: &[u8; DH_PRIVATE_LEN],
 ) -> [u8; DH_PUBLIC_LEN] {
-    shared_with_window::<SHARED_TABLE>(peer, private)
+    shared_with_window::<SHARED_TABLE>(Arith::detect(), peer, private)
 }
 
 /// Alternative exponentiation strategies, exported only so `benches/dh.rs` and tests can compare
@@ -282,45 +288,57 @@ pub fn shared_secret(
 #[doc(hidden)]
 pub mod internals {
     pub use super::FixedBaseTable;
+    /// The Montgomery arithmetic (portable or BMI2/ADX kernel): `Arith::mul`/`Arith::sqr` are
+    /// `a * b * 2^-2048 mod p` and `a * a * 2^-2048 mod p` on 32 little-endian limbs, inputs
+    /// and result below p, constant time.
+    pub use super::bignum::Arith;
 
     /// The Montgomery form of 2 (`2 * 2^2048 mod p`) as 32 little-endian limbs.
     pub const MONT_TWO: [u64; super::LIMBS] = super::TWO;
 
-    /// Montgomery multiplication `a * b * 2^-2048 mod p` on 32 little-endian limbs; both inputs
-    /// must be below p, and so is the result. Constant time.
-    pub fn mont_mul(a: &[u64; super::LIMBS], b: &[u64; super::LIMBS]) -> [u64; super::LIMBS] {
-        super::mont_mul(a, b)
-    }
-
-    /// Montgomery squaring `a * a * 2^-2048 mod p` on 32 little-endian limbs; `a` must be below
-    /// p, and so is the result. Constant time.
-    pub fn mont_sqr(a: &[u64; super::LIMBS]) -> [u64; super::LIMBS] {
-        super::mont_sqr(a)
-    }
     use super::{DH_PRIVATE_LEN, DH_PUBLIC_LEN, exponent, pow_window, to_be_bytes};
 
     /// `2^x mod p` (§1.5) by the generic fixed-window exponentiation with a table of `N`
-    /// entries (`N` a power of two in `2..=64`), i.e. without the fixed-base table. Constant
-    /// time in `private`.
+    /// entries (`N` a power of two in `2..=64`) on `arith`, i.e. without the fixed-base table.
+    /// Constant time in `private`.
     pub fn public_with_window<const N: usize>(
+        arith: Arith,
         private: &[u8; DH_PRIVATE_LEN],
     ) -> [u8; DH_PUBLIC_LEN] {
         use zeroize::Zeroize;
         let mut x = exponent(private);
-        let mut acc = pow_window::<N>(&MONT_TWO, &x);
+        let mut acc = pow_window::<N>(arith, &MONT_TWO, &x);
         x.zeroize();
-        let out = to_be_bytes(&super::from_mont(&acc));
+        let out = to_be_bytes(&arith.out_of_mont(&acc));
         acc.zeroize();
         out
     }
 
     /// `peer^x mod p` (§1.5) with a fixed window whose table has `N` entries (`N` a power of
-    /// two in `2..=64`). Same contract as [`super::shared_secret`].
+    /// two in `2..=64`) on `arith`. Same contract as [`super::shared_secret`].
     pub fn shared_with_window<const N: usize>(
+        arith: Arith,
         peer: &[u8; DH_PUBLIC_LEN],
         private: &[u8; DH_PRIVATE_LEN],
     ) -> [u8; DH_PUBLIC_LEN] {
-        super::shared_with_window::<N>(peer, private)
+        super::shared_with_window::<N>(arith, peer, private)
+    }
+
+    /// [`super::public_from_private`] on `arith` (same fixed-base table).
+    pub fn public_from_private_with(
+        arith: Arith,
+        private: &[u8; DH_PRIVATE_LEN],
+    ) -> [u8; DH_PUBLIC_LEN] {
+        super::keygen_table().public_with(arith, private)
+    }
+
+    /// [`super::shared_secret`] on `arith` (same window).
+    pub fn shared_secret_with(
+        arith: Arith,
+        peer: &[u8; DH_PUBLIC_LEN],
+        private: &[u8; DH_PRIVATE_LEN],
+    ) -> [u8; DH_PUBLIC_LEN] {
+        super::shared_with_window::<{ super::SHARED_TABLE }>(arith, peer, private)
     }
 }
 
