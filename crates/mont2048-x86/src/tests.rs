@@ -182,3 +182,33 @@ proptest! {
         check(k, &modulus(&pb), &(to_big(&a) % &pb), &(to_big(&b) % &pb));
     }
 }
+
+/// The committed `asm/*.s` are exactly what `asm/gen_reduce8.py` writes, so an edit to either
+/// cannot silently drift from the other. Needs `python3` (on every machine here; CI installs
+/// nothing for it): without it the test says SKIP, except under `CI=true`, where it fails.
+#[test]
+fn committed_asm_matches_its_generator() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("asm");
+    for (args, file) in [(&[][..], "reduce8.s"), (&["mul"][..], "mul8.s")] {
+        let out = match std::process::Command::new("python3")
+            .arg("gen_reduce8.py")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIP committed_asm_matches_its_generator: python3: {e}");
+                return;
+            }
+            Err(e) => panic!("python3 is needed under CI: {e}"),
+        };
+        assert!(out.status.success(), "gen_reduce8.py {args:?}: {out:?}");
+        let committed = std::fs::read(dir.join(file)).expect("committed asm");
+        assert!(
+            out.stdout == committed,
+            "asm/{file} differs from `python3 gen_reduce8.py {}`; regenerate it",
+            args.join(" ")
+        );
+    }
+}
