@@ -1458,3 +1458,23 @@ impl<D: Driver> Relay<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_fresh_across_batches_and_wiped_once_taken() {
+        let mut nonces = Nonces::new();
+        let per_batch = NONCE_BATCH / NONCE_LEN;
+        let taken: Vec<[u8; NONCE_LEN]> = (0..2 * per_batch + 1)
+            .map(|_| nonces.next().expect("getrandom"))
+            .collect();
+        let distinct: std::collections::HashSet<_> = taken.iter().collect();
+        assert_eq!(distinct.len(), taken.len(), "a nonce was handed out twice");
+        // The third batch has one nonce out: its bytes are wiped, the rest are not yet used.
+        assert_eq!(nonces.used, NONCE_LEN);
+        assert!(nonces.buf[..NONCE_LEN].iter().all(|&b| b == 0));
+        assert_ne!(&nonces.buf[NONCE_LEN..2 * NONCE_LEN], &[0u8; NONCE_LEN][..]);
+    }
+}
