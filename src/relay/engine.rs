@@ -22,7 +22,10 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::{Mode, PfsPolicy};
 use crate::io::{
@@ -49,6 +52,42 @@ const SPARE_BUFFERS: usize = 256;
 
 /// Spare buffers larger than this are dropped rather than kept.
 const SPARE_MAX_CAPACITY: usize = 2 * HIGH_WATER;
+
+/// Nonce bytes drawn from the OS RNG at a time: one `getrandom` per 32 handshakes instead of
+/// one per handshake.
+const NONCE_BATCH: usize = 32 * NONCE_LEN;
+
+/// Handshake nonces from the OS RNG, drawn [`NONCE_BATCH`] bytes at a time. Nonces are public
+/// (each is sent in the clear, §1.3) and each byte is handed out once and wiped; the batch is
+/// drawn on first use, so a process never shares one with a parent it forked from.
+struct Nonces {
+    buf: Zeroizing<[u8; NONCE_BATCH]>,
+    /// Bytes of `buf` already handed out (all of it when empty).
+    used: usize,
+}
+
+impl Nonces {
+    fn new() -> Self {
+        Self {
+            buf: Zeroizing::new([0u8; NONCE_BATCH]),
+            used: NONCE_BATCH,
+        }
+    }
+
+    /// The next nonce, never handed out before.
+    fn next(&mut self) -> Result<[u8; NONCE_LEN], Errno> {
+        if self.used + NONCE_LEN > NONCE_BATCH {
+            sys::fill_random(self.buf.as_mut_slice())?;
+            self.used = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let part = &mut self.buf[self.used..self.used + NONCE_LEN];
+        nonce.copy_from_slice(part);
+        part.zeroize();
+        self.used += NONCE_LEN;
+        Ok(nonce)
+    }
+}
 
 /// Settings of a [`Relay`].
 #[derive(Clone, Debug)]
@@ -359,6 +398,10 @@ pub struct Relay<D: Driver> {
     scratch: Vec<u8>,
     /// Ready handshake key pairs (`None` with `-f`, which needs none).
     pool: Option<KeyPool>,
+    /// `TCP_NODELAY` and `SO_KEEPALIVE` are set on the (TCP) listener, so accepted sockets
+    /// inherit them and [`Relay::start_pumps`] sets them on the target socket only.
+    listener_opts: bool,
+    nonces: Nonces,
 }
 
 /// Runs `data` read on the source of direction `dir` of `c` through its encoder or decoder,
@@ -436,6 +479,12 @@ impl<D: Driver> Relay<D> {
             (false, PfsPolicy::Disabled) => None,
             (false, _) => Some(KeyPool::new(KeyKind::Group14)),
         };
+        // Accepted TCP sockets inherit both options from the listener (Linux copies them at
+        // accept; on a listening socket they have no effect of their own): two setsockopt
+        // calls per connection fewer. Both fail on a Unix listener, which then keeps the
+        // per-socket calls (failing harmlessly, as spiped's do).
+        let listener_opts = sys::set_nodelay(listener.as_fd(), true).is_ok()
+            && sys::set_keepalive(listener.as_fd(), cfg.keepalive).is_ok();
         let listener = io.adopt(listener);
         io.accept(listener, token(0, 0, TAG_ACCEPT))
             .map_err(RelayError::Accept)?;
@@ -457,6 +506,8 @@ impl<D: Driver> Relay<D> {
             spare: Vec::new(),
             scratch: Vec::new(),
             pool,
+            listener_opts,
+            nonces: Nonces::new(),
         })
     }
 
@@ -711,10 +762,7 @@ impl<D: Driver> Relay<D> {
         };
         let generation = self.generations[slot as usize];
         let mut sock = [None, None];
-        sock[match self.cfg.mode {
-            Mode::Encrypt => PLAIN,
-            Mode::Decrypt => CRYPT,
-        }] = Some(client);
+        sock[self.accepted_side()] = Some(client);
         self.conns[slot as usize] = Some(Conn {
             generation,
             sock,
@@ -834,6 +882,14 @@ impl<D: Driver> Relay<D> {
         }
     }
 
+    /// The socket index of the accepted connection: the plaintext side with `-e`.
+    fn accepted_side(&self) -> usize {
+        match self.cfg.mode {
+            Mode::Encrypt => PLAIN,
+            Mode::Decrypt => CRYPT,
+        }
+    }
+
     /// The socket index of the target connection: the encrypted side with `-e`.
     fn target_side(&self) -> usize {
         match self.cfg.mode {
@@ -881,11 +937,13 @@ impl<D: Driver> Relay<D> {
     }
 
     fn begin_handshake(&mut self, slot: u32) {
-        let mut nonce = [0u8; NONCE_LEN];
-        if let Err(e) = sys::fill_random(&mut nonce) {
-            self.drop_conn(slot, DropReason::Random(e));
-            return;
-        }
+        let nonce = match self.nonces.next() {
+            Ok(n) => n,
+            Err(e) => {
+                self.drop_conn(slot, DropReason::Random(e));
+                return;
+            }
+        };
         // The key pair is deferred: the handshake asks for it (from the pool) when it needs it,
         // a server only after the client's MAC verified.
         let exchange = match (self.cfg.x25519, self.cfg.pfs) {
@@ -1096,11 +1154,17 @@ impl<D: Driver> Relay<D> {
 
     fn start_pumps(&mut self, slot: u32) {
         let keepalive = self.cfg.keepalive;
+        let accepted = self.accepted_side();
+        let inherited = self.listener_opts;
         let Some(c) = self.conn(slot) else {
             return;
         };
         c.phase = Phase::Pumping;
-        let socks = c.sock;
+        let mut socks = c.sock;
+        if inherited {
+            // Set on the listener already (see `Relay::new`).
+            socks[accepted] = None;
+        }
         for h in socks.into_iter().flatten() {
             if let Some(fd) = self.io.fd(h) {
                 // These fail harmlessly on Unix sockets; spiped ignores the errors too (§4).
@@ -1193,6 +1257,15 @@ impl<D: Driver> Relay<D> {
         }
         if pump.eof && !pump.shut {
             pump.shut = true;
+            if c.pump[1 - dir].done {
+                // The other direction has ended, so `dst` has delivered its EOF (its receive
+                // queue is empty) and nothing is in flight on it: closing it sends the same
+                // FIN after the same queued bytes as shutdown(SHUT_WR) followed by the close
+                // that would come next, one system call and one loop turn fewer (§4 teardown).
+                c.pump[dir].done = true;
+                self.teardown(slot, None);
+                return;
+            }
             let t = self.tok(slot, TAG_SHUT + dst as u64);
             if let Err(e) = self.io.shutdown_write(h, t) {
                 self.drop_conn(slot, DropReason::Submit(e));
@@ -1383,5 +1456,25 @@ impl<D: Driver> Relay<D> {
         {
             self.arm_accept();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_fresh_across_batches_and_wiped_once_taken() {
+        let mut nonces = Nonces::new();
+        let per_batch = NONCE_BATCH / NONCE_LEN;
+        let taken: Vec<[u8; NONCE_LEN]> = (0..2 * per_batch + 1)
+            .map(|_| nonces.next().expect("getrandom"))
+            .collect();
+        let distinct: std::collections::HashSet<_> = taken.iter().collect();
+        assert_eq!(distinct.len(), taken.len(), "a nonce was handed out twice");
+        // The third batch has one nonce out: its bytes are wiped, the rest are not yet used.
+        assert_eq!(nonces.used, NONCE_LEN);
+        assert!(nonces.buf[..NONCE_LEN].iter().all(|&b| b == 0));
+        assert_ne!(&nonces.buf[NONCE_LEN..2 * NONCE_LEN], &[0u8; NONCE_LEN][..]);
     }
 }
