@@ -695,6 +695,98 @@ pub fn handshake_x25519(data: &[u8]) {
     finish_and_use(hs, fed, &leftover);
 }
 
+/// Bytes per operand of the [`dh_arith`] harness: one 2048-bit value (§1.5).
+const ARITH_OPERAND_LEN: usize = crate::proto::DH_PUBLIC_LEN;
+
+/// Limbs of one [`dh_arith`] operand.
+const ARITH_LIMBS: usize = ARITH_OPERAND_LEN / 8;
+
+/// `bytes` (big-endian, shorter input zero-extended at the end) as a value below the group-14
+/// prime: little-endian limbs, minus p once if it was not below p (any 2048-bit value is below
+/// 2p, so one subtraction suffices).
+fn arith_operand(bytes: &[u8]) -> [u64; ARITH_LIMBS] {
+    use crate::proto::dh::{GROUP14_P, is_below_p};
+    let mut be = [0u8; ARITH_OPERAND_LEN];
+    be[..bytes.len()].copy_from_slice(bytes);
+    let limbs = |b: &[u8; ARITH_OPERAND_LEN]| {
+        let mut l = [0u64; ARITH_LIMBS];
+        for (i, chunk) in b.rchunks_exact(8).enumerate() {
+            l[i] = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        l
+    };
+    let mut v = limbs(&be);
+    if !is_below_p(&be) {
+        let p = limbs(&GROUP14_P);
+        let mut borrow = false;
+        for (x, q) in v.iter_mut().zip(p) {
+            let (d1, b1) = x.overflowing_sub(q);
+            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
+            *x = d2;
+            borrow = b1 | b2;
+        }
+    }
+    v
+}
+
+/// Whether little-endian limbs `v` are below the group-14 prime.
+fn arith_below_p(v: &[u64; ARITH_LIMBS]) -> bool {
+    let mut be = [0u8; ARITH_OPERAND_LEN];
+    for (chunk, l) in be.rchunks_exact_mut(8).zip(v) {
+        chunk.copy_from_slice(&l.to_be_bytes());
+    }
+    crate::proto::dh::is_below_p(&be)
+}
+
+/// Fuzz target `dh_arith`: the group-14 Montgomery arithmetic (§1.5) on every implementation
+/// this CPU has (the portable code and, with BMI2/ADX, the `asm!` kernel of
+/// `crates/mont2048-x86`), differentially. The input is up to two 256-byte big-endian operands
+/// `a ‖ b` (missing bytes are zero; a value not below p is reduced once).
+///
+/// Oracles: every implementation gives the same `mul(a, b)`, `mul(b, a)`, `sqr(a)`, `sqr(b)`,
+/// Montgomery-form round trip of `a`; `sqr(a) == mul(a, a)`; every result is below p.
+pub fn dh_arith(data: &[u8]) {
+    use crate::proto::dh::internals::Arith;
+    let a = arith_operand(&data[..data.len().min(ARITH_OPERAND_LEN)]);
+    let b = arith_operand(
+        &data[data.len().min(ARITH_OPERAND_LEN)..data.len().min(2 * ARITH_OPERAND_LEN)],
+    );
+    let mut reference: Option<Vec<[u64; ARITH_LIMBS]>> = None;
+    for arith in Arith::available() {
+        let results = vec![
+            arith.mul(&a, &b),
+            arith.mul(&b, &a),
+            arith.sqr(&a),
+            arith.sqr(&b),
+            arith.out_of_mont(&arith.to_mont(&a)),
+        ];
+        for r in &results {
+            assert!(
+                arith_below_p(r),
+                "{}: a result is not below p",
+                arith.name()
+            );
+        }
+        assert_eq!(
+            results[2],
+            arith.mul(&a, &a),
+            "{}: sqr(a) != mul(a, a)",
+            arith.name()
+        );
+        assert_eq!(
+            results[0],
+            results[1],
+            "{}: mul is not commutative",
+            arith.name()
+        );
+        assert_eq!(results[4], a, "{}: Montgomery round trip", arith.name());
+        match &reference {
+            None => reference = Some(results),
+            Some(want) => assert_eq!(&results, want, "{} differs from portable", arith.name()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -708,12 +800,13 @@ mod tests {
     type Harness = fn(&[u8]);
 
     /// Every target with its harness.
-    const TARGETS: [(&str, Harness); 5] = [
+    const TARGETS: [(&str, Harness); 6] = [
         ("packet_open", packet_open),
         ("stream_decode", stream_decode),
         ("handshake_server", handshake_server),
         ("handshake_client", handshake_client),
         ("handshake_x25519", handshake_x25519),
+        ("dh_arith", dh_arith),
     ];
 
     /// The DH private value of the simulated peer in the handshake seeds.
@@ -1081,6 +1174,42 @@ mod tests {
         Ok(hs.finish().expect("handshake completed").key_index())
     }
 
+    /// `dh_arith` seeds: edge operands (0, 1, p - 1, p - 2, all-ones limbs, p itself and
+    /// 2^2048 - 1, which reduce to 0 and 2^2048 - 1 - p) and two pseudo-random ones.
+    fn dh_arith_seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let p = GROUP14_P.to_vec();
+        let minus = |k: u8| {
+            let mut v = p.clone();
+            let last = v.len() - 1;
+            v[last] -= k; // p's low byte is 0xff
+            v
+        };
+        let mut one = vec![0u8; ARITH_OPERAND_LEN];
+        one[ARITH_OPERAND_LEN - 1] = 1;
+        let mut alternating = Vec::with_capacity(ARITH_OPERAND_LEN);
+        for i in 0..ARITH_OPERAND_LEN / 8 {
+            alternating.extend_from_slice(&[if i % 2 == 0 { 0xff } else { 0 }; 8]);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let pseudo: Vec<u8> = (0..2 * ARITH_OPERAND_LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+        vec![
+            ("zero_one", cat(&[0; ARITH_OPERAND_LEN], &one)),
+            ("pm1_pm2", cat(&minus(1), &minus(2))),
+            ("p_allones", cat(&p, &[0xff; ARITH_OPERAND_LEN])),
+            ("alternating_pm1", cat(&alternating, &minus(1))),
+            ("pseudo_random", pseudo),
+            ("short", vec![0xff; 40]),
+        ]
+    }
+
     /// The seed files that [`write_seed_corpus`] writes for `target`.
     fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
         match target {
@@ -1089,6 +1218,7 @@ mod tests {
             "handshake_server" => strip(handshake_seeds(Role::Server)),
             "handshake_client" => strip(handshake_seeds(Role::Client)),
             "handshake_x25519" => strip(x25519_seeds()),
+            "dh_arith" => dh_arith_seeds(),
             _ => unreachable!("unknown target {target}"),
         }
     }
