@@ -17,8 +17,9 @@ rsi rdi r8 r9 r10 r11; r12/r13 the mulx low/high halves; rdx the digit. Memory (
 [T + 8r] (r < 8) the digits m_r after chunk 0, [T + 56] the carry word handed to the next
 block. Memory (mul): the digits a[i0 + r] at [T + 512 + 8r], scratch at [T + 768]; no carry
 word (the product of the first i0 + 8 limbs of a by b fits in t[0..i0 + 40]). Memory (sqr):
-as mul with b = a, but the chunks start at c0 = i0 / 8 (window t[2 i0 .. 2 i0 + 8]) and chunk
-c0 is the triangle: row r multiplies only a[i0 + r + 1 .. i0 + 8].
+as mul with b = a, but the digits a[i0 + r] are read at [r15 + 8 (i0 + r)], the scratch is at
+[T + 512], the chunks start at c0 = i0 / 8 (window t[2 i0 .. 2 i0 + 8]) and chunk c0 is the
+triangle: row r multiplies only a[i0 + r + 1 .. i0 + 8].
 """
 import sys
 
@@ -26,7 +27,7 @@ SQR = len(sys.argv) == 3 and sys.argv[1] == "sqr"
 MUL = sys.argv[1:] == ["mul"] or SQR
 C0 = int(sys.argv[2]) if SQR else 0
 assert 0 <= C0 < 4
-SCRATCH = 768 if MUL else -16
+SCRATCH = 512 if SQR else 768 if MUL else -16
 
 WINDOW = ["rax", "rcx", "rsi", "rdi", "r8", "r9", "r10", "r11"]
 LO, HI = "r12", "r13"
@@ -56,7 +57,10 @@ def main():
             emit(f"mov {q(SCRATCH)}, {LO}")
         for r in range(8):
             pos = 8 * c + r
-            if MUL:
+            if SQR:
+                if c > C0 or r < 7:
+                    emit(f"mov rdx, qword ptr [r15 + {8 * (8 * C0 + r)}]")
+            elif MUL:
                 emit(f"mov rdx, {q(512 + 8 * r)}")
             elif c == 0:
                 emit(f"mov rdx, {w[0]}")

@@ -6,8 +6,8 @@ mov r8, qword ptr [r14 + 160]
 mov r9, qword ptr [r14 + 168]
 mov r10, qword ptr [r14 + 176]
 mov r11, qword ptr [r14 + 184]
-mov qword ptr [r14 + 768], 0
-mov rdx, qword ptr [r14 + 512]
+mov qword ptr [r14 + 512], 0
+mov rdx, qword ptr [r15 + 128]
 xor r12d, r12d
 mov qword ptr [r14 + 128], rax
 mov rax, 0
@@ -33,7 +33,7 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx r11, r12
 adox rax, r13
 adc rax, 0
-mov rdx, qword ptr [r14 + 520]
+mov rdx, qword ptr [r15 + 136]
 xor r12d, r12d
 mov qword ptr [r14 + 136], rcx
 mov rcx, 0
@@ -56,7 +56,7 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx rax, r12
 adox rcx, r13
 adc rcx, 0
-mov rdx, qword ptr [r14 + 528]
+mov rdx, qword ptr [r15 + 144]
 xor r12d, r12d
 mov qword ptr [r14 + 144], rsi
 mov rsi, 0
@@ -76,7 +76,7 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx rcx, r12
 adox rsi, r13
 adc rsi, 0
-mov rdx, qword ptr [r14 + 536]
+mov rdx, qword ptr [r15 + 152]
 xor r12d, r12d
 mov qword ptr [r14 + 152], rdi
 mov rdi, 0
@@ -93,7 +93,7 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx rsi, r12
 adox rdi, r13
 adc rdi, 0
-mov rdx, qword ptr [r14 + 544]
+mov rdx, qword ptr [r15 + 160]
 xor r12d, r12d
 mov qword ptr [r14 + 160], r8
 mov r8, 0
@@ -107,7 +107,7 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx rdi, r12
 adox r8, r13
 adc r8, 0
-mov rdx, qword ptr [r14 + 552]
+mov rdx, qword ptr [r15 + 168]
 xor r12d, r12d
 mov qword ptr [r14 + 168], r9
 mov r9, 0
@@ -118,7 +118,7 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx r8, r12
 adox r9, r13
 adc r9, 0
-mov rdx, qword ptr [r14 + 560]
+mov rdx, qword ptr [r15 + 176]
 xor r12d, r12d
 mov qword ptr [r14 + 176], r10
 mov r10, 0
@@ -126,11 +126,10 @@ mulx r13, r12, qword ptr [r15 + 184]
 adcx r9, r12
 adox r10, r13
 adc r10, 0
-mov rdx, qword ptr [r14 + 568]
 xor r12d, r12d
 mov qword ptr [r14 + 184], r11
 mov r11, 0
-mov r12, qword ptr [r14 + 768]
+mov r12, qword ptr [r14 + 512]
 neg r12
 adc rax, qword ptr [r14 + 192]
 adc rcx, qword ptr [r14 + 200]
@@ -142,8 +141,8 @@ adc r10, qword ptr [r14 + 240]
 adc r11, qword ptr [r14 + 248]
 mov r12, 0
 adc r12, 0
-mov qword ptr [r14 + 768], r12
-mov rdx, qword ptr [r14 + 512]
+mov qword ptr [r14 + 512], r12
+mov rdx, qword ptr [r15 + 128]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx rax, r12
@@ -172,7 +171,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r11, r12
 adox rax, r13
 adc rax, 0
-mov rdx, qword ptr [r14 + 520]
+mov rdx, qword ptr [r15 + 136]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx rcx, r12
@@ -201,7 +200,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rax, r12
 adox rcx, r13
 adc rcx, 0
-mov rdx, qword ptr [r14 + 528]
+mov rdx, qword ptr [r15 + 144]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx rsi, r12
@@ -230,7 +229,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rcx, r12
 adox rsi, r13
 adc rsi, 0
-mov rdx, qword ptr [r14 + 536]
+mov rdx, qword ptr [r15 + 152]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx rdi, r12
@@ -259,7 +258,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rsi, r12
 adox rdi, r13
 adc rdi, 0
-mov rdx, qword ptr [r14 + 544]
+mov rdx, qword ptr [r15 + 160]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx r8, r12
@@ -288,7 +287,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rdi, r12
 adox r8, r13
 adc r8, 0
-mov rdx, qword ptr [r14 + 552]
+mov rdx, qword ptr [r15 + 168]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx r9, r12
@@ -317,7 +316,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r8, r12
 adox r9, r13
 adc r9, 0
-mov rdx, qword ptr [r14 + 560]
+mov rdx, qword ptr [r15 + 176]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx r10, r12
@@ -346,7 +345,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r9, r12
 adox r10, r13
 adc r10, 0
-mov rdx, qword ptr [r14 + 568]
+mov rdx, qword ptr [r15 + 184]
 xor r12d, r12d
 mulx r13, r12, qword ptr [r15 + 192]
 adcx r11, r12
@@ -375,7 +374,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r10, r12
 adox r11, r13
 adc r11, 0
-mov r12, qword ptr [r14 + 768]
+mov r12, qword ptr [r14 + 512]
 add rax, r12
 adc rcx, 0
 adc rsi, 0

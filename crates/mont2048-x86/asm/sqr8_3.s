@@ -6,8 +6,8 @@ mov r8, qword ptr [r14 + 224]
 mov r9, qword ptr [r14 + 232]
 mov r10, qword ptr [r14 + 240]
 mov r11, qword ptr [r14 + 248]
-mov qword ptr [r14 + 768], 0
-mov rdx, qword ptr [r14 + 512]
+mov qword ptr [r14 + 512], 0
+mov rdx, qword ptr [r15 + 192]
 xor r12d, r12d
 mov qword ptr [r14 + 192], rax
 mov rax, 0
@@ -33,7 +33,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r11, r12
 adox rax, r13
 adc rax, 0
-mov rdx, qword ptr [r14 + 520]
+mov rdx, qword ptr [r15 + 200]
 xor r12d, r12d
 mov qword ptr [r14 + 200], rcx
 mov rcx, 0
@@ -56,7 +56,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rax, r12
 adox rcx, r13
 adc rcx, 0
-mov rdx, qword ptr [r14 + 528]
+mov rdx, qword ptr [r15 + 208]
 xor r12d, r12d
 mov qword ptr [r14 + 208], rsi
 mov rsi, 0
@@ -76,7 +76,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rcx, r12
 adox rsi, r13
 adc rsi, 0
-mov rdx, qword ptr [r14 + 536]
+mov rdx, qword ptr [r15 + 216]
 xor r12d, r12d
 mov qword ptr [r14 + 216], rdi
 mov rdi, 0
@@ -93,7 +93,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rsi, r12
 adox rdi, r13
 adc rdi, 0
-mov rdx, qword ptr [r14 + 544]
+mov rdx, qword ptr [r15 + 224]
 xor r12d, r12d
 mov qword ptr [r14 + 224], r8
 mov r8, 0
@@ -107,7 +107,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx rdi, r12
 adox r8, r13
 adc r8, 0
-mov rdx, qword ptr [r14 + 552]
+mov rdx, qword ptr [r15 + 232]
 xor r12d, r12d
 mov qword ptr [r14 + 232], r9
 mov r9, 0
@@ -118,7 +118,7 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r8, r12
 adox r9, r13
 adc r9, 0
-mov rdx, qword ptr [r14 + 560]
+mov rdx, qword ptr [r15 + 240]
 xor r12d, r12d
 mov qword ptr [r14 + 240], r10
 mov r10, 0
@@ -126,11 +126,10 @@ mulx r13, r12, qword ptr [r15 + 248]
 adcx r9, r12
 adox r10, r13
 adc r10, 0
-mov rdx, qword ptr [r14 + 568]
 xor r12d, r12d
 mov qword ptr [r14 + 248], r11
 mov r11, 0
-mov r12, qword ptr [r14 + 768]
+mov r12, qword ptr [r14 + 512]
 add rax, r12
 adc rcx, 0
 adc rsi, 0

@@ -8,10 +8,10 @@
 //! side by side at one limb per cycle.
 //! - [`mul`] forms the product in four blocks of eight rows, the accumulator a window of eight
 //!   limbs in registers (`asm/mul8.s`);
-//! - [`sqr`] runs the 31 off-diagonal rows `a[j] * a[j+1..32]` (496 limb products instead of
-//!   1024) with the accumulator in memory (`product_row!`: each finished limb stored back),
-//!   then one pass doubling `t` on the CF chain while adding the diagonal squares `a[i]^2` on
-//!   the OF chain;
+//! - [`sqr`] forms the 496 off-diagonal products `a[i] * a[j]` (`i < j`, instead of 1024) in
+//!   four blocks of eight rows with the same register window (`asm/sqr8_B.s`: 8x8 rectangles
+//!   plus the 8x8 triangle at the diagonal), then one pass doubling `t` on the CF chain while
+//!   adding the diagonal squares `a[i]^2` on the OF chain;
 //! - [`reduce`] adds `m_i * p * 2^(64 i)` for `m_i = t[i] * n0'`, 32 rows in four blocks of
 //!   eight with the same register window (`asm/reduce8.s`); a row step on registers measured
 //!   15 % cheaper than one through memory, and the reduction is two thirds of a square;
@@ -171,6 +171,10 @@ pub(crate) unsafe fn mul(a: &Limbs, b: &Limbs, m: &Modulus) -> Limbs {
     unsafe { reduce(product, m) }
 }
 
+/// Limbs of [`sqr`]'s buffer: [`BUF`] (carry scratch and the product `t`), then the triangle
+/// blocks' merge-carry scratch (block `i0` uses `t[i0 + 64]`).
+const SQR_BUF: usize = BUF + LIMBS;
+
 /// One block of [`sqr`]'s off-diagonal triangle: `asm!` running `$file` (a `sqr8_B.s`) at
 /// `T = $base + 2 + $i0` with `r15 = $a`.
 macro_rules! sqr_block {
@@ -191,8 +195,8 @@ macro_rules! sqr_block {
 /// The 496 off-diagonal products `a[i] * a[j]` (`i < j`) are four blocks of eight rows
 /// (`asm/sqr8_B.s`, the generator's `sqr B` form of [`mul`]'s block): block `i0 = 8B` adds
 /// `a[i0 + r] * a[i0 + r + 1..32]` (r < 8) to `t`, the same register window starting at
-/// `t[2 i0]`; its first chunk is the 8x8 triangle at the diagonal (row r multiplies only
-/// `a[i0 + r + 1..i0 + 8]`), the others full 8x8 rectangles. No carry leaves a block: the
+/// `t[2 i0]` (digits read straight from `a`); its first chunk is the 8x8 triangle at the
+/// diagonal (row r multiplies only `a[i0 + r + 1..i0 + 8]`), the others full 8x8 rectangles. No carry leaves a block: the
 /// off-diagonal rows `0..i0 + 8` sum below `a[0..i0 + 8] * a < 2^(64 (i0 + 40))`. Then one pass
 /// doubles `t` on the CF chain while adding the diagonal squares `a[i]^2` on the OF chain,
 /// then [`reduce`].
@@ -201,16 +205,14 @@ macro_rules! sqr_block {
 /// The CPU supports BMI2 and ADX.
 #[target_feature(enable = "bmi2,adx")]
 pub(crate) unsafe fn sqr(a: &Limbs, m: &Modulus) -> Limbs {
-    let mut buf = [0u64; MUL_BUF];
-    buf[BUF..BUF + LIMBS].copy_from_slice(a);
+    let mut buf = [0u64; SQR_BUF];
     let base = buf.as_mut_ptr();
     let ap = a.as_ptr();
     // SAFETY: with T = buf + 2 + i0 (i0 = 0, 8, 16, 24), block i0 reads and writes buf at
-    // T + i0 .. T + 40 (the product), reads T + 64 .. T + 72 (the copy of a) and writes T + 96
-    // (scratch): at most 2 + 24 + 96 = 122 < MUL_BUF, all inside `buf`, held exclusively. It
-    // reads the 32 limbs of `a`. The diagonal pass reads a[0..32] and rewrites t[0..64] =
-    // buf[2..66]. The registers they change are all declared. BMI2/ADX as the caller
-    // guarantees.
+    // T + i0 .. T + 40 (the product) and writes T + 64 (scratch): at most 2 + 24 + 64 = 90 <
+    // SQR_BUF, all inside `buf`, held exclusively. It reads the 32 limbs of `a`. The diagonal
+    // pass reads a[0..32] and rewrites t[0..64] = buf[2..66]. The registers they change are
+    // all declared. BMI2/ADX as the caller guarantees.
     unsafe {
         sqr_block!(base, ap, 0, "../asm/sqr8_0.s");
         sqr_block!(base, ap, 8, "../asm/sqr8_1.s");
@@ -220,7 +222,7 @@ pub(crate) unsafe fn sqr(a: &Limbs, m: &Modulus) -> Limbs {
     }
     let product: &mut [u64; BUF] = (&mut buf[..BUF])
         .try_into()
-        .unwrap_or_else(|_| unreachable!("BUF <= MUL_BUF"));
+        .unwrap_or_else(|_| unreachable!("BUF <= SQR_BUF"));
     // SAFETY: the caller guarantees BMI2 and ADX.
     unsafe { reduce(product, m) }
 }
