@@ -8,10 +8,10 @@
 //! side by side at one limb per cycle.
 //! - [`mul`] forms the product in four blocks of eight rows, the accumulator a window of eight
 //!   limbs in registers (`asm/mul8.s`);
-//! - [`sqr`] runs the 31 off-diagonal rows `a[j] * a[j+1..32]` (496 limb products instead of
-//!   1024) with the accumulator in memory (`product_row!`: each finished limb stored back),
-//!   then one pass doubling `t` on the CF chain while adding the diagonal squares `a[i]^2` on
-//!   the OF chain;
+//! - [`sqr`] forms the 496 off-diagonal products `a[i] * a[j]` (`i < j`, instead of 1024) in
+//!   four blocks of eight rows with the same register window (`asm/sqr8_B.s`: 8x8 rectangles
+//!   plus the 8x8 triangle at the diagonal), then one pass doubling `t` on the CF chain while
+//!   adding the diagonal squares `a[i]^2` on the OF chain;
 //! - [`reduce`] adds `m_i * p * 2^(64 i)` for `m_i = t[i] * n0'`, 32 rows in four blocks of
 //!   eight with the same register window (`asm/reduce8.s`); a row step on registers measured
 //!   15 % cheaper than one through memory, and the reduction is two thirds of a square;
@@ -23,76 +23,6 @@
 use core::arch::asm;
 
 use crate::{LIMBS, Limbs, Modulus};
-
-/// Every limb of a row as `(limb byte-offset lo hi prev)`: `mulx hi:lo = rdx * b[limb]`, then
-/// `lo` gets `t[limb]` on CF and the previous limb's high half `prev` on OF. Even and odd limbs
-/// alternate between two register pairs so a limb's high half is live until the next limb.
-/// Calls `$cb!(args; tuples)`.
-macro_rules! with_row_limbs {
-    ($cb:ident!($($args:tt)*)) => {
-        $cb!($($args)*;
-            (0 0 "r8" "r9" "r11") (1 8 "r10" "r11" "r9") (2 16 "r8" "r9" "r11")
-            (3 24 "r10" "r11" "r9") (4 32 "r8" "r9" "r11") (5 40 "r10" "r11" "r9")
-            (6 48 "r8" "r9" "r11") (7 56 "r10" "r11" "r9") (8 64 "r8" "r9" "r11")
-            (9 72 "r10" "r11" "r9") (10 80 "r8" "r9" "r11") (11 88 "r10" "r11" "r9")
-            (12 96 "r8" "r9" "r11") (13 104 "r10" "r11" "r9") (14 112 "r8" "r9" "r11")
-            (15 120 "r10" "r11" "r9") (16 128 "r8" "r9" "r11") (17 136 "r10" "r11" "r9")
-            (18 144 "r8" "r9" "r11") (19 152 "r10" "r11" "r9") (20 160 "r8" "r9" "r11")
-            (21 168 "r10" "r11" "r9") (22 176 "r8" "r9" "r11") (23 184 "r10" "r11" "r9")
-            (24 192 "r8" "r9" "r11") (25 200 "r10" "r11" "r9") (26 208 "r8" "r9" "r11")
-            (27 216 "r10" "r11" "r9") (28 224 "r8" "r9" "r11") (29 232 "r10" "r11" "r9")
-            (30 240 "r8" "r9" "r11") (31 248 "r10" "r11" "r9")
-        )
-    };
-}
-
-/// The limb steps of a row as one template string: for each listed limb, `hi:lo = rdx *
-/// b[limb]`, `lo += t[limb]` on CF, `lo += prev` on OF, `t[limb] = lo`.
-macro_rules! row_steps {
-    ($( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
-        concat!($(
-            "mulx ", $hi, ", ", $lo, ", qword ptr [{b} + ", $k, "]\n",
-            "adcx ", $lo, ", qword ptr [{t} + ", $k, "]\n",
-            "adox ", $lo, ", ", $prev, "\n",
-            "mov qword ptr [{t} + ", $k, "], ", $lo, "\n",
-        )+)
-    };
-}
-
-/// `t[k] += x * b[k]` for the limbs `k` listed (a suffix of `0..32`, ending at 31), plus the
-/// row's top limb (high half of the last product and both chains' carries; the row sum fits,
-/// so this cannot overflow) written to `t[32]`, which must be 0 before. `t` and `b` are
-/// pointers, `x` a `u64`. Expands to one `asm!` statement (must be in an `unsafe` block).
-macro_rules! product_row {
-    ($t:expr, $b:expr, $x:expr; $( ($kl:literal $k:literal $lo:literal $hi:literal $prev:literal) )+) => {
-        asm!(
-            // Zero both possible `prev` registers of the first limb; xor also clears CF and OF.
-            "xor r9d, r9d",
-            "xor r11d, r11d",
-            row_steps!($( ($kl $k $lo $hi $prev) )+),
-            "adcx r11, {zero}",
-            "adox r11, {zero}",
-            "mov qword ptr [{t} + 256], r11",
-            t = in(reg) $t,
-            b = in(reg) $b,
-            zero = in(reg) 0u64,
-            inout("rdx") $x => _,
-            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
-            options(nostack),
-        )
-    };
-}
-
-/// The 31 off-diagonal rows of a square: row `j` is `t[2j+1..j+33] += a[j] * a[j+1..32]`,
-/// i.e. [`product_row!`] at `t + j` over the limbs `j+1..32` (offsets stay those of the full
-/// row). Peels one limb per row off the front of the list.
-macro_rules! off_diagonal_rows {
-    ($t:ident, $a:ident; ($kl:literal $($first:tt)*) $($rest:tt)+) => {
-        product_row!($t.add($kl), $a, *$a.add($kl); $($rest)+);
-        off_diagonal_rows!($t, $a; $($rest)+);
-    };
-    ($t:ident, $a:ident; $last:tt) => {};
-}
 
 /// `t = 2 t + sum_i a[i]^2 2^(128 i)` over 64 limbs: the doubling on CF, the diagonal squares on
 /// OF. Tuples are `(byte offset of a[i], of t[2i], of t[2i+1])`. The result (a square below
@@ -241,23 +171,58 @@ pub(crate) unsafe fn mul(a: &Limbs, b: &Limbs, m: &Modulus) -> Limbs {
     unsafe { reduce(product, m) }
 }
 
+/// Limbs of [`sqr`]'s buffer: [`BUF`] (carry scratch and the product `t`), then the triangle
+/// blocks' merge-carry scratch (block `i0` uses `t[i0 + 64]`).
+const SQR_BUF: usize = BUF + LIMBS;
+
+/// One block of [`sqr`]'s off-diagonal triangle: `asm!` running `$file` (a `sqr8_B.s`) at
+/// `T = $base + 2 + $i0` with `r15 = $a`.
+macro_rules! sqr_block {
+    ($base:expr, $a:expr, $i0:literal, $file:literal) => {
+        asm!(
+            include_str!($file),
+            in("r14") $base.add(2 + $i0),
+            in("r15") $a,
+            out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _, out("rdi") _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _, out("r13") _,
+            options(nostack),
+        )
+    };
+}
+
 /// `a * a * 2^-2048 mod p` for `a < p`, `p` odd, `n0 = -p^-1 mod 2^64`.
+///
+/// The 496 off-diagonal products `a[i] * a[j]` (`i < j`) are four blocks of eight rows
+/// (`asm/sqr8_B.s`, the generator's `sqr B` form of [`mul`]'s block): block `i0 = 8B` adds
+/// `a[i0 + r] * a[i0 + r + 1..32]` (r < 8) to `t`, the same register window starting at
+/// `t[2 i0]` (digits read straight from `a`); its first chunk is the 8x8 triangle at the
+/// diagonal (row r multiplies only `a[i0 + r + 1..i0 + 8]`), the others full 8x8 rectangles. No carry leaves a block: the
+/// off-diagonal rows `0..i0 + 8` sum below `a[0..i0 + 8] * a < 2^(64 (i0 + 40))`. Then one pass
+/// doubles `t` on the CF chain while adding the diagonal squares `a[i]^2` on the OF chain,
+/// then [`reduce`].
 ///
 /// # Safety
 /// The CPU supports BMI2 and ADX.
 #[target_feature(enable = "bmi2,adx")]
 pub(crate) unsafe fn sqr(a: &Limbs, m: &Modulus) -> Limbs {
-    let mut buf = [0u64; BUF];
-    // SAFETY: 2 < BUF: the product `t` starts 2 limbs into `buf` and has 64 limbs.
-    let tp = unsafe { buf.as_mut_ptr().add(2) };
+    let mut buf = [0u64; SQR_BUF];
+    let base = buf.as_mut_ptr();
     let ap = a.as_ptr();
-    // SAFETY: row j (0..31) reads a[j..32] and reads and writes t[2j+1..=j+32] (at most 63,
-    // inside `t`, held exclusively); t[j + 32] is still 0 (row j - 1 ended at t[j + 31]). The
-    // diagonal pass reads a[0..32] and rewrites t[0..64]. BMI2/ADX as the caller guarantees.
+    // SAFETY: with T = buf + 2 + i0 (i0 = 0, 8, 16, 24), block i0 reads and writes buf at
+    // T + i0 .. T + 40 (the product) and writes T + 64 (scratch): at most 2 + 24 + 64 = 90 <
+    // SQR_BUF, all inside `buf`, held exclusively. It reads the 32 limbs of `a`. The diagonal
+    // pass reads a[0..32] and rewrites t[0..64] = buf[2..66]. The registers they change are
+    // all declared. BMI2/ADX as the caller guarantees.
     unsafe {
-        with_row_limbs!(off_diagonal_rows!(tp, ap));
-        double_add_diagonal!(tp, ap);
+        sqr_block!(base, ap, 0, "../asm/sqr8_0.s");
+        sqr_block!(base, ap, 8, "../asm/sqr8_1.s");
+        sqr_block!(base, ap, 16, "../asm/sqr8_2.s");
+        sqr_block!(base, ap, 24, "../asm/sqr8_3.s");
+        double_add_diagonal!(base.add(2), ap);
     }
+    let product: &mut [u64; BUF] = (&mut buf[..BUF])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("BUF <= SQR_BUF"));
     // SAFETY: the caller guarantees BMI2 and ADX.
-    unsafe { reduce(&mut buf, m) }
+    unsafe { reduce(product, m) }
 }
