@@ -9,7 +9,9 @@ use crate::proto::DH_PUBLIC_LEN;
 use std::sync::OnceLock;
 use zeroize::Zeroize;
 
-mod bignum;
+// pub(crate) for the `dh_arith` fuzz harness (src/proto/fuzzing.rs), which reuses its limb
+// conversions and reduction.
+pub(crate) mod bignum;
 
 use bignum::{Arith, LIMBS, Limbs, ONE, TWO, ct_lookup, from_be_bytes, to_be_bytes};
 

@@ -21,6 +21,8 @@ use sha2::Sha256;
 use crate::proto::crypt::{
     DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, Y_ONE, dh_mac, session_keys, validate_peer,
 };
+use crate::proto::dh::bignum::{Arith, Limbs, from_be_bytes, reduce_once, to_be_bytes};
+use crate::proto::dh::is_below_p;
 use crate::proto::handshake::{Exchange, Handshake, KeyPair};
 use crate::proto::key::{Key, KeySet};
 use crate::proto::packet::{Opener, Sealer, packets_for, sealed_len};
@@ -698,44 +700,12 @@ pub fn handshake_x25519(data: &[u8]) {
 /// Bytes per operand of the [`dh_arith`] harness: one 2048-bit value (§1.5).
 const ARITH_OPERAND_LEN: usize = crate::proto::DH_PUBLIC_LEN;
 
-/// Limbs of one [`dh_arith`] operand.
-const ARITH_LIMBS: usize = ARITH_OPERAND_LEN / 8;
-
-/// `bytes` (big-endian, shorter input zero-extended at the end) as a value below the group-14
-/// prime: little-endian limbs, minus p once if it was not below p (any 2048-bit value is below
-/// 2p, so one subtraction suffices).
-fn arith_operand(bytes: &[u8]) -> [u64; ARITH_LIMBS] {
-    use crate::proto::dh::{GROUP14_P, is_below_p};
+/// `bytes` (big-endian, shorter input zero-extended at the end) as limbs below the group-14
+/// prime: reduced once if it was not below p (any 2048-bit value is below 2p).
+fn arith_operand(bytes: &[u8]) -> Limbs {
     let mut be = [0u8; ARITH_OPERAND_LEN];
     be[..bytes.len()].copy_from_slice(bytes);
-    let limbs = |b: &[u8; ARITH_OPERAND_LEN]| {
-        let mut l = [0u64; ARITH_LIMBS];
-        for (i, chunk) in b.rchunks_exact(8).enumerate() {
-            l[i] = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
-        }
-        l
-    };
-    let mut v = limbs(&be);
-    if !is_below_p(&be) {
-        let p = limbs(&GROUP14_P);
-        let mut borrow = false;
-        for (x, q) in v.iter_mut().zip(p) {
-            let (d1, b1) = x.overflowing_sub(q);
-            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
-            *x = d2;
-            borrow = b1 | b2;
-        }
-    }
-    v
-}
-
-/// Whether little-endian limbs `v` are below the group-14 prime.
-fn arith_below_p(v: &[u64; ARITH_LIMBS]) -> bool {
-    let mut be = [0u8; ARITH_OPERAND_LEN];
-    for (chunk, l) in be.rchunks_exact_mut(8).zip(v) {
-        chunk.copy_from_slice(&l.to_be_bytes());
-    }
-    crate::proto::dh::is_below_p(&be)
+    reduce_once(&from_be_bytes(&be), 0)
 }
 
 /// Fuzz target `dh_arith`: the group-14 Montgomery arithmetic (§1.5) on every implementation
@@ -746,12 +716,12 @@ fn arith_below_p(v: &[u64; ARITH_LIMBS]) -> bool {
 /// Oracles: every implementation gives the same `mul(a, b)`, `mul(b, a)`, `sqr(a)`, `sqr(b)`,
 /// Montgomery-form round trip of `a`; `sqr(a) == mul(a, a)`; every result is below p.
 pub fn dh_arith(data: &[u8]) {
-    use crate::proto::dh::internals::Arith;
-    let a = arith_operand(&data[..data.len().min(ARITH_OPERAND_LEN)]);
-    let b = arith_operand(
-        &data[data.len().min(ARITH_OPERAND_LEN)..data.len().min(2 * ARITH_OPERAND_LEN)],
+    let (a, rest) = data.split_at(data.len().min(ARITH_OPERAND_LEN));
+    let (a, b) = (
+        arith_operand(a),
+        arith_operand(&rest[..rest.len().min(ARITH_OPERAND_LEN)]),
     );
-    let mut reference: Option<Vec<[u64; ARITH_LIMBS]>> = None;
+    let mut reference: Option<Vec<Limbs>> = None;
     for arith in Arith::available() {
         let results = vec![
             arith.mul(&a, &b),
@@ -762,7 +732,7 @@ pub fn dh_arith(data: &[u8]) {
         ];
         for r in &results {
             assert!(
-                arith_below_p(r),
+                is_below_p(&to_be_bytes(r)),
                 "{}: a result is not below p",
                 arith.name()
             );

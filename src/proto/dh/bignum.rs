@@ -77,7 +77,7 @@ const fn sub_borrow(a: &Limbs, b: &Limbs) -> (Limbs, u64) {
 
 /// Given `hi * 2^2048 + lo < 2p` (`hi` is 0 or 1), returns it reduced modulo p, in constant time.
 #[inline(always)]
-const fn reduce_once(lo: &Limbs, hi: u64) -> Limbs {
+pub(crate) const fn reduce_once(lo: &Limbs, hi: u64) -> Limbs {
     let (diff, borrow) = sub_borrow(lo, &P);
     // Keep `lo` only when the full value is below p: no carry word and the subtraction borrowed.
     // If hi = 1 the subtraction necessarily borrows (lo < p < 2^2048), and hi - borrow = 0.
