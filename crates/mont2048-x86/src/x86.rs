@@ -22,7 +22,7 @@
 
 use core::arch::asm;
 
-use crate::{LIMBS, Limbs, Modulus};
+use crate::{LIMBS, Limbs, Modulus, reduce_once};
 
 /// `t = 2 t + sum_i a[i]^2 2^(128 i)` over 64 limbs: the doubling on CF, the diagonal squares on
 /// OF. Tuples are `(byte offset of a[i], of t[2i], of t[2i+1])`. The result (a square below
@@ -105,27 +105,7 @@ unsafe fn reduce(buf: &mut [u64; BUF], m: &Modulus) -> Limbs {
     }
     let mut hi = [0u64; LIMBS];
     hi.copy_from_slice(&buf[2 + LIMBS..]);
-    subtract_once(&hi, buf[2 + LIMBS - 1], &m.p)
-}
-
-/// Given `c * 2^2048 + lo < 2p` (`c` is 0 or 1), returns it modulo p, in constant time.
-fn subtract_once(lo: &Limbs, c: u64, p: &Limbs) -> Limbs {
-    let mut diff = [0u64; LIMBS];
-    let mut borrow = 0u64;
-    for ((d, &l), &q) in diff.iter_mut().zip(lo).zip(p) {
-        let (d1, b1) = l.overflowing_sub(q);
-        let (d2, b2) = d1.overflowing_sub(borrow);
-        *d = d2;
-        borrow = u64::from(b1 | b2);
-    }
-    // Keep `lo` only if the value is below p: c = 0 and the subtraction borrowed. If c = 1,
-    // lo < p, so it borrowed and c - borrow = 0.
-    let keep = core::hint::black_box(c.wrapping_sub(borrow));
-    let mut out = [0u64; LIMBS];
-    for ((o, &l), &d) in out.iter_mut().zip(lo).zip(&diff) {
-        *o = (l & keep) | (d & !keep);
-    }
-    out
+    reduce_once(&hi, buf[2 + LIMBS - 1], &m.p)
 }
 
 /// Limbs of [`mul`]'s buffer: [`BUF`] (carry scratch and the product `t`), then a copy of `a`

@@ -75,20 +75,10 @@ const fn sub_borrow(a: &Limbs, b: &Limbs) -> (Limbs, u64) {
     (out, borrow)
 }
 
-/// Given `hi * 2^2048 + lo < 2p` (`hi` is 0 or 1), returns it reduced modulo p, in constant time.
-#[inline(always)]
+/// Given `hi * 2^2048 + lo < 2p` (`hi` is 0 or 1), returns it reduced modulo p, in constant time
+/// (usable in `const` context): the kernel crate's [`mont2048_x86::reduce_once`] for p.
 pub(crate) const fn reduce_once(lo: &Limbs, hi: u64) -> Limbs {
-    let (diff, borrow) = sub_borrow(lo, &P);
-    // Keep `lo` only when the full value is below p: no carry word and the subtraction borrowed.
-    // If hi = 1 the subtraction necessarily borrows (lo < p < 2^2048), and hi - borrow = 0.
-    let keep_lo = hi.wrapping_sub(borrow);
-    let mut out = [0u64; LIMBS];
-    let mut i = 0;
-    while i < LIMBS {
-        out[i] = (lo[i] & keep_lo) | (diff[i] & !keep_lo);
-        i += 1;
-    }
-    out
+    mont2048_x86::reduce_once(lo, hi, &P)
 }
 
 /// `2a mod p` for `a < p` (usable in `const` context).
