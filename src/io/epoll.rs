@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
+use super::fdtable::FdTable;
 use super::{
     ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
     WaitError, sys,
@@ -196,11 +197,6 @@ impl FdEntry {
     }
 }
 
-struct FdSlot {
-    generation: u32,
-    entry: Option<FdEntry>,
-}
-
 #[derive(Clone, Copy)]
 enum TimerKind {
     User(Token),
@@ -212,8 +208,7 @@ enum TimerKind {
 pub struct Epoll {
     epfd: OwnedFd,
     pool: Pool,
-    fds: Vec<FdSlot>,
-    free_fds: Vec<u32>,
+    fds: FdTable<FdEntry>,
     /// Sockets with work to try in the next pass.
     dirty: Vec<Handle>,
     /// Readable sockets with a receive pending that found the pool empty, oldest first.
@@ -296,8 +291,7 @@ impl Epoll {
         Ok(Epoll {
             epfd,
             pool,
-            fds: Vec::new(),
-            free_fds: Vec::new(),
+            fds: FdTable::new(),
             dirty: Vec::new(),
             starved: VecDeque::new(),
             to_close: Vec::new(),
@@ -312,7 +306,7 @@ impl Epoll {
 
     /// Number of sockets currently owned (including those being closed).
     pub fn open_handles(&self) -> usize {
-        self.fds.len() - self.free_fds.len()
+        self.fds.len()
     }
 
     /// Number of operations that have not produced their event yet (armed accepts, connects,
@@ -320,8 +314,7 @@ impl Epoll {
     pub fn ops_in_flight(&self) -> usize {
         let per_fd: usize = self
             .fds
-            .iter()
-            .filter_map(|s| s.entry.as_ref())
+            .entries()
             .filter(|e| e.closing.is_none())
             .map(FdEntry::ops)
             .sum();
@@ -330,25 +323,9 @@ impl Epoll {
 
     // ---- fd table ----
 
-    fn entry(&self, h: Handle) -> Option<&FdEntry> {
-        let slot = self.fds.get(h.index as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.entry.as_ref()
-    }
-
-    fn entry_mut(&mut self, h: Handle) -> Option<&mut FdEntry> {
-        let slot = self.fds.get_mut(h.index as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.entry.as_mut()
-    }
-
     /// The entry of an open, not-closing handle.
     fn usable(&mut self, h: Handle) -> Result<&mut FdEntry, SubmitError> {
-        let e = self.entry_mut(h).ok_or(SubmitError::StaleHandle)?;
+        let e = self.fds.get_mut(h).ok_or(SubmitError::StaleHandle)?;
         if e.closing.is_some() {
             return Err(SubmitError::Closing);
         }
@@ -357,7 +334,7 @@ impl Epoll {
 
     /// Queues `h` for the next pass over sockets with work.
     fn queue(&mut self, h: Handle) {
-        if let Some(e) = self.entry_mut(h) {
+        if let Some(e) = self.fds.get_mut(h) {
             if !e.queued {
                 e.queued = true;
                 self.dirty.push(h);
@@ -383,24 +360,7 @@ impl Epoll {
             shutdowns: Vec::new(),
             closing: None,
         };
-        let h = if let Some(index) = self.free_fds.pop() {
-            let slot = &mut self.fds[index as usize];
-            slot.entry = Some(entry);
-            Handle {
-                index,
-                generation: slot.generation,
-            }
-        } else {
-            let index = self.fds.len() as u32;
-            self.fds.push(FdSlot {
-                generation: 0,
-                entry: Some(entry),
-            });
-            Handle {
-                index,
-                generation: 0,
-            }
-        };
+        let h = self.fds.insert(entry);
         let mut broken = None;
         if !nonblocking {
             broken = set_nonblocking(raw).err();
@@ -419,7 +379,7 @@ impl Epoll {
                 broken = Some(last_errno());
             }
         }
-        if let Some(e) = self.entry_mut(h) {
+        if let Some(e) = self.fds.get_mut(h) {
             e.broken = broken;
         }
         h
@@ -467,7 +427,7 @@ impl Epoll {
             match kind {
                 TimerKind::User(token) => self.ready.push_back(Event::Timer { token }),
                 TimerKind::ConnectDeadline(h) => {
-                    if let Some(op) = self.entry_mut(h).and_then(|e| e.connect.take()) {
+                    if let Some(op) = self.fds.get_mut(h).and_then(|e| e.connect.take()) {
                         self.drop_connect_timers(&op);
                         self.ready.push_back(Event::Connected {
                             token: op.token,
@@ -485,7 +445,7 @@ impl Epoll {
     /// Starts (or restarts) a connect on `h`'s socket. Reports the outcome if it is known at
     /// once; otherwise leaves the connect waiting for writability or for a retry.
     fn start_connect(&mut self, h: Handle, addr: &SockAddr) {
-        let Some(e) = self.entry(h) else {
+        let Some(e) = self.fds.get(h) else {
             return;
         };
         let outcome = SockRef::from(&e.fd).connect(addr);
@@ -494,14 +454,14 @@ impl Epoll {
             None => {
                 // Readiness seen so far described the unconnected socket (which polls as hung
                 // up); the next epoll_wait reports the connected one afresh.
-                if let Some(e) = self.entry_mut(h) {
+                if let Some(e) = self.fds.get_mut(h) {
                     e.hangup = false;
                 }
                 self.finish_connect(h, Ok(()));
             }
             Some(Errno(libc::EINPROGRESS)) => {
                 // Only an edge after this point means the connect finished.
-                if let Some(e) = self.entry_mut(h) {
+                if let Some(e) = self.fds.get_mut(h) {
                     e.writable = false;
                     e.hangup = false;
                     if let Some(op) = e.connect.as_mut() {
@@ -512,7 +472,8 @@ impl Epoll {
             // A Unix listener's backlog is full: a blocking connect would wait, so try again.
             Some(Errno(libc::EAGAIN)) => {
                 let deadline = self
-                    .entry(h)
+                    .fds
+                    .get(h)
                     .and_then(|e| e.connect.as_ref())
                     .and_then(|op| self.timer_at.get(&op.deadline).copied());
                 let Some(deadline) = deadline else {
@@ -520,7 +481,7 @@ impl Epoll {
                 };
                 let at = (Instant::now() + CONNECT_RETRY).min(deadline);
                 let id = self.add_timer(at, TimerKind::ConnectRetry(h));
-                if let Some(op) = self.entry_mut(h).and_then(|e| e.connect.as_mut()) {
+                if let Some(op) = self.fds.get_mut(h).and_then(|e| e.connect.as_mut()) {
                     op.retry = Some((Box::new(addr.clone()), id));
                 }
             }
@@ -530,7 +491,8 @@ impl Epoll {
 
     fn retry_connect(&mut self, h: Handle) {
         let addr = self
-            .entry_mut(h)
+            .fds
+            .get_mut(h)
             .and_then(|e| e.connect.as_mut())
             .and_then(|op| op.retry.take())
             .map(|(addr, _)| addr);
@@ -541,12 +503,12 @@ impl Epoll {
 
     /// Reports the connect on `h` as finished and cancels its timers.
     fn finish_connect(&mut self, h: Handle, result: Result<(), ConnectError>) {
-        let Some(op) = self.entry_mut(h).and_then(|e| e.connect.take()) else {
+        let Some(op) = self.fds.get_mut(h).and_then(|e| e.connect.take()) else {
             return;
         };
         self.drop_connect_timers(&op);
         if result.is_ok() {
-            if let Some(e) = self.entry_mut(h) {
+            if let Some(e) = self.fds.get_mut(h) {
                 e.writable = true;
                 e.readable = true;
             }
@@ -564,7 +526,7 @@ impl Epoll {
     fn run_dirty(&mut self) {
         let list = std::mem::take(&mut self.dirty);
         for &h in &list {
-            if let Some(e) = self.entry_mut(h) {
+            if let Some(e) = self.fds.get_mut(h) {
                 e.queued = false;
             }
         }
@@ -574,7 +536,7 @@ impl Epoll {
     }
 
     fn drive(&mut self, h: Handle) {
-        let Some(e) = self.entry(h) else {
+        let Some(e) = self.fds.get(h) else {
             return;
         };
         if e.closing.is_some() {
@@ -602,7 +564,7 @@ impl Epoll {
 
     /// Fails every pending operation of a socket that could not be registered.
     fn fail_all(&mut self, h: Handle, error: Errno) {
-        let Some(e) = self.entry_mut(h) else {
+        let Some(e) = self.fds.get_mut(h) else {
             return;
         };
         let accept = e.accept.take();
@@ -649,7 +611,7 @@ impl Epoll {
         h: Handle,
         pick: impl Fn(&FdEntry) -> Option<Token>,
     ) -> Option<(Token, RawFd)> {
-        let e = self.entry(h)?;
+        let e = self.fds.get(h)?;
         if !e.readable {
             return None;
         }
@@ -657,7 +619,7 @@ impl Epoll {
     }
 
     fn mark_unreadable(&mut self, h: Handle) {
-        if let Some(e) = self.entry_mut(h) {
+        if let Some(e) = self.fds.get_mut(h) {
             e.readable = false;
         }
     }
@@ -694,7 +656,7 @@ impl Epoll {
                 _ => {
                     // Like io_uring's multishot accept, any error ends the accept. The listener
                     // stays marked readable: the connection is still in the backlog.
-                    if let Some(e) = self.entry_mut(h) {
+                    if let Some(e) = self.fds.get_mut(h) {
                         e.accept = None;
                     }
                     self.ready.push_back(Event::AcceptFailed {
@@ -713,7 +675,7 @@ impl Epoll {
     /// Gives one starved receive a chance after a buffer became free.
     fn wake_starved(&mut self) {
         while let Some(h) = self.starved.pop_front() {
-            if let Some(e) = self.entry_mut(h) {
+            if let Some(e) = self.fds.get_mut(h) {
                 e.starved = false;
                 if e.recv.is_some() && e.closing.is_none() {
                     self.queue(h);
@@ -729,7 +691,7 @@ impl Epoll {
                 return;
             };
             let Some(id) = self.pool.free.pop() else {
-                if let Some(e) = self.entry_mut(h) {
+                if let Some(e) = self.fds.get_mut(h) {
                     if !e.starved {
                         e.starved = true;
                         self.starved.push_back(h);
@@ -748,7 +710,7 @@ impl Epoll {
                     // the receive that would only return EAGAIN (unless the peer hung up,
                     // whose EOF may already be pending without another edge).
                     if (r as usize) < self.pool.size {
-                        if let Some(e) = self.entry_mut(h) {
+                        if let Some(e) = self.fds.get_mut(h) {
                             if !e.hangup {
                                 e.readable = false;
                             }
@@ -782,7 +744,7 @@ impl Epoll {
                 self.pool.free.push(id);
                 self.wake_starved();
             }
-            if let Some(e) = self.entry_mut(h) {
+            if let Some(e) = self.fds.get_mut(h) {
                 e.recv = None;
             }
             self.ready.push_back(event);
@@ -795,7 +757,7 @@ impl Epoll {
     fn run_sends(&mut self, h: Handle) {
         let mut interrupts = 0;
         loop {
-            let Some(e) = self.entry_mut(h) else {
+            let Some(e) = self.fds.get_mut(h) else {
                 return;
             };
             let fd = e.fd.as_raw_fd();
@@ -847,7 +809,7 @@ impl Epoll {
             }
         }
         // Every send has finished: shutdowns requested after them can run now.
-        let Some(e) = self.entry_mut(h) else {
+        let Some(e) = self.fds.get_mut(h) else {
             return;
         };
         if e.shutdowns.is_empty() {
@@ -868,17 +830,9 @@ impl Epoll {
     /// Closes the descriptors whose `close` was called and reports them.
     fn finish_closes(&mut self) {
         for h in std::mem::take(&mut self.to_close) {
-            let Some(slot) = self.fds.get_mut(h.index as usize) else {
+            let Some(entry) = self.fds.remove(h) else {
                 continue;
             };
-            if slot.generation != h.generation {
-                continue;
-            }
-            let Some(entry) = slot.entry.take() else {
-                continue;
-            };
-            slot.generation = slot.generation.wrapping_add(1);
-            self.free_fds.push(h.index);
             let token = entry.closing.unwrap_or(0);
             // Closing the descriptor also removes it from the epoll set.
             drop(entry);
@@ -895,7 +849,7 @@ impl Epoll {
                 index: (data & 0xffff_ffff) as u32,
                 generation: (data >> 32) as u32,
             };
-            let Some(e) = self.entry_mut(h) else {
+            let Some(e) = self.fds.get_mut(h) else {
                 continue;
             };
             let failed = bits & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
@@ -919,7 +873,7 @@ impl Driver for Epoll {
     }
 
     fn fd(&self, handle: Handle) -> Option<BorrowedFd<'_>> {
-        let e = self.entry(handle)?;
+        let e = self.fds.get(handle)?;
         if e.closing.is_some() {
             return None;
         }
@@ -958,7 +912,7 @@ impl Driver for Epoll {
             .map_err(|e| SubmitError::Socket(sys::errno_of(&e)))?;
         let h = self.insert(sock, true);
         let deadline = self.add_timer(Instant::now() + timeout, TimerKind::ConnectDeadline(h));
-        let Some(e) = self.entry_mut(h) else {
+        let Some(e) = self.fds.get_mut(h) else {
             return Err(SubmitError::StaleHandle);
         };
         // Writability now means the connect finished; only an edge from the kernel says so.

@@ -23,6 +23,7 @@
 //!   pool, timers in an ordered map).
 //! - [`any`]: [`any::Backend`] names a backend, [`any::AnyDriver`] runs the one chosen at start.
 //! - [`bufring`]: the provided-buffer ring that backs [`RecvBuf`].
+//! - `fdtable`: the generation-checked table of sockets both backends keep their entries in.
 //! - [`sys`]: socket and resource-limit helpers shared by all backends.
 //! - [`forward`]: a plaintext TCP/Unix forwarder on this interface, the test harness the
 //!   encrypted relay will replace.
@@ -30,6 +31,7 @@
 pub mod any;
 pub mod bufring;
 pub mod epoll;
+mod fdtable;
 pub mod forward;
 pub mod sys;
 pub mod uring;

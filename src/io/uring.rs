@@ -38,6 +38,7 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue};
 
 use super::bufring::{BufRing, BufRingError};
+use super::fdtable::FdTable;
 use super::{
     ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
     WaitError, sys,
@@ -211,11 +212,6 @@ impl Received {
     }
 }
 
-struct FdSlot {
-    generation: u32,
-    entry: Option<FdEntry>,
-}
-
 enum OpKind {
     Accept {
         h: Handle,
@@ -270,8 +266,7 @@ struct OpSlot {
 pub struct Uring {
     ring: IoUring,
     bufs: ManuallyDrop<BufRing>,
-    fds: Vec<FdSlot>,
-    free_fds: Vec<u32>,
+    fds: FdTable<FdEntry>,
     ops: Vec<OpSlot>,
     free_ops: Vec<u32>,
     /// Occupied op records.
@@ -362,8 +357,7 @@ impl Uring {
         Ok(Uring {
             ring,
             bufs: ManuallyDrop::new(bufs),
-            fds: Vec::new(),
-            free_fds: Vec::new(),
+            fds: FdTable::new(),
             ops: Vec::new(),
             free_ops: Vec::new(),
             live_ops: 0,
@@ -376,7 +370,7 @@ impl Uring {
 
     /// Number of sockets currently owned (including those being closed).
     pub fn open_handles(&self) -> usize {
-        self.fds.len() - self.free_fds.len()
+        self.fds.len()
     }
 
     /// Number of operations whose completion has not been reaped yet, internal ones included
@@ -388,25 +382,9 @@ impl Uring {
 
     // ---- fd table ----
 
-    fn entry(&self, h: Handle) -> Option<&FdEntry> {
-        let slot = self.fds.get(h.index as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.entry.as_ref()
-    }
-
-    fn entry_mut(&mut self, h: Handle) -> Option<&mut FdEntry> {
-        let slot = self.fds.get_mut(h.index as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.entry.as_mut()
-    }
-
     /// The raw fd of an open, not-closing handle, for building an SQE.
     fn usable(&self, h: Handle) -> Result<RawFd, SubmitError> {
-        let e = self.entry(h).ok_or(SubmitError::StaleHandle)?;
+        let e = self.fds.get(h).ok_or(SubmitError::StaleHandle)?;
         if e.closing.is_some() {
             return Err(SubmitError::Closing);
         }
@@ -414,18 +392,18 @@ impl Uring {
     }
 
     fn is_closing(&self, h: Handle) -> bool {
-        self.shutting_down || self.entry(h).is_none_or(|e| e.closing.is_some())
+        self.shutting_down || self.fds.get(h).is_none_or(|e| e.closing.is_some())
     }
 
     fn inc_inflight(&mut self, h: Handle) {
-        if let Some(e) = self.entry_mut(h) {
+        if let Some(e) = self.fds.get_mut(h) {
             e.inflight += 1;
         }
     }
 
     /// One operation on `h` has finished for good; closes the fd if it was the last one.
     fn dec_inflight(&mut self, h: Handle) {
-        let Some(e) = self.entry_mut(h) else {
+        let Some(e) = self.fds.get_mut(h) else {
             return;
         };
         e.inflight = e.inflight.saturating_sub(1);
@@ -436,14 +414,9 @@ impl Uring {
 
     /// Removes `h` from the table and submits the close. Only called with nothing in flight.
     fn finish_close(&mut self, h: Handle) {
-        let Some(slot) = self.fds.get_mut(h.index as usize) else {
+        let Some(entry) = self.fds.remove(h) else {
             return;
         };
-        let Some(entry) = slot.entry.take() else {
-            return;
-        };
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free_fds.push(h.index);
         let token = entry.closing.unwrap_or(0);
         if self.shutting_down {
             drop(entry.fd);
@@ -535,7 +508,7 @@ impl Uring {
     /// Arms a multishot receive on `h` (open, not closing, none armed).
     fn arm_recv(&mut self, h: Handle, fd: RawFd) {
         let ud = self.alloc_op(0, OpKind::Recv { h });
-        if let Some(e) = self.entry_mut(h) {
+        if let Some(e) = self.fds.get_mut(h) {
             e.inflight += 1;
             e.multishot = Some(ud);
             e.ms_cancelled = false;
@@ -561,7 +534,7 @@ impl Uring {
     /// an io-wq worker thread, which cost each connection two worker wake-ups per end
     /// ([`sys::shutdown_write`]).
     fn submit_shutdown(&mut self, h: Handle, token: Token) {
-        let Some(e) = self.entry(h) else {
+        let Some(e) = self.fds.get(h) else {
             return;
         };
         let result = sys::shutdown_write(e.fd.as_fd());
@@ -672,7 +645,7 @@ impl Uring {
                 if closing {
                     self.free_op(ud);
                     self.dec_inflight(h);
-                } else if let Some(e) = self.entry(h) {
+                } else if let Some(e) = self.fds.get(h) {
                     // The multishot ended without an error (e.g. CQ overflow): re-arm it.
                     let raw = e.fd.as_raw_fd();
                     self.submit_accept(raw, ud);
@@ -707,12 +680,12 @@ impl Uring {
         if !more {
             self.free_op(ud);
         }
-        let Some(e) = self.entry_mut(h).filter(|_| !closing) else {
+        let Some(e) = self.fds.get_mut(h).filter(|_| !closing) else {
             if let Some(b) = buf {
                 self.bufs.recycle(b.id);
             }
             if !more {
-                if let Some(e) = self.entry_mut(h) {
+                if let Some(e) = self.fds.get_mut(h) {
                     e.multishot = None;
                 }
                 self.dec_inflight(h);
@@ -739,7 +712,7 @@ impl Uring {
             (r, _) if r == -libc::ECANCELED && e.ms_cancelled => None,
             (r, _) => Some(Received::Failed(Errno(-r))),
         };
-        let Some(e) = self.entry_mut(h) else {
+        let Some(e) = self.fds.get_mut(h) else {
             return;
         };
         let mut event = None;
@@ -775,7 +748,7 @@ impl Uring {
     fn complete_send(&mut self, ud: u64, token: Token, h: Handle, res: i32) {
         let closing = self.is_closing(h);
         if res > 0 && !closing {
-            let fd = self.entry(h).map(|e| e.fd.as_raw_fd());
+            let fd = self.fds.get(h).map(|e| e.fd.as_raw_fd());
             if let (
                 Some(fd),
                 Some(Op {
@@ -802,7 +775,7 @@ impl Uring {
             return;
         };
         let mut pending_shutdown = None;
-        if let Some(e) = self.entry_mut(h) {
+        if let Some(e) = self.fds.get_mut(h) {
             e.sends = e.sends.saturating_sub(1);
             if e.sends == 0 && e.closing.is_none() {
                 pending_shutdown = e.pending_shutdown.take();
@@ -858,27 +831,11 @@ impl Driver for Uring {
             closing: None,
             pending_shutdown: None,
         };
-        if let Some(index) = self.free_fds.pop() {
-            let slot = &mut self.fds[index as usize];
-            slot.entry = Some(entry);
-            return Handle {
-                index,
-                generation: slot.generation,
-            };
-        }
-        let index = self.fds.len() as u32;
-        self.fds.push(FdSlot {
-            generation: 0,
-            entry: Some(entry),
-        });
-        Handle {
-            index,
-            generation: 0,
-        }
+        self.fds.insert(entry)
     }
 
     fn fd(&self, handle: Handle) -> Option<BorrowedFd<'_>> {
-        let e = self.entry(handle)?;
+        let e = self.fds.get(handle)?;
         if e.closing.is_some() {
             return None;
         }
@@ -953,7 +910,7 @@ impl Driver for Uring {
 
     fn recv(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         let fd = self.usable(handle)?;
-        let Some(e) = self.entry_mut(handle) else {
+        let Some(e) = self.fds.get_mut(handle) else {
             return Err(SubmitError::StaleHandle);
         };
         if e.want.is_some() {
@@ -979,7 +936,7 @@ impl Driver for Uring {
         // A receive starved of buffers can run again now: re-arm the oldest one still wanted.
         while let Some(h) = self.starved.pop_front() {
             let closing = self.is_closing(h);
-            let Some(e) = self.entry_mut(h) else {
+            let Some(e) = self.fds.get_mut(h) else {
                 continue;
             };
             e.starved = false;
@@ -1007,7 +964,7 @@ impl Driver for Uring {
             },
         );
         self.inc_inflight(handle);
-        if let Some(e) = self.entry_mut(handle) {
+        if let Some(e) = self.fds.get_mut(handle) {
             e.sends += 1;
         }
         self.submit_send(fd, ptr, len, ud);
@@ -1016,7 +973,7 @@ impl Driver for Uring {
 
     fn shutdown_write(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         self.usable(handle)?;
-        if let Some(e) = self.entry_mut(handle) {
+        if let Some(e) = self.fds.get_mut(handle) {
             if e.sends > 0 && e.pending_shutdown.is_none() {
                 e.pending_shutdown = Some(token);
                 return Ok(());
@@ -1028,7 +985,7 @@ impl Driver for Uring {
 
     fn close(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         let fd = self.usable(handle)?;
-        let Some(e) = self.entry_mut(handle) else {
+        let Some(e) = self.fds.get_mut(handle) else {
             return Err(SubmitError::StaleHandle);
         };
         e.closing = Some(token);
