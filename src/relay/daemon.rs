@@ -63,9 +63,11 @@ const DNS_RETRY: Duration = Duration::from_secs(1);
 /// 16 KiB, 128 KiB ones cut the relay's CPU per GiB by about 18 % (PERFORMANCE.md, "Data path
 /// CPU per GiB"). The pool stays 32 MiB (pages are touched only as buffers get used). A buffer
 /// is lent only from a receive's completion until the same loop turn recycles it, so the count
-/// bounds the receives completed per turn, not the connections.
-const RECV_BUFFERS: u16 = 256;
-const RECV_BUFFER_SIZE: u32 = 128 * 1024;
+/// bounds the receives completed per turn, not the connections. Public so that the
+/// `plain_forward` benchmark example runs the same pool.
+pub const RECV_BUFFERS: u16 = 256;
+/// The size of each receive buffer in the pool (see [`RECV_BUFFERS`]).
+pub const RECV_BUFFER_SIZE: u32 = 128 * 1024;
 
 /// Readiness events taken per `epoll_wait` by the epoll backend.
 const EPOLL_EVENTS: u32 = 1024;
