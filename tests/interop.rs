@@ -11,6 +11,7 @@
 mod bin_common;
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,7 @@ fn ours_e_to_ours_d_tcp6() {
 }
 
 /// Unix sockets at both outer ends (client → `-e`, `-d` → target); TCP in between.
-fn unix_outer(tag: &str, enc: std::path::PathBuf, dec: std::path::PathBuf, what: &str) {
+fn unix_outer(tag: &str, enc: PathBuf, dec: PathBuf, what: &str) {
     let mut spec = ChainSpec::new(tag, enc, dec);
     spec.front = Fam::Unix;
     spec.back = Fam::Unix;
@@ -180,7 +181,7 @@ fn spipe_to_ours_d() {
 // ---------------------------------------------------------------------------------------------
 // A reply that arrives a second after the client's half-close is still delivered
 
-fn late_reply(tag: &str, enc: std::path::PathBuf, dec: std::path::PathBuf, what: &str) {
+fn late_reply(tag: &str, enc: PathBuf, dec: PathBuf, what: &str) {
     let mut spec = ChainSpec::new(tag, enc, dec);
     spec.reply = Reply::AfterEof(LATE);
     let chain = spec.start();
@@ -383,60 +384,60 @@ fn settle() {
     thread::sleep(Duration::from_millis(300));
 }
 
-#[test]
-fn wrong_key_spiped_e_to_ours_d() {
+/// A chain of `e` and `d` with different keys: the client is refused and the target gets no
+/// data; when `d` is our binary, it must not even have connected to the target (it connects
+/// only after the handshake authenticates; spiped connects first: spec §4, issue #429).
+fn assert_wrong_key_refused(tag: &str, e: PathBuf, d: PathBuf, d_is_ours: bool, what: &str) {
     if !have_spiped() {
         return;
     }
-    let mut spec = ChainSpec::new("wk-se", spiped_bin(), relay_bin());
+    let mut spec = ChainSpec::new(tag, e, d);
     spec.wrong_key = true;
     let chain = spec.start();
-    assert_refused(chain.front(), "wrong key, spiped -e -> ours -d");
+    assert_refused(chain.front(), what);
     settle();
-    assert_eq!(chain.echo.bytes_in(), 0, "bytes reached the target");
-    if relay_is_ours() {
-        // spiperelay -d connects to the target only after the handshake authenticates
-        // (spiped connects first; spec §4, issue #429).
+    assert_eq!(chain.echo.bytes_in(), 0, "{what}: bytes reached the target");
+    if d_is_ours && relay_is_ours() {
         assert_eq!(
             chain.echo.conns(),
             0,
-            "our -d contacted the target before auth"
+            "{what}: our -d contacted the target before auth"
         );
     }
+}
+
+#[test]
+fn wrong_key_spiped_e_to_ours_d() {
+    assert_wrong_key_refused(
+        "wk-se",
+        spiped_bin(),
+        relay_bin(),
+        true,
+        "wrong key, spiped -e -> ours -d",
+    );
 }
 
 #[test]
 fn wrong_key_ours_e_to_spiped_d() {
-    if !have_spiped() {
-        return;
-    }
-    let mut spec = ChainSpec::new("wk-sd", relay_bin(), spiped_bin());
-    spec.wrong_key = true;
-    let chain = spec.start();
-    assert_refused(chain.front(), "wrong key, ours -e -> spiped -d");
-    settle();
-    // Real spiped -d does connect to the target first; it must get no data, though.
-    assert_eq!(chain.echo.bytes_in(), 0, "bytes reached the target");
+    // The real spiped -d does connect to the target first; it must get no data, though.
+    assert_wrong_key_refused(
+        "wk-sd",
+        relay_bin(),
+        spiped_bin(),
+        false,
+        "wrong key, ours -e -> spiped -d",
+    );
 }
 
 #[test]
 fn wrong_key_ours_e_to_ours_d() {
-    if !have_spiped() {
-        return;
-    }
-    let mut spec = ChainSpec::new("wk-oo", relay_bin(), relay_bin());
-    spec.wrong_key = true;
-    let chain = spec.start();
-    assert_refused(chain.front(), "wrong key, ours -e -> ours -d");
-    settle();
-    assert_eq!(chain.echo.bytes_in(), 0, "bytes reached the target");
-    if relay_is_ours() {
-        assert_eq!(
-            chain.echo.conns(),
-            0,
-            "our -d contacted the target before auth"
-        );
-    }
+    assert_wrong_key_refused(
+        "wk-oo",
+        relay_bin(),
+        relay_bin(),
+        true,
+        "wrong key, ours -e -> ours -d",
+    );
 }
 
 #[test]
