@@ -16,6 +16,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::slots::{Slots, split};
 use super::{Driver, Event, Handle, SockAddr, SubmitError, Token, WaitError, sys};
 
 /// Settings for a [`Forwarder`].
@@ -78,14 +79,6 @@ const TAG_SEND: u64 = 6;
 const TAG_SHUT: u64 = 8;
 const TAG_CLOSE: u64 = 10;
 
-fn token(slot: u32, generation: u32, tag: u64) -> Token {
-    (u64::from(slot) << 32) | (u64::from(generation & 0xff_ffff) << 8) | tag
-}
-
-fn split(t: Token) -> (u32, u32, u64) {
-    ((t >> 32) as u32, ((t >> 8) & 0xff_ffff) as u32, t & 0xff)
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dir {
     /// A receive is pending on the source side.
@@ -99,7 +92,6 @@ enum Dir {
 }
 
 struct Conn {
-    generation: u32,
     sock: [Option<Handle>; 2],
     /// Direction `d` reads side `d` and writes side `1 - d`.
     dir: [Dir; 2],
@@ -112,9 +104,7 @@ pub struct Forwarder<D: Driver> {
     io: D,
     listener: Handle,
     cfg: ForwardConfig,
-    conns: Vec<Option<Conn>>,
-    generations: Vec<u32>,
-    free: Vec<u32>,
+    conns: Slots<Conn>,
     stats: ForwardStats,
     events: Vec<Event>,
     spare: Vec<Vec<u8>>,
@@ -138,9 +128,7 @@ impl<D: Driver> Forwarder<D> {
             io,
             listener,
             cfg,
-            conns: Vec::new(),
-            generations: Vec::new(),
-            free: Vec::new(),
+            conns: Slots::new(),
             stats: ForwardStats::default(),
             events: Vec::new(),
             spare: Vec::new(),
@@ -253,35 +241,22 @@ impl<D: Driver> Forwarder<D> {
     }
 
     fn conn(&mut self, slot: u32) -> Option<&mut Conn> {
-        self.conns.get_mut(slot as usize)?.as_mut()
+        self.conns.get_mut(slot)
     }
 
     /// True if `slot` holds the connection of that generation and it is not being torn down.
     fn live(&self, slot: u32, generation: u32) -> bool {
-        matches!(
-            self.conns.get(slot as usize),
-            Some(Some(c)) if c.generation & 0xff_ffff == generation && c.closing.is_none()
-        )
+        self.conns.is_current(slot, generation)
+            && self.conns.get(slot).is_some_and(|c| c.closing.is_none())
     }
 
     fn tok(&self, slot: u32, tag: u64) -> Token {
-        let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
-        token(slot, generation, tag)
+        self.conns.token(slot, tag)
     }
 
     fn on_accept(&mut self, client: Handle) {
         self.stats.accepted += 1;
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.conns.push(None);
-                self.generations.push(0);
-                (self.conns.len() - 1) as u32
-            }
-        };
-        let generation = self.generations[slot as usize];
-        self.conns[slot as usize] = Some(Conn {
-            generation,
+        let slot = self.conns.insert(Conn {
             sock: [Some(client), None],
             dir: [Dir::Reading; 2],
             closing: None,
@@ -400,12 +375,12 @@ impl<D: Driver> Forwarder<D> {
     }
 
     fn on_closed(&mut self, slot: u32, generation: u32) {
+        if !self.conns.is_current(slot, generation) {
+            return;
+        }
         let Some(c) = self.conn(slot) else {
             return;
         };
-        if c.generation & 0xff_ffff != generation {
-            return;
-        }
         let left = c.closing.unwrap_or(1).saturating_sub(1);
         c.closing = Some(left);
         if left == 0 {
@@ -414,12 +389,8 @@ impl<D: Driver> Forwarder<D> {
     }
 
     fn release(&mut self, slot: u32) {
-        if let Some(entry) = self.conns.get_mut(slot as usize) {
-            if entry.take().is_some() {
-                self.stats.active -= 1;
-                self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
-                self.free.push(slot);
-            }
+        if self.conns.remove(slot).is_some() {
+            self.stats.active -= 1;
         }
     }
 }

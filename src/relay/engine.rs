@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::{Mode, PfsPolicy};
+use crate::io::slots::{Slots, split, token};
 use crate::io::{
     ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
     WaitError, sys,
@@ -263,14 +264,6 @@ fn side_of(index: usize) -> Side {
     }
 }
 
-fn token(slot: u32, generation: u32, tag: u64) -> Token {
-    (u64::from(slot) << 32) | (u64::from(generation & 0xff_ffff) << 8) | tag
-}
-
-fn split(t: Token) -> (u32, u32, u64) {
-    ((t >> 32) as u32, ((t >> 8) & 0xff_ffff) as u32, t & 0xff)
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Accepted beyond the `-n` limit (in the window before the accept stopped); waits for a
@@ -308,7 +301,6 @@ struct Pump {
 }
 
 struct Conn {
-    generation: u32,
     sock: [Option<Handle>; 2],
     phase: Phase,
     /// Handshake state while `phase == Handshake` (and until its last output is sent).
@@ -379,9 +371,7 @@ pub struct Relay<D: Driver> {
     io: D,
     listener: Handle,
     cfg: RelayConfig,
-    conns: Vec<Option<Conn>>,
-    generations: Vec<u32>,
-    free: Vec<u32>,
+    conns: Slots<Conn>,
     parked: VecDeque<u32>,
     /// Connections waiting for a descriptor to connect to the target: (slot, generation,
     /// target address index).
@@ -492,9 +482,7 @@ impl<D: Driver> Relay<D> {
             io,
             listener,
             cfg,
-            conns: Vec::new(),
-            generations: Vec::new(),
-            free: Vec::new(),
+            conns: Slots::new(),
             parked: VecDeque::new(),
             starved: Vec::new(),
             backoff_timer: false,
@@ -752,19 +740,9 @@ impl<D: Driver> Relay<D> {
     // ---- connection slots ----
 
     fn alloc_slot(&mut self, client: Handle) -> u32 {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.conns.push(None);
-                self.generations.push(0);
-                (self.conns.len() - 1) as u32
-            }
-        };
-        let generation = self.generations[slot as usize];
         let mut sock = [None, None];
         sock[self.accepted_side()] = Some(client);
-        self.conns[slot as usize] = Some(Conn {
-            generation,
+        self.conns.insert(Conn {
             sock,
             phase: Phase::Handshake,
             hs: None,
@@ -781,25 +759,21 @@ impl<D: Driver> Relay<D> {
             decoder: None,
             pump: [Pump::default(), Pump::default()],
             closing: None,
-        });
-        slot
+        })
     }
 
     fn conn(&mut self, slot: u32) -> Option<&mut Conn> {
-        self.conns.get_mut(slot as usize)?.as_mut()
+        self.conns.get_mut(slot)
     }
 
     /// True if `slot` holds the connection of that generation and it is not being torn down.
     fn live(&self, slot: u32, generation: u32) -> bool {
-        matches!(
-            self.conns.get(slot as usize),
-            Some(Some(c)) if c.generation & 0xff_ffff == generation && c.closing.is_none()
-        )
+        self.conns.is_current(slot, generation)
+            && self.conns.get(slot).is_some_and(|c| c.closing.is_none())
     }
 
     fn tok(&self, slot: u32, tag: u64) -> Token {
-        let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
-        token(slot, generation, tag)
+        self.conns.token(slot, tag)
     }
 
     /// An empty spare buffer.
@@ -866,7 +840,7 @@ impl<D: Driver> Relay<D> {
             Err(SubmitError::Socket(e)) if e.is_resource_exhaustion() => {
                 // Out of descriptors: keep the connection, stop accepting, retry after the
                 // back-off (within the phase's deadline).
-                let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
+                let generation = self.conns.generation(slot);
                 if self.starved.is_empty() {
                     self.log.warn(format_args!(
                         "cannot create a socket for the target: {e}; pausing accepts and \
@@ -874,7 +848,7 @@ impl<D: Driver> Relay<D> {
                         self.stats.active
                     ));
                 }
-                self.starved.push((slot, generation & 0xff_ffff, index));
+                self.starved.push((slot, generation, index));
                 self.start_backoff();
             }
             Err(SubmitError::Socket(e)) => self.drop_conn(slot, DropReason::TargetSocket(e)),
@@ -1190,7 +1164,7 @@ impl<D: Driver> Relay<D> {
     /// Runs `data` read on the source of `dir` through the encoder or decoder into the pump's
     /// pending output. Returns false if the connection was dropped.
     fn transform(&mut self, slot: u32, dir: usize, data: &[u8]) -> bool {
-        let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
+        let Some(c) = self.conns.get_mut(slot) else {
             return false;
         };
         if let Err(e) = transform_into(c, dir, data, &mut self.spare) {
@@ -1204,7 +1178,7 @@ impl<D: Driver> Relay<D> {
     /// driver's buffer straight through the encoder or decoder (no intermediate copy) before the
     /// buffer is recycled; during setup they take the general path of [`Relay::on_data`].
     fn on_received(&mut self, slot: u32, side: usize, buf: RecvBuf) {
-        let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
+        let Some(c) = self.conns.get_mut(slot) else {
             self.io.recycle(buf);
             return;
         };
@@ -1423,12 +1397,12 @@ impl<D: Driver> Relay<D> {
     }
 
     fn on_closed(&mut self, slot: u32, generation: u32) {
+        if !self.conns.is_current(slot, generation) {
+            return;
+        }
         let Some(c) = self.conn(slot) else {
             return;
         };
-        if c.generation & 0xff_ffff != generation {
-            return;
-        }
         let Some(left) = c.closing else {
             return;
         };
@@ -1440,15 +1414,10 @@ impl<D: Driver> Relay<D> {
     }
 
     fn release(&mut self, slot: u32) {
-        let Some(entry) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        if entry.take().is_none() {
+        if self.conns.remove(slot).is_none() {
             return;
         }
         self.stats.active -= 1;
-        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
-        self.free.push(slot);
         if let Some(next) = self.parked.pop_front() {
             // A connection accepted beyond the limit takes the free slot.
             self.start(next);
