@@ -34,16 +34,9 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-case "$reps" in '' | *[!0-9]* | 0) echo "bench-floor.sh: --reps must be a positive whole number" >&2; exit 2 ;; esac
-
-HARNESS=${BENCH_HARNESS:-$ROOT/../shared/bench/bench.py}
-if [ ! -f "$HARNESS" ]; then
-	echo "bench-floor.sh: the benchmark harness bench.py was not found at $HARNESS;" \
-		"set BENCH_HARNESS=/path/to/bench.py" >&2
-	exit 1
-fi
-HDIR=$(cd "$(dirname "$HARNESS")" && pwd)
-[ -f "$HDIR/setup.sh" ] && bash "$HDIR/setup.sh"
+SCRIPT=bench-floor.sh
+# shellcheck source=bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 
 if [ "$build" = 1 ]; then
 	cargo build --release --locked --bin spiperelay --example plain_forward
@@ -56,13 +49,6 @@ done
 
 out=${out:-/tmp/spiperelay-floor-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
-
-if [ "$mode" = full ]; then
-	bulk_bytes=2147483648 conns=2000 modes=50x1x100000,50x16x1000000 many=1000x1x50000
-else
-	bulk_bytes=536870912 conns=1000 modes=50x1x50000,50x16x500000 many=1000x1x20000
-fi
 
 # step NAME BOUND WHICH bench.py-arguments...: WHICH is "ours" (spiperelay as the relay kind)
 # or "plain" (plain_forward as the relay kind)
