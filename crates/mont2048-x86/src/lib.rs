@@ -67,21 +67,28 @@ impl Modulus {
     }
 }
 
+/// `a - b` modulo 2^2048 over 32 limbs, and the borrow out (0 or 1), in constant time; usable
+/// in `const` context.
+pub const fn sub_borrow(a: &Limbs, b: &Limbs) -> (Limbs, u64) {
+    let mut out = [0u64; LIMBS];
+    let mut borrow = 0u64;
+    let mut i = 0;
+    while i < LIMBS {
+        let (d1, b1) = a[i].overflowing_sub(b[i]);
+        let (d2, b2) = d1.overflowing_sub(borrow);
+        out[i] = d2;
+        borrow = (b1 | b2) as u64;
+        i += 1;
+    }
+    (out, borrow)
+}
+
 /// Given `c * 2^2048 + lo < 2p` (`c` is 0 or 1), returns it modulo `p`: `lo - p` or `lo`,
 /// chosen with masks, in constant time. The final step of every Montgomery reduction, the
 /// kernels' and the portable code's (spiperelay's `src/proto/dh/bignum.rs`); usable in `const`
 /// context.
 pub const fn reduce_once(lo: &Limbs, c: u64, p: &Limbs) -> Limbs {
-    let mut diff = [0u64; LIMBS];
-    let mut borrow = 0u64;
-    let mut i = 0;
-    while i < LIMBS {
-        let (d1, b1) = lo[i].overflowing_sub(p[i]);
-        let (d2, b2) = d1.overflowing_sub(borrow);
-        diff[i] = d2;
-        borrow = (b1 | b2) as u64;
-        i += 1;
-    }
+    let (diff, borrow) = sub_borrow(lo, p);
     // Keep `lo` only if the value is below p: c = 0 and the subtraction borrowed. If c = 1,
     // lo < p, so it borrowed and c - borrow = 0.
     let keep = core::hint::black_box(c.wrapping_sub(borrow));

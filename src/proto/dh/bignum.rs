@@ -22,7 +22,7 @@
 
 use super::GROUP14_P;
 use crate::proto::DH_PUBLIC_LEN;
-use mont2048_x86::{Kernel, Modulus};
+use mont2048_x86::{Kernel, Modulus, sub_borrow};
 
 /// Number of 64-bit limbs in a 2048-bit number.
 pub(crate) const LIMBS: usize = DH_PUBLIC_LEN / 8;
@@ -59,21 +59,6 @@ pub(crate) fn to_be_bytes(limbs: &Limbs) -> [u8; DH_PUBLIC_LEN] {
 
 /// The group-14 prime p as limbs.
 pub(crate) const P: Limbs = from_be_bytes(&GROUP14_P);
-
-/// `a - b` over 32 limbs, returning the difference and the borrow out (0 or 1).
-const fn sub_borrow(a: &Limbs, b: &Limbs) -> (Limbs, u64) {
-    let mut out = [0u64; LIMBS];
-    let mut borrow = 0u64;
-    let mut i = 0;
-    while i < LIMBS {
-        let (d1, b1) = a[i].overflowing_sub(b[i]);
-        let (d2, b2) = d1.overflowing_sub(borrow);
-        out[i] = d2;
-        borrow = (b1 | b2) as u64;
-        i += 1;
-    }
-    (out, borrow)
-}
 
 /// Given `hi * 2^2048 + lo < 2p` (`hi` is 0 or 1), returns it reduced modulo p, in constant time
 /// (usable in `const` context): the kernel crate's [`mont2048_x86::reduce_once`] for p.
