@@ -8,7 +8,8 @@
 //! Differences from spipe 1.6.2: `-b <bind address>` is accepted (spipe has it from 1.6.3 on)
 //! and listed in the usage text; `-o` follows [`super::value::parse_timeout`] (`-o 0` is the
 //! default, as in spipe); the addresses are checked here rather than when resolved.
-//! `--x25519` selects spiperelay's X25519 handshake mode (refused with `-f`; `PROTOCOL.md`).
+//! `--x25519` selects spiperelay's X25519 handshake mode (refused with `-f`;
+//! `docs/protocol.md` §5).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -65,7 +66,7 @@ pub struct SpipeArgs {
     pub timeout: Duration,
     /// `-b`: the local address to connect from (spipe 1.6.3 and later).
     pub bind: Option<SockAddrSpec>,
-    /// `--x25519`: spiperelay's X25519 handshake mode (both ends must use it; PROTOCOL.md).
+    /// `--x25519`: spiperelay's X25519 handshake mode (both ends must use it; §5).
     pub x25519: bool,
 }
 

@@ -19,8 +19,8 @@
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
-//!   `PROTOCOL.md`); it is refused with `-f` ([`SpipedArgsError::X25519WithoutPfs`]) and not in
-//!   the usage text, which stays spiped's.
+//!   `docs/protocol.md` §5); it is refused with `-f` ([`SpipedArgsError::X25519WithoutPfs`])
+//!   and not in the usage text, which stays spiped's.
 //! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
 //!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` means the default of
 //!   5 s, as in spiped; `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
@@ -154,7 +154,7 @@ pub struct SpipedArgs {
     /// [`DEFAULT_MAX_KEYS`].
     pub max_keys: usize,
     /// `--x25519`: spiperelay's X25519 handshake instead of spiped's group-14 one (both ends
-    /// must use it; PROTOCOL.md). Refused together with `-f`.
+    /// must use it; §5). Refused together with `-f`.
     pub x25519: bool,
     /// `--threads`: how many event-loop threads carry connections, 1 to [`MAX_THREADS`].
     /// Default 1 (everything on the main thread).

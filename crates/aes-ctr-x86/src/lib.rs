@@ -1,4 +1,4 @@
-//! AES-256 in CTR mode with spiped's counter layout (§2 of the protocol spec): the counter
+//! AES-256 in CTR mode with spiped's counter layout (§2 of spiperelay's `docs/protocol.md`): the counter
 //! block of byte 16·i of packet `pnum` is BE64(pnum) ‖ BE64(i), counting from block 0.
 //!
 //! Precisely, [`Aes256CtrKey::apply_keystream_b2b`]`(pnum, block_offset, …)` XORs the keystream
