@@ -13,13 +13,15 @@
 //! - [`stream`]: an encoder and a decoder over arbitrarily chunked byte streams (§2).
 //! - [`x25519`]: spiperelay's `--x25519` handshake mode (ours ↔ ours; §5).
 //!
-//! `fuzzing` (hidden) holds the bodies of the cargo-fuzz targets in `fuzz/`; see `FUZZING.md`.
+//! `fuzzing` (hidden) holds the bodies of the cargo-fuzz targets in `fuzz/`; it is compiled only
+//! for tests and with the `fuzzing` feature, which `fuzz/` turns on. See `FUZZING.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod crypt;
 pub mod dh;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;

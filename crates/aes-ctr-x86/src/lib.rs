@@ -18,6 +18,9 @@
 //! stores through pointers derived from checked slices); each block names its invariant in a
 //! `// SAFETY:` comment. It is reviewed like a vendored primitive.
 
+// One of the kernel crates where `unsafe` may live (the workspace denies it elsewhere).
+#![allow(unsafe_code)]
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
