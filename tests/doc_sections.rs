@@ -132,8 +132,13 @@ fn citations(text: &str) -> Vec<(usize, String)> {
 fn every_section_citation_names_a_heading_of_the_protocol_document() {
     let sections = doc_sections();
     // The document's top-level parts, which the code cites throughout.
-    for part in ["1", "1.1", "1.5", "1.7", "2", "3", "3.1", "3.2", "3.3", "4", "5", "6"] {
-        assert!(sections.contains(part), "docs/protocol.md lacks section {part}");
+    for part in [
+        "1", "1.1", "1.5", "1.7", "2", "3", "3.1", "3.2", "3.3", "4", "5", "6",
+    ] {
+        assert!(
+            sections.contains(part),
+            "docs/protocol.md lacks section {part}"
+        );
     }
     let mut count = 0;
     let mut missing = Vec::new();
@@ -151,7 +156,10 @@ fn every_section_citation_names_a_heading_of_the_protocol_document() {
         missing.join("\n")
     );
     // The code cites the document some 150 times; finding far fewer means the walk broke.
-    assert!(count > 100, "only {count} citations found: is the walk reading the sources?");
+    assert!(
+        count > 100,
+        "only {count} citations found: is the walk reading the sources?"
+    );
 }
 
 #[test]
@@ -185,7 +193,10 @@ fn no_file_cites_the_protocol_notes_outside_the_repository() {
 fn outside_standards_are_told_apart_from_our_sections() {
     let cites = |s: &str| citations(s).into_iter().map(|(_, n)| n).collect::<Vec<_>>();
     assert_eq!(cites("RFC 7748 §6.1 and ours (§1.5)"), ["1.5"]);
-    assert_eq!(cites("FIPS 180-4 §5.3.3, FIPS-197 §5.2, spec §3.1"), ["3.1"]);
+    assert_eq!(
+        cites("FIPS 180-4 §5.3.3, FIPS-197 §5.2, spec §3.1"),
+        ["3.1"]
+    );
     assert_eq!(cites("§1–§2 of the document"), ["1", "2"]);
     assert_eq!(cites("vectors of § 6."), ["6"]);
 }

@@ -80,13 +80,7 @@ fn stream_decode_seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 /// The bytes a genuine peer (key file `peer_key`, DH mode `peer_mode`) sends to the local
 /// handshake of `role` and `sel`, and, once both are done, its encoding of `data`.
-fn peer_stream(
-    role: Role,
-    sel: u8,
-    peer_key: &[u8],
-    peer_mode: DhMode,
-    data: &[u8],
-) -> Vec<u8> {
+fn peer_stream(role: Role, sel: u8, peer_key: &[u8], peer_mode: DhMode, data: &[u8]) -> Vec<u8> {
     let local = local_handshake(role, sel);
     let peer_nonce = match role {
         Role::Client => SERVER_NONCE,
@@ -160,7 +154,9 @@ fn forged_yh(role: Role, key_file: &[u8], y: &[u8; 256]) -> Vec<u8> {
 
 /// The handshake seeds of `role`, each with the outcome it must reach: `Ok(key_index)` for
 /// a completed handshake, or the error.
-pub(super) fn handshake_seeds(role: Role) -> Vec<(&'static str, Vec<u8>, Result<usize, HandshakeError>)> {
+pub(super) fn handshake_seeds(
+    role: Role,
+) -> Vec<(&'static str, Vec<u8>, Result<usize, HandshakeError>)> {
     let pfs = || DhMode::Pfs(DhKeyPair::from_private(PEER_DH_PRIVATE));
     let big = [32, 255];
     let mut seeds = vec![

@@ -68,8 +68,7 @@ fn committed_seeds_match_the_generator() {
     for (target, _) in TARGETS {
         for (name, bytes) in seeds(target) {
             let path = corpus_dir(target).join(name);
-            let committed =
-                fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let committed = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(
                 committed == bytes,
                 "{} differs from its generator",
