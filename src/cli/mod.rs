@@ -8,6 +8,7 @@
 //! - [`value`]: option arguments shared by both programs (`-k`, `-n`, `-o`, `-r`, `-u`).
 //! - [`spiped`]: [`SpipedArgs`] and spiped 1.6.2's usage text.
 //! - [`spipe`]: [`SpipeArgs`] and spipe's usage text.
+//! - [`help`]: `spiperelay --help` and per-command help, from the parsers' option tables.
 //!
 //! Errors carry the message text only; the binary adds the `spiped: ` or `spipe: ` prefix and
 //! prints the usage text when the error's `usage()` returns it.
@@ -16,6 +17,7 @@ use std::ffi::OsStr;
 
 pub mod addr;
 pub mod getopt;
+pub mod help;
 pub mod spipe;
 pub mod spiped;
 pub mod value;

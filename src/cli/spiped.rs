@@ -7,6 +7,10 @@
 //! missing `-k`, `-r` with `-R`, a missing `-s`, a missing `-t`; then the `-s`, `-t` and `-b`
 //! addresses.
 //!
+//! [`DAEMON_OPTIONS`] is the one table of options: the scanner's specs come from it, and
+//! `spiperelay --help` ([`super::help`]) lists every row with its description and default.
+//! [`SPIPED_USAGE`] stays spiped 1.6.2's text, so the options below are not in it.
+//!
 //! spiperelay additions and differences, on purpose:
 //! - `-k` may be repeated, to accept several keys during key rotation: the one exception to
 //!   "a repeated option is a usage error". `-k -` (stdin) may appear only once.
@@ -35,6 +39,7 @@ use std::time::Duration;
 
 use super::addr::{AddrError, SockAddrSpec};
 use super::getopt::{Getopt, GetoptError, OptSpec};
+use super::help::{OptDoc, REQUIRED, specs};
 use super::value::{
     KeySource, UserGroup, ValueError, parse_conn_limit, parse_rtime, parse_timeout,
 };
@@ -69,31 +74,38 @@ pub const MAX_KEYS_LIMIT: usize = 16;
 /// The most event-loop threads `--threads` may ask for.
 pub const MAX_THREADS: usize = 64;
 
-const SPECS: &[OptSpec] = &[
-    OptSpec::flag("-e"),
-    OptSpec::flag("-d"),
-    OptSpec::with_arg("-s"),
-    OptSpec::with_arg("-t"),
-    OptSpec::with_arg("-k"),
-    OptSpec::flag("-D"),
-    OptSpec::flag("-F"),
-    OptSpec::flag("-j"),
-    OptSpec::flag("-f"),
-    OptSpec::flag("-g"),
-    OptSpec::with_arg("-n"),
-    OptSpec::with_arg("-o"),
-    OptSpec::with_arg("-p"),
-    OptSpec::with_arg("-r"),
-    OptSpec::flag("-R"),
-    OptSpec::with_arg("-b"),
-    OptSpec::flag("--syslog"),
-    OptSpec::with_arg("--control"),
-    OptSpec::with_arg("--max-keys"),
-    OptSpec::with_arg("-u"),
-    OptSpec::flag("-v"),
-    OptSpec::flag("--x25519"),
-    OptSpec::with_arg("--threads"),
+/// Every option of the daemon's command line: the one table the scanner takes its specs from
+/// (`SPECS`) and `spiperelay --help` and the man page describe. A new option is one row here
+/// and one arm in [`SpipedArgs::parse`].
+#[rustfmt::skip] // one row per option
+pub const DAEMON_OPTIONS: &[OptDoc] = &[
+    OptDoc::spiped("-e", "", "encrypt: plaintext in on -s, encrypted out to -t (client end)", ""),
+    OptDoc::spiped("-d", "", "decrypt: encrypted in on -s, plaintext out to -t (server end)", ""),
+    OptDoc::spiped("-s", "ADDR", "address to listen on", REQUIRED),
+    OptDoc::spiped("-t", "ADDR", "address to connect to, for each connection", REQUIRED),
+    OptDoc::spiped("-k", "FILE", "key file (- reads stdin); repeat to accept more keys", REQUIRED),
+    OptDoc::spiped("-D", "", "daemonise first; retry failed address lookups every second", ""),
+    OptDoc::spiped("-F", "", "stay in the foreground (no fork, no pidfile)", ""),
+    OptDoc::spiped("-f", "", "no forward secrecy: skip Diffie-Hellman (send y = 1)", ""),
+    OptDoc::spiped("-g", "", "require forward secrecy: drop a peer that runs with -f", ""),
+    OptDoc::spiped("-j", "", "turn TCP keep-alives off", ""),
+    OptDoc::spiped("-n", "N", "most connections at once; 0 for no limit", "100"),
+    OptDoc::spiped("-o", "SECS", "timeout for the target connect and for the handshake", "5"),
+    OptDoc::spiped("-p", "FILE", "pidfile, written unless -F", "the -s text + .pid"),
+    OptDoc::spiped("-r", "SECS", "look the -t address up again every SECS seconds", "60"),
+    OptDoc::spiped("-R", "", "never look the -t address up again", ""),
+    OptDoc::spiped("--syslog", "", "log to syslog once daemonised, not to stderr", ""),
+    OptDoc::spiped("-u", "USER[:GROUP]", "after binding, switch to USER, :GROUP or both", ""),
+    OptDoc::spiped("-b", "ADDR", "local address to connect to -t from (spiped 1.6.3)", ""),
+    OptDoc::spiped("-v", "", "print the version and exit", ""),
+    OptDoc::own("--threads", "N", "event-loop threads sharing the listening socket, 1-64", "1"),
+    OptDoc::own("--x25519", "", "X25519 handshake, spiperelay to spiperelay (not with -f)", ""),
+    OptDoc::own("--control", "SOCKET", "Unix socket for `spiperelay keys` (key rotation)", ""),
+    OptDoc::own("--max-keys", "N", "most keys accepted at once, 1-16", "2"),
 ];
+
+/// The scanner's view of [`DAEMON_OPTIONS`].
+const SPECS: &[OptSpec] = &specs::<{ DAEMON_OPTIONS.len() }>(DAEMON_OPTIONS);
 
 /// Which side of the tunnel this spiped is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
