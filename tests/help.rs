@@ -208,6 +208,27 @@ fn each_command_has_its_own_help() {
     );
 }
 
+#[test]
+fn a_wrong_command_line_points_at_the_help() {
+    if !relay_is_ours() {
+        return;
+    }
+    for (a, hint) in [
+        (&["-x"][..], "spiperelay --help"),
+        (&["-d"], "spiperelay --help"),
+        (&["frobnicate"], "spiperelay --help"),
+        (&["spipe", "-x"], "spiperelay help spipe"),
+    ] {
+        let out = run(a);
+        assert_eq!(out.code(), Some(1), "{a:?}: {out:?}");
+        assert!(
+            out.stderr.lines().last().is_some_and(|l| l.contains(hint)),
+            "{a:?}: {:?}",
+            out.stderr
+        );
+    }
+}
+
 /// A directory holding links named `spiped` and `spipe` to the binary under test.
 fn links(dir: &TempDir) -> (PathBuf, PathBuf) {
     let (spiped, spipe) = (dir.join("spiped"), dir.join("spipe"));

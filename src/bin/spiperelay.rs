@@ -76,6 +76,7 @@ fn main() -> ExitCode {
         (_, Some(word)) if !word.starts_with('-') => {
             eprintln!("{program}: unknown command {word:?}");
             eprint!("{SPIPED_USAGE}{}", help::synopsis_block());
+            eprintln!("{}", help_hint("--help"));
             ExitCode::FAILURE
         }
         _ => spiped_main(&program, args, DropIn::Explained),
@@ -102,6 +103,11 @@ fn help_main(program: &str, args: &[OsString]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The line after a usage text as `spiperelay`: where to read what each option does.
+fn help_hint(how: &str) -> String {
+    format!("Run `spiperelay {how}` for what each option does.")
 }
 
 /// Prints the help of the command named `name` (one of [`help::COMMANDS`]) and exits 0.
@@ -139,6 +145,9 @@ fn spiped_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
             }
             if let Some(usage) = e.usage() {
                 eprint!("{usage}");
+                if style == DropIn::Explained {
+                    eprintln!("{}", help_hint("--help"));
+                }
             }
             return ExitCode::FAILURE;
         }
@@ -166,6 +175,9 @@ fn spipe_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
             }
             if e.usage().is_some() {
                 eprint!("{SPIPE_USAGE}");
+                if style == DropIn::Explained {
+                    eprintln!("{}", help_hint("help spipe"));
+                }
             }
             return ExitCode::FAILURE;
         }
