@@ -83,7 +83,7 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
     OptDoc::spiped("-d", "", "decrypt: encrypted in on -s, plaintext out to -t (server end)", ""),
     OptDoc::spiped("-s", "ADDR", "address to listen on", REQUIRED),
     OptDoc::spiped("-t", "ADDR", "address to connect to, for each connection", REQUIRED),
-    OptDoc::spiped("-k", "FILE", "key file (- reads stdin); repeat to accept more keys", REQUIRED),
+    OptDoc::spiped("-k", "FILE", "key file (- reads stdin); several for key rotation", REQUIRED),
     OptDoc::spiped("-D", "", "daemonise first; retry failed address lookups every second", ""),
     OptDoc::spiped("-F", "", "stay in the foreground (no fork, no pidfile)", ""),
     OptDoc::spiped("-f", "", "no forward secrecy: skip Diffie-Hellman (send y = 1)", ""),
