@@ -637,7 +637,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     };
     if extra.is_empty() {
         duties.rotation.start().map_err(StartupError::Rotation)?;
-        return event_loop(&mut relay, signals, &shared, Some(duties));
+        return event_loop(&mut relay, signals, &shared, Some(duties)).map_err(DaemonError::from);
     }
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -674,15 +674,17 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         let mut result = started
             .and_then(|()| duties.rotation.start().map_err(StartupError::Rotation))
             .map_err(DaemonError::from)
-            .and_then(|()| event_loop(&mut relay, signals, &shared, Some(duties)));
+            .and_then(|()| {
+                event_loop(&mut relay, signals, &shared, Some(duties)).map_err(DaemonError::from)
+            });
         // Whatever ended the main loop, the others stop too unless they are draining.
         if result.is_err() || signals.int.load(Relaxed) > 0 {
             shared.failed.store(true, Relaxed);
         }
         for handle in workers {
-            let r = handle.join().unwrap_or(Err(RunError::LoopVanished.into()));
+            let r = handle.join().unwrap_or(Err(RunError::LoopVanished));
             if result.is_ok() {
-                result = r;
+                result = r.map_err(DaemonError::from);
             }
         }
         result
@@ -750,7 +752,7 @@ fn worker(
     signals: &signals::SignalCounts,
     shared: &Shared,
     ready: &mpsc::Sender<Result<(), StartupError>>,
-) -> Result<(), DaemonError> {
+) -> Result<(), RunError> {
     // Signals go to the main thread, whose wait they interrupt; the counts are process-wide.
     let _ = signals::block_daemon_signals_in_thread();
     let relay = new_driver(&mut log, backend, forced)
@@ -784,7 +786,7 @@ fn event_loop(
     signals: &signals::SignalCounts,
     shared: &Shared,
     mut duties: Option<Duties<'_>>,
-) -> Result<(), DaemonError> {
+) -> Result<(), RunError> {
     let mut next_resolve = duties
         .as_ref()
         .and_then(|d| d.reresolve)
