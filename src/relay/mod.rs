@@ -4,7 +4,8 @@
 //!   [`Driver`](crate::io::Driver); no process-wide state.
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
-//! - [`keyfile`]: start-up warnings about key files, and `spiperelay keygen`.
+//! - [`keyfile`]: the one key-file reader (startup, reload, rotation, spipe) with its rules
+//!   and warnings, and `spiperelay keygen`.
 //! - [`spipe`]: the `spipe` client (stdin/stdout over one connection, blocking sockets).
 //! - [`pool`]: ready handshake key pairs, refilled by a background thread.
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
@@ -20,5 +21,5 @@ pub mod log;
 pub mod pool;
 pub mod spipe;
 
-pub use daemon::{DaemonError, run};
+pub use daemon::{DaemonError, RunError, StartupError, run};
 pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};
