@@ -60,12 +60,20 @@ fn verify_copies(dir: &TempDir, edit: impl Fn(&str, String) -> String) -> (bool,
 fn every_shipped_unit_is_listed() {
     let mut shipped: Vec<String> = fs::read_dir(units_dir())
         .expect("read dist/systemd")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     shipped.sort();
     let mut listed: Vec<String> = UNITS.iter().map(|(f, _)| (*f).to_owned()).collect();
     listed.sort();
-    assert_eq!(shipped, listed, "UNITS must name every file in dist/systemd");
+    assert_eq!(
+        shipped, listed,
+        "UNITS must name every file in dist/systemd"
+    );
 }
 
 #[test]
@@ -75,7 +83,10 @@ fn units_verify_cleanly() {
     }
     let dir = TempDir::new("units");
     let (ok, out) = verify_copies(&dir, |_, t| t);
-    assert!(ok && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
+    assert!(
+        ok && out.trim().is_empty(),
+        "systemd-analyze verify:\n{out}"
+    );
 }
 
 #[test]
@@ -111,7 +122,10 @@ fn services_keep_what_the_relay_relies_on() {
         let one = |key: &str| values(&unit, key).join(" | ");
         // READY=1 / RELOADING=1 / STOPPING=1 / WATCHDOG=1 come from src/os/notify.rs.
         assert_eq!(one("Type"), "notify", "{file}");
-        assert!(one("ExecStart").contains(" --config /etc/spiperelay/"), "{file}");
+        assert!(
+            one("ExecStart").contains(" --config /etc/spiperelay/"),
+            "{file}"
+        );
         assert!(one("ExecReload").contains("kill -HUP $MAINPID"), "{file}");
         assert_eq!(one("Restart"), "on-failure", "{file}");
         assert_eq!(one("User"), "spiperelay", "{file}");
