@@ -59,3 +59,10 @@ echo "== cargo clippy --all-targets -D warnings" >&2
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked "$@"
+
+# The Debian package: built, installed with dpkg -i, checked and purged. Only as root (CI runs
+# as root) or under CI=true, where not being able to is a failure.
+if [ "${CI:-}" = true ] || [ "$(id -u)" -eq 0 ]; then
+	echo "== scripts/test-package.sh" >&2
+	scripts/test-package.sh
+fi

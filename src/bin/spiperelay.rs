@@ -10,6 +10,7 @@
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
 //! | `spiperelay --help` | this program's usage, exit 0 |
+//! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
@@ -60,6 +61,10 @@ fn main() -> ExitCode {
         (_, Some("keygen")) => keygen_main(&program, args.into_iter().skip(1).collect()),
         (_, Some("keys")) => {
             spiperelay::relay::control::keys_main(&program, args.into_iter().skip(1).collect())
+        }
+        (_, Some("--version")) if args.len() == 1 => {
+            println!("spiperelay {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
         }
         (_, Some("--help" | "-h" | "help")) => {
             print!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
