@@ -49,12 +49,20 @@ base=target/nspawn/bookworm
 if [ ! -x "$base/lib/systemd/systemd" ]; then
 	echo "== debootstrap bookworm into $base (once)" >&2
 	rm -rf "$base.tmp"
-	timeout 900 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,adduser,socat \
+	timeout 900 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,adduser,procps,socat \
 		bookworm "$base.tmp" http://deb.debian.org/debian >&2 || {
 		rm -rf "$base.tmp"
 		skip "debootstrap failed (no network?)"
 	}
 	mv "$base.tmp" "$base"
+fi
+
+if [ ! -x "$base/bin/kill" ]; then
+	# A root bootstrapped before procps (the package's dependency) was in the list above.
+	echo "== apt-get install procps in $base" >&2
+	timeout 600 systemd-nspawn --register=no --keep-unit -q -D "$base" --pipe sh -c \
+		'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q procps' >&2 ||
+		skip "cannot install procps into $base (no network?)"
 fi
 
 mapfile -t debs < <(scripts/package.sh --fast)
@@ -65,16 +73,25 @@ nspawn_pid="" leader=""
 cleanup() {
 	set +e
 	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		[ -n "$leader" ] || leader=$(ps -o pid= --ppid "$nspawn_pid" | head -n 1 | tr -d ' ')
 		[ -n "$leader" ] && nsenter -t "$leader" -a systemctl poweroff >/dev/null 2>&1
 		for _ in $(seq 1 150); do
 			kill -0 "$nspawn_pid" 2>/dev/null || break
 			sleep 0.2
 		done
 		if kill -0 "$nspawn_pid" 2>/dev/null; then
-			echo "test-systemd: the container did not power off; killing nspawn $nspawn_pid" >&2
+			echo "test-systemd: the container did not power off; killing it" >&2
+			# Its PID 1 first: killing it ends every process of the container.
+			[ -n "$leader" ] && kill -KILL "$leader"
 			kill -KILL "$nspawn_pid"
 		fi
 		wait "$nspawn_pid" 2>/dev/null
+	fi
+	if [ -n "$leader" ]; then
+		for _ in $(seq 1 50); do
+			kill -0 "$leader" 2>/dev/null || break
+			sleep 0.1
+		done
 	fi
 	rm -rf "$root"
 	rm -f "$root.console"
@@ -83,28 +100,37 @@ trap cleanup EXIT
 
 echo "== copy the root to $root and boot it" >&2
 cp -a --reflink=auto "$base/." "$root/"
-cp "$main" "$root/tmp/spiperelay.deb"
+cp "$main" "$root/root/spiperelay.deb"
 systemd-nspawn --register=no --keep-unit -q -b -D "$root" --machine="spiperelay-$$" \
 	>"$root.console" 2>&1 </dev/null &
 nspawn_pid=$!
-# The container's PID 1 is nspawn's child.
-for _ in $(seq 1 100); do
-	leader=$(ps -o pid= --ppid "$nspawn_pid" | head -n 1 | tr -d ' ')
-	[ -n "$leader" ] && break
+# The container's PID 1 is nspawn's child, once it has executed systemd.
+for _ in $(seq 1 200); do
+	leader=$(ps -o pid= --ppid "$nspawn_pid" | head -n 1 | tr -d ' ') || true
+	[ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = systemd ] && break
 	sleep 0.1
 done
-[ -n "$leader" ] || fail "systemd-nspawn started no container: $(cat "$root.console")"
+[ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = systemd ] || {
+	leader=""
+	fail "systemd-nspawn started no systemd: $(cat "$root.console")"
+}
 
 in_ct() { timeout 60 nsenter -t "$leader" -a "$@"; }
 
-state=$(in_ct systemctl is-system-running --wait 2>/dev/null || true)
+# "offline" until systemd has set itself up; bounded at 90 s.
+state=""
+for _ in $(seq 1 180); do
+	state=$(in_ct systemctl is-system-running 2>/dev/null || true)
+	case "$state" in running | degraded) break ;; esac
+	sleep 0.5
+done
 case "$state" in
 running | degraded) echo "== container systemd: $state" >&2 ;;
-*) fail "container systemd is '$state'" ;;
+*) fail "container systemd is '$state' after 90 s" ;;
 esac
 
 echo "== dpkg -i spiperelay" >&2
-in_ct env DEBIAN_FRONTEND=noninteractive dpkg -i /tmp/spiperelay.deb >&2
+in_ct env DEBIAN_FRONTEND=noninteractive dpkg -i /root/spiperelay.deb >&2
 in_ct runuser -u spiperelay -- spiperelay keygen /etc/spiperelay/spiperelay.key >&2
 
 # A target: an echo server the relay's user may connect to.

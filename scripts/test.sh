@@ -66,3 +66,10 @@ if [ "${CI:-}" = true ] || [ "$(id -u)" -eq 0 ]; then
 	echo "== scripts/test-package.sh" >&2
 	scripts/test-package.sh
 fi
+
+# The package under a real systemd in a container (boots Debian bookworm with systemd-nspawn;
+# needs root and, the first time, network access to deb.debian.org). Opt-in.
+if [ "${SPIPERELAY_TEST_SYSTEMD:-0}" = 1 ]; then
+	echo "== scripts/test-systemd.sh" >&2
+	scripts/test-systemd.sh
+fi
