@@ -7,7 +7,8 @@
 #   - carries traffic (spipe -> relay -> an echo server),
 #   - survives WatchdogSec=2s (its event loop pings),
 #   - reloads (systemctl reload: RELOADING=1 ... READY=1, same main PID),
-#   - stops cleanly (SIGTERM drain, result "success"),
+#   - stops cleanly: SIGTERM drains, the connection still open is cut at the shutdown timeout,
+#     well within TimeoutStopSec, result "success",
 #   - is socket-activated by spiperelay-pipe@default.socket, whose socket it never unlinks,
 # and that dpkg --purge removes the user. Until the daemon reads --config, a drop-in runs the
 # spiped-style command line instead (the unit is otherwise the shipped one).
@@ -142,14 +143,14 @@ probe=$(in_ct spiperelay --config /nonexistent 2>&1 || true)
 if grep -q 'illegal option' <<<"$probe"; then
 	mode="spiped-style command line (drop-in)"
 	exec_lines='ExecStart=
-ExecStart=/usr/bin/spiperelay -F -d -s /run/spiperelay/default.sock -t /run/echo.sock -k /etc/spiperelay/spiperelay.key --shutdown-timeout 10
+ExecStart=/usr/bin/spiperelay -F -d -s /run/spiperelay/default.sock -t /run/echo.sock -k /etc/spiperelay/spiperelay.key --shutdown-timeout 3
 ExecReload=
 ExecReload=/bin/kill -HUP $MAINPID'
 else
 	mode="--config /etc/spiperelay/spiperelay.toml"
 	in_ct sh -c 'cat > /etc/spiperelay/spiperelay.toml' <<'TOML'
 [process]
-shutdown_timeout = 10
+shutdown_timeout = 3
 
 [pipe.default]
 mode = "decrypt"
@@ -206,10 +207,24 @@ for _ in $(seq 1 50); do [ "$(show ActiveState)" = active ] && break; sleep 0.1;
 grep -q 'reloaded' <<<"$(show StatusText)" || fail "StatusText after reload: $(show StatusText)"
 [ "$(spipe after-reload)" = after-reload ] || fail "no echo after reload"
 
-echo "== systemctl stop spiperelay" >&2
+echo "== systemctl stop spiperelay, one connection held open (shutdown timeout 3 s)" >&2
+timeout 60 nsenter -t "$leader" -a sh -c 'sleep 30 | spiperelay spipe -t /run/spiperelay/default.sock -k /etc/spiperelay/spiperelay.key' >/dev/null 2>&1 &
+held=$!
+for _ in $(seq 1 50); do
+	in_ct journalctl --no-pager -u spiperelay | grep -c 'connection established' | grep -qx 3 && break
+	sleep 0.1
+done
+t0=$(date +%s%N)
 in_ct systemctl stop spiperelay.service || fail "stop failed"
+took_ms=$((($(date +%s%N) - t0) / 1000000))
+kill "$held" 2>/dev/null || true
+wait "$held" 2>/dev/null || true
 [ "$(show ActiveState)" = inactive ] || fail "after stop: $(show ActiveState)"
 [ "$(show Result)" = success ] || fail "stop result: $(show Result)"
+in_ct journalctl --no-pager -u spiperelay | grep -q 'shutdown timeout of 3 s reached; closing the 1 connections' ||
+	fail "no cut connection logged"
+[ "$took_ms" -ge 2500 ] && [ "$took_ms" -lt 45000 ] || fail "stop took $took_ms ms"
+echo "== stopped in $took_ms ms, 1 connection cut at the deadline" >&2
 in_ct test ! -e /run/spiperelay/default.sock || fail "the relay left its socket behind"
 
 echo "== socket activation: spiperelay-pipe@default.socket" >&2
