@@ -350,6 +350,10 @@ fn shutdown_timeout_cuts_the_drain_short() {
                 );
                 let log = d.stderr();
                 assert!(
+                    log.contains("exiting after the last of 1 open connections or in 1 s"),
+                    "{log}"
+                );
+                assert!(
                     log.contains("shutdown timeout of 1 s reached; closing the 1 connections"),
                     "{log}"
                 );

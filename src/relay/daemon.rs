@@ -797,9 +797,10 @@ fn event_loop(
             }
             // Watchdog pings come from this loop: a stuck loop stops them.
             let live = relay.active();
-            let sent = d
-                .notify
-                .tick(Instant::now(), || notify::status_text(1, live));
+            let sent = d.notify.tick(Instant::now(), || match drain_started {
+                Some(_) => format!("stopping: draining {live} connections"),
+                None => notify::status_text(1, live),
+            });
             notify_sent(relay, sent);
         }
         if signals.int.load(Relaxed) > 0 || shared.failed.load(Relaxed) {
@@ -817,9 +818,13 @@ fn event_loop(
             terms_seen = terms;
             drain_started = Some(Instant::now());
             let open = relay.active();
+            let limit = shared
+                .drain_limit
+                .map(|l| format!(" or in {} s", l.as_secs_f64()))
+                .unwrap_or_default();
             relay.log().always(format_args!(
                 "SIGTERM: no longer accepting; exiting after the last of {open} open \
-                 connections (send SIGTERM again to exit now)"
+                 connections{limit} (send SIGTERM again to exit now)"
             ));
             relay.stop_accepting();
         }
