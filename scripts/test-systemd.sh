@@ -10,6 +10,7 @@
 #   - stops cleanly: SIGTERM drains, the connection still open is cut at the shutdown timeout,
 #     well within TimeoutStopSec, result "success",
 #   - is socket-activated by spiperelay-pipe@default.socket, whose socket it never unlinks,
+#   - and runs as an instance (spiperelay@second.service, /run/spiperelay/second/),
 # and that dpkg --purge removes the user. Until the daemon reads --config, a drop-in runs the
 # spiped-style command line instead (the unit is otherwise the shipped one).
 #
@@ -237,6 +238,36 @@ in_ct journalctl --no-pager -u spiperelay | grep -q 'passed by systemd' ||
 in_ct systemctl stop spiperelay.service
 in_ct test -S /run/spiperelay/default.sock || fail "the relay unlinked systemd's socket"
 in_ct systemctl stop spiperelay-pipe@default.socket
+
+echo "== spiperelay@second.service (an instance, its own runtime directory)" >&2
+in_ct mkdir -p /etc/systemd/system/spiperelay@second.service.d
+if [ -n "$exec_lines" ]; then
+	in_ct sh -c 'cat > /etc/systemd/system/spiperelay@second.service.d/test.conf' <<'EOF2'
+[Service]
+ExecStart=
+ExecStart=/usr/bin/spiperelay -F -d -s /run/spiperelay/second/relay.sock -t /run/echo.sock -k /etc/spiperelay/spiperelay.key
+ExecReload=
+ExecReload=/bin/kill -HUP $MAINPID
+EOF2
+else
+	in_ct sh -c 'cat > /etc/spiperelay/second.toml' <<'TOML'
+[pipe.second]
+mode = "decrypt"
+source = "/run/spiperelay/second/relay.sock"
+target = "/run/echo.sock"
+keys = ["/etc/spiperelay/spiperelay.key"]
+TOML
+fi
+in_ct systemctl daemon-reload
+in_ct systemctl start spiperelay@second.service || fail "spiperelay@second did not start"
+[ "$(in_ct systemctl show -p ActiveState --value spiperelay@second.service)" = active ] ||
+	fail "spiperelay@second is not active"
+got=$(printf second | in_ct spiperelay spipe -t /run/spiperelay/second/relay.sock -k /etc/spiperelay/spiperelay.key)
+[ "$got" = second ] || fail "no echo through spiperelay@second"
+in_ct systemctl reload spiperelay@second.service || fail "spiperelay@second did not reload"
+in_ct systemctl stop spiperelay@second.service
+[ "$(in_ct systemctl show -p Result --value spiperelay@second.service)" = success ] ||
+	fail "spiperelay@second did not stop cleanly"
 
 echo "== dpkg --purge spiperelay" >&2
 in_ct env DEBIAN_FRONTEND=noninteractive dpkg --purge spiperelay >&2
