@@ -154,3 +154,80 @@ fn services_keep_what_the_relay_relies_on() {
         assert!(stop > 30, "{file}: TimeoutStopSec {stop}");
     }
 }
+
+#[test]
+fn pipe_socket_unit_names_its_pipe() {
+    let unit = fs::read_to_string(units_dir().join("spiperelay-pipe@.socket")).expect("read");
+    let one = |key: &str| values(&unit, key).join(" | ");
+    // The relay matches a passed socket to the pipe of its FileDescriptorName= (src/os).
+    assert_eq!(one("FileDescriptorName"), "%i");
+    assert_eq!(one("Service"), "spiperelay.service");
+    assert_eq!(one("ListenStream"), "/run/spiperelay/%i.sock");
+    // Accept=yes would pass connections, which the relay refuses.
+    assert!(values(&unit, "Accept").iter().all(|v| v == "no"));
+}
+
+/// Every field of the configuration file, as `src/config/` and dist/spiperelay.toml have them.
+const CONFIG_FIELDS: &[&str] = &[
+    "control",
+    "log",
+    "threads",
+    "daemonize",
+    "pidfile",
+    "wait_for_dns",
+    "user",
+    "group",
+    "shutdown_timeout",
+    "metrics",
+    "audit_log",
+    "mode",
+    "source",
+    "target",
+    "keys",
+    "max_keys",
+    "pfs",
+    "x25519",
+    "max_connections",
+    "handshake_limit",
+    "timeout",
+    "resolve_interval",
+    "re_resolve",
+    "bind",
+    "keepalive",
+    "socket_mode",
+    "socket_owner",
+    "socket_group",
+    "source_tcp",
+    "target_tcp",
+    "keepalive_idle",
+    "keepalive_interval",
+    "keepalive_count",
+    "user_timeout",
+];
+
+#[test]
+fn config_man_page_renders_cleanly_and_names_every_field() {
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/man/spiperelay.toml.5");
+    let text = fs::read_to_string(&page).expect("read spiperelay.toml.5");
+    for field in CONFIG_FIELDS {
+        // Described as a term (`.BI field " = ..."`, or `"field = ..."` as a second term on
+        // one line) or in bold in running text (`.B field`).
+        let named = text.lines().any(|l| {
+            l == format!(".B {field}")
+                || l.starts_with(&format!(".B {field} "))
+                || l.starts_with(&format!(".BI {field} "))
+                || l.contains(&format!("\"{field} = "))
+        });
+        assert!(named, "spiperelay.toml(5) does not mention {field}");
+    }
+    if !have_tool("/usr/bin/groff", "groff-base") {
+        return;
+    }
+    let out = Command::new("/usr/bin/groff")
+        .args(["-man", "-ww", "-z", "-Tutf8"])
+        .arg(&page)
+        .output()
+        .expect("run groff");
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && warnings.is_empty(), "{warnings}");
+}
