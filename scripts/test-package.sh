@@ -71,6 +71,17 @@ if grep -Eq '/usr/bin/spipe(d)?$' <<<"$main_files"; then
 	fail "the main package must not ship spiped/spipe (Debian's spiped has them)"
 fi
 
+# The package's dependencies, so that dpkg -i can configure it.
+missing=()
+for p in adduser procps; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== apt-get install ${missing[*]}" >&2
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		"${missing[@]}" >&2 || fail "cannot install ${missing[*]}"
+fi
+
 echo "== dpkg -i $main" >&2
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive dpkg -i "$main" >&2
 # Installing enables and starts nothing: the relay needs a key and a config first.
