@@ -10,7 +10,9 @@
 #   - stops cleanly: SIGTERM drains, the connection still open is cut at the shutdown timeout,
 #     well within TimeoutStopSec, result "success",
 #   - is socket-activated by spiperelay-pipe@default.socket, whose socket it never unlinks,
-#   - and runs as an instance (spiperelay@second.service, /run/spiperelay/second/),
+#   - runs as an instance (spiperelay@second.service, /run/spiperelay/second/),
+#   - and carries Redis commands to a real redis-server over its Unix socket
+#     (spiperelay@redis.service, the seed's Redis host),
 # and that dpkg --purge removes the user. Until the daemon reads --config, a drop-in runs the
 # spiped-style command line instead (the unit is otherwise the shipped one).
 #
@@ -51,7 +53,7 @@ base=target/nspawn/bookworm
 if [ ! -x "$base/lib/systemd/systemd" ]; then
 	echo "== debootstrap bookworm into $base (once)" >&2
 	rm -rf "$base.tmp"
-	timeout 900 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,adduser,procps,socat \
+	timeout 900 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,adduser,procps,socat,redis-server \
 		bookworm "$base.tmp" http://deb.debian.org/debian >&2 || {
 		rm -rf "$base.tmp"
 		skip "debootstrap failed (no network?)"
@@ -59,12 +61,13 @@ if [ ! -x "$base/lib/systemd/systemd" ]; then
 	mv "$base.tmp" "$base"
 fi
 
-if [ ! -x "$base/bin/kill" ]; then
-	# A root bootstrapped before procps (the package's dependency) was in the list above.
-	echo "== apt-get install procps in $base" >&2
+if [ ! -x "$base/bin/kill" ] || [ ! -x "$base/usr/bin/redis-server" ]; then
+	# procps is the package's dependency; redis-server the seed's target. Added to a root
+	# bootstrapped before they were in the list above.
+	echo "== apt-get install procps redis-server in $base" >&2
 	timeout 600 systemd-nspawn --register=no --keep-unit -q -D "$base" --pipe sh -c \
-		'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q procps' >&2 ||
-		skip "cannot install procps into $base (no network?)"
+		'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends procps redis-server' >&2 ||
+		skip "cannot install procps and redis-server into $base (no network?)"
 fi
 
 mapfile -t debs < <(scripts/package.sh --fast)
@@ -268,6 +271,39 @@ in_ct systemctl reload spiperelay@second.service || fail "spiperelay@second did 
 in_ct systemctl stop spiperelay@second.service
 [ "$(in_ct systemctl show -p Result --value spiperelay@second.service)" = success ] ||
 	fail "spiperelay@second did not stop cleanly"
+
+echo "== the seed's Redis host: spiperelay@redis.service in front of redis-server's Unix socket" >&2
+in_ct sed -i -e 's|^# *unixsocket .*|unixsocket /run/redis/redis-server.sock|' \
+	-e 's|^# *unixsocketperm .*|unixsocketperm 770|' /etc/redis/redis.conf
+in_ct adduser --quiet spiperelay redis
+in_ct systemctl restart redis-server.service || fail "redis-server did not restart"
+for _ in $(seq 1 50); do in_ct test -S /run/redis/redis-server.sock && break; sleep 0.1; done
+in_ct mkdir -p /etc/systemd/system/spiperelay@redis.service.d
+if [ -n "$exec_lines" ]; then
+	in_ct sh -c 'cat > /etc/systemd/system/spiperelay@redis.service.d/test.conf' <<'EOF2'
+[Service]
+ExecStart=
+ExecStart=/usr/bin/spiperelay -F -d -s /run/spiperelay/redis/relay.sock -t /run/redis/redis-server.sock -k /etc/spiperelay/spiperelay.key
+ExecReload=
+ExecReload=/bin/kill -HUP $MAINPID
+EOF2
+else
+	in_ct sh -c 'cat > /etc/spiperelay/redis.toml' <<'TOML'
+[pipe.redis]
+mode = "decrypt"
+source = "/run/spiperelay/redis/relay.sock"
+target = "/run/redis/redis-server.sock"
+keys = ["/etc/spiperelay/spiperelay.key"]
+TOML
+fi
+in_ct systemctl daemon-reload
+in_ct systemctl start spiperelay@redis.service || fail "spiperelay@redis did not start"
+reply=$(printf 'SET seed through-spiperelay\r\nGET seed\r\n' |
+	in_ct spiperelay spipe -t /run/spiperelay/redis/relay.sock -k /etc/spiperelay/spiperelay.key | tr -d '\r')
+[ "$reply" = "$(printf '+OK\n$18\nthrough-spiperelay')" ] || fail "Redis through the relay answered: $reply"
+[ "$(in_ct redis-cli -s /run/redis/redis-server.sock GET seed)" = through-spiperelay ] ||
+	fail "the value did not reach Redis"
+in_ct systemctl stop spiperelay@redis.service
 
 echo "== dpkg --purge spiperelay" >&2
 in_ct env DEBIAN_FRONTEND=noninteractive dpkg --purge spiperelay >&2
