@@ -11,12 +11,14 @@ if command -v rustup >/dev/null 2>&1; then
 	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 
-# Debian packages the black-box tests drive (tests/interop.rs, tests/cli.rs, tests/redis.rs,
-# tests/help.rs): the reference spiped/spipe, socat, redis, and groff to render the man page. Installed only if missing, and only as root or
+# Debian packages the black-box tests drive (tests/interop.rs, tests/cli.rs, tests/redis.rs;
+# systemd for systemd-analyze and systemd-socket-activate in tests/dist_units.rs and
+# tests/systemd.rs; groff-base and man-db for the man-page checks):
+# the reference spiped/spipe, socat, and redis. Installed only if missing, and only as root or
 # with passwordless sudo; otherwise those tests print SKIP (or fail under CI=true).
 # SPIPERELAY_NO_APT=1 skips this step.
 install_test_packages() {
-	local pkgs=(spiped socat redis-server redis-tools groff-base) missing=() p sudo=()
+	local pkgs=(spiped socat redis-server redis-tools systemd groff-base man-db) missing=() p sudo=()
 	command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 || {
 		echo "== not a Debian system; install ${pkgs[*]} yourself" >&2
 		return 0
@@ -57,3 +59,17 @@ echo "== cargo clippy --all-targets -D warnings" >&2
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked "$@"
+
+# The Debian package: built, installed with dpkg -i, checked and purged. Only as root (CI runs
+# as root) or under CI=true, where not being able to is a failure.
+if [ "${CI:-}" = true ] || [ "$(id -u)" -eq 0 ]; then
+	echo "== scripts/test-package.sh" >&2
+	scripts/test-package.sh
+fi
+
+# The package under a real systemd in a container (boots Debian bookworm with systemd-nspawn;
+# needs root and, the first time, network access to deb.debian.org). Opt-in.
+if [ "${SPIPERELAY_TEST_SYSTEMD:-0}" = 1 ]; then
+	echo "== scripts/test-systemd.sh" >&2
+	scripts/test-systemd.sh
+fi

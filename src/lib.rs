@@ -19,6 +19,7 @@
 //!   `crates/sha256-mb/` (two packets' MACs at once), the VAES/AES-NI AES-256-CTR kernels
 //!   of `crates/aes-ctr-x86/` (both for [`proto::packet`]), and the BMI2/ADX 2048-bit
 //!   Montgomery multiplication of `crates/mont2048-x86/` (for [`proto::dh`]).
+//! - [`os`] is the process's side of systemd: readiness notification and socket activation.
 //! - [`relay`] is the `-e`/`-d` daemon: the connection state machine on the io layer, startup,
 //!   signals and logging.
 

@@ -12,6 +12,7 @@
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
 //! | `spiperelay --help`, `spiperelay help [COMMAND]` | the help (`spiperelay::cli::help`) |
 //! | `spiperelay COMMAND --help` | that command's help |
+//! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
@@ -68,6 +69,10 @@ fn main() -> ExitCode {
                 "keygen" => keygen_main(&program, rest),
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }
+        }
+        (_, Some("--version")) if args.len() == 1 => {
+            println!("spiperelay {VERSION}");
+            ExitCode::SUCCESS
         }
         _ if help::asks_for_help(DAEMON_OPTIONS, &args) => {
             print!("{}", help::full_help(VERSION));

@@ -20,6 +20,9 @@
 //! - `--threads <n>` runs the data path on `n` event-loop threads (1 to [`MAX_THREADS`],
 //!   default 1), each with its own ring, all accepting on the one listening socket; not in
 //!   the usage text.
+//! - `--shutdown-timeout <seconds>` bounds the `SIGTERM` drain: connections still open that
+//!   long after the first `SIGTERM` are closed (default: wait for them all, as before); not in
+//!   the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
@@ -102,6 +105,7 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
     OptDoc::own("--x25519", "", "X25519 handshake, spiperelay to spiperelay (not with -f)", ""),
     OptDoc::own("--control", "SOCKET", "Unix socket for `spiperelay keys` (key rotation)", ""),
     OptDoc::own("--max-keys", "N", "most keys accepted at once, 1-16", "2"),
+    OptDoc::own("--shutdown-timeout", "SECS", "after SIGTERM, cut what is still open after SECS", "no limit"),
 ];
 
 /// The scanner's view of [`DAEMON_OPTIONS`].
@@ -171,6 +175,9 @@ pub struct SpipedArgs {
     /// `--threads`: how many event-loop threads carry connections, 1 to [`MAX_THREADS`].
     /// Default 1 (everything on the main thread).
     pub threads: usize,
+    /// `--shutdown-timeout`: how long the `SIGTERM` drain may last before the connections
+    /// still open are closed; `None` (the default) waits for them all.
+    pub shutdown_timeout: Option<Duration>,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -207,6 +214,9 @@ pub enum SpipedArgsError {
     /// A `--threads` argument that is not a decimal number from 1 to [`MAX_THREADS`]. Holds
     /// the text.
     Threads(String),
+    /// A `--shutdown-timeout` argument that is not a number of seconds above zero. Holds the
+    /// text.
+    ShutdownTimeout(String),
     /// A `-s`, `-t` or `-b` address that does not parse.
     Address {
         /// The option: `-s`, `-t` or `-b`.
@@ -226,6 +236,7 @@ impl SpipedArgsError {
             | Self::Address { .. }
             | Self::MaxKeys(_)
             | Self::Threads(_)
+            | Self::ShutdownTimeout(_)
             | Self::X25519WithoutPfs => None,
             _ => Some(SPIPED_USAGE),
         }
@@ -268,6 +279,10 @@ impl fmt::Display for SpipedArgsError {
             Self::Threads(text) => write!(
                 f,
                 "--threads {text}: must be a number from 1 to {MAX_THREADS}"
+            ),
+            Self::ShutdownTimeout(text) => write!(
+                f,
+                "--shutdown-timeout {text}: must be a number of seconds above zero"
             ),
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
         }
@@ -327,6 +342,7 @@ impl SpipedArgs {
         let mut control = None;
         let mut max_keys = DEFAULT_MAX_KEYS;
         let mut threads = 1;
+        let mut shutdown_timeout = None;
         let mut flags = Flags::default();
 
         while let Some(opt) = getopt.next_opt()? {
@@ -373,6 +389,7 @@ impl SpipedArgs {
                 "--control" => control = Some(PathBuf::from(arg)),
                 "--max-keys" => max_keys = parse_max_keys(&arg)?,
                 "--threads" => threads = parse_threads(&arg)?,
+                "--shutdown-timeout" => shutdown_timeout = Some(parse_shutdown_timeout(&arg)?),
                 "-v" => return Ok(SpipedCommand::Version),
                 "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
@@ -438,6 +455,7 @@ impl SpipedArgs {
             max_keys,
             x25519: flags.x25519,
             threads,
+            shutdown_timeout,
         })))
     }
 }
@@ -461,6 +479,18 @@ fn parse_threads(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
             Ok(n)
         }
         _ => Err(SpipedArgsError::Threads(text)),
+    }
+}
+
+/// `--shutdown-timeout`: seconds (decimal, fractions allowed), above zero.
+fn parse_shutdown_timeout(arg: &std::ffi::OsStr) -> Result<Duration, SpipedArgsError> {
+    let text = lossy_os(arg);
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or(SpipedArgsError::ShutdownTimeout(text)),
+        _ => Err(SpipedArgsError::ShutdownTimeout(text)),
     }
 }
 
@@ -546,7 +576,29 @@ mod tests {
                 max_keys: DEFAULT_MAX_KEYS,
                 x25519: false,
                 threads: 1,
+                shutdown_timeout: None,
             }
+        );
+    }
+
+    #[test]
+    fn shutdown_timeout_option() {
+        assert_eq!(
+            run(&format!("{BASE} --shutdown-timeout 30")).shutdown_timeout,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            run(&format!("{BASE} --shutdown-timeout=0.5")).shutdown_timeout,
+            Some(Duration::from_millis(500))
+        );
+        for bad in ["0", "-1", "x", "inf", "NaN", "1e30", ""] {
+            let e = err(&format!("{BASE} --shutdown-timeout={bad}"));
+            assert_eq!(e, SpipedArgsError::ShutdownTimeout(bad.into()), "{bad}");
+            assert!(e.usage().is_none() && e.to_string().contains("above zero"));
+        }
+        assert_eq!(
+            err(&format!("{BASE} --shutdown-timeout 1 --shutdown-timeout 2")),
+            SpipedArgsError::Repeated("--shutdown-timeout")
         );
     }
 

@@ -16,8 +16,12 @@
 //! - [`random`]: bytes from the kernel's cryptographically secure RNG.
 //! - [`seccomp`]: a filter that blocks `io_uring_setup`, for testing the epoll fallback.
 //! - [`syslog`]: the `/dev/log` datagram sink of `--syslog`.
+//! - [`notify`]: systemd's readiness, reload, stop, status and watchdog messages.
+//! - [`activation`]: listening sockets passed in by systemd (socket activation).
 
+pub mod activation;
 pub mod limits;
+pub mod notify;
 pub mod process;
 pub mod random;
 pub mod seccomp;

@@ -206,31 +206,42 @@ impl Rotation {
         Ok(())
     }
 
+    /// Whether [`Rotation::tick`] with this `SIGHUP` count will reload the key files.
+    pub fn reload_due(&self, hups: usize) -> bool {
+        hups > self.hups_seen
+    }
+
     /// Called by the event loop after each turn with the `SIGHUP` count: reloads the key files
-    /// once per new `SIGHUP`, and logs what the control thread did.
-    pub fn tick(&mut self, hups: usize, log: &mut Logger) {
+    /// once per new `SIGHUP`, and logs what the control thread did. Returns the reload's
+    /// outcome when one ran: `Ok` with what changed, `Err` with why nothing did.
+    pub fn tick(&mut self, hups: usize, log: &mut Logger) -> Option<Result<String, String>> {
         // Control changes first: they happened before this turn's SIGHUP is handled.
         if let Some(rx) = &self.log_rx {
             for line in rx.try_iter().take(1000) {
                 log.always(format_args!("{line}"));
             }
         }
-        if hups > self.hups_seen {
-            self.hups_seen = hups;
-            let read = keyfile::read_reload_keys(&self.sources, &self.startup)
-                .map_err(KeyRingError::KeyFile);
-            match read.and_then(|(s, w)| self.ring.replace(&s).map(|msg| (msg, w))) {
-                Ok((mut msg, warnings)) => {
-                    // One line per reload, its key-file warnings included.
-                    for w in warnings {
-                        msg.push_str(&format!("; {w}"));
-                    }
-                    log.always(format_args!("SIGHUP: reloaded the key files: {msg}"));
+        if hups <= self.hups_seen {
+            return None;
+        }
+        self.hups_seen = hups;
+        let read =
+            keyfile::read_reload_keys(&self.sources, &self.startup).map_err(KeyRingError::KeyFile);
+        match read.and_then(|(s, w)| self.ring.replace(&s).map(|msg| (msg, w))) {
+            Ok((mut msg, warnings)) => {
+                // One line per reload, its key-file warnings included.
+                for w in warnings {
+                    msg.push_str(&format!("; {w}"));
                 }
-                Err(e) => log.always(format_args!(
+                log.always(format_args!("SIGHUP: reloaded the key files: {msg}"));
+                Some(Ok(msg))
+            }
+            Err(e) => {
+                log.always(format_args!(
                     "SIGHUP: reload failed, keeping the accepted keys ({}): {e}",
                     self.ring.fingerprints()
-                )),
+                ));
+                Some(Err(e.to_string()))
             }
         }
     }

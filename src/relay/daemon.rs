@@ -49,6 +49,8 @@ use crate::io::sys::{self, Reclaimed, SocketAccess, UnixListenError};
 use crate::io::uring::{self, SetupError, Uring, UringConfig};
 use crate::io::{Errno, SockAddr, WaitError};
 use crate::os::{limits, process, signals, user};
+use crate::os::activation::{ActivationError, Inherited};
+use crate::os::notify::{self, Notifier};
 
 use super::control::{Rotation, RotationError};
 use super::engine::{Relay, RelayConfig, RelayError};
@@ -187,6 +189,8 @@ pub enum StartupError {
     /// A `--threads` event-loop thread ended before saying whether its relay started (it
     /// panicked).
     LoopVanished,
+    /// The sockets passed by systemd (socket activation) cannot be used.
+    Activation(ActivationError),
 }
 
 impl fmt::Display for StartupError {
@@ -223,6 +227,7 @@ impl fmt::Display for StartupError {
             Self::LoopVanished => {
                 f.write_str("an event-loop thread ended unexpectedly while starting")
             }
+            Self::Activation(e) => e.fmt(f),
         }
     }
 }
@@ -524,6 +529,12 @@ fn write_pidfile(path: &Path) -> Result<(), StartupError> {
 /// # Errors
 /// A [`DaemonError`] naming what failed, at startup or (rarely) in the event loop.
 pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
+    // systemd: sockets passed in (taken while single-threaded, before any fork) and the
+    // notification socket (src/os).
+    let inherited = Inherited::take()
+        .and_then(Inherited::take_single)
+        .map_err(StartupError::Activation)?;
+    let notifier = Notifier::from_env(Instant::now());
     let (keys, warnings) = keyfile::read_startup_keys(&args.keys).map_err(StartupError::Key)?;
     let mut log = Logger::new(program, Sink::Stderr);
     for w in &warnings {
@@ -566,7 +577,19 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         Some(b) => b,
         None => pick_backend(program, forced)?,
     };
-    let (listener, _unix_path) = bind(&args.source, &sources[0], &mut log)?;
+    let (listener, _unix_path) = match inherited {
+        // systemd's socket: used as is, never unlinked (no path guard).
+        Some(s) => {
+            log.always(format_args!(
+                "using the listening socket {} passed by systemd ({}) for {}",
+                s.name,
+                s.local,
+                spec_text(&args.source)
+            ));
+            (s.fd, UnixPathGuard(None))
+        }
+        None => bind(&args.source, &sources[0], &mut log)?,
+    };
     if !args.foreground && !args.wait_for_dns {
         // Until `ready`, the parent waits and our stderr is still the caller's: an error from
         // here on is printed by the binary and makes the parent exit 1.
@@ -626,8 +649,12 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     }
     let io = new_driver(&mut log, backend, forced)?;
     let mut relay = Relay::new(io, listener, cfg, log).map_err(StartupError::Relay)?;
-    let shared = Shared::default();
+    let shared = Shared {
+        drain_limit: args.shutdown_timeout,
+        ..Shared::default()
+    };
     let duties = Duties {
+        notify: notifier,
         rotation: &mut rotation,
         target: &args.target,
         reresolve: match (&args.target, args.resolve_interval) {
@@ -716,6 +743,9 @@ struct Shared {
     targets: Mutex<Vec<SockAddr>>,
     /// Set when a loop failed or `SIGINT` ended the main one: every loop exits at once.
     failed: AtomicBool,
+    /// `--shutdown-timeout`: how long each loop drains after `SIGTERM` before it closes the
+    /// connections left; `None` waits for them all.
+    drain_limit: Option<Duration>,
 }
 
 impl Shared {
@@ -734,6 +764,8 @@ impl Shared {
 
 /// The main thread's work besides its own connections: key rotation and `-r` re-resolution.
 struct Duties<'a> {
+    /// systemd's readiness, reload, stop and watchdog messages.
+    notify: Notifier,
     rotation: &'a mut Rotation,
     target: &'a SockAddrSpec,
     reresolve: Option<Duration>,
@@ -793,29 +825,68 @@ fn event_loop(
         .map(|every| Instant::now() + every);
     let mut terms_seen = 0;
     let mut generation = 0;
+    let mut drain_started = None;
+    if let Some(d) = duties.as_mut() {
+        // Listening, keys loaded, every loop started: READY=1.
+        notify_sent(relay, d.notify.ready(&notify::status_text(1, 0)));
+    }
     loop {
         relay.turn(TICK).map_err(RunError::Wait)?;
         if let Some(d) = duties.as_mut() {
-            d.rotation.tick(signals.hup.load(Relaxed), relay.log());
+            let hups = signals.hup.load(Relaxed);
+            if d.rotation.reload_due(hups) {
+                notify_sent(relay, d.notify.reloading());
+            }
+            if let Some(outcome) = d.rotation.tick(hups, relay.log()) {
+                let outcome = outcome.as_deref().map_err(String::as_str);
+                notify_sent(relay, d.notify.reloaded(outcome));
+            }
+            // Watchdog pings come from this loop: a stuck loop stops them.
+            let live = relay.active();
+            let sent = d.notify.tick(Instant::now(), || match drain_started {
+                Some(_) => format!("stopping: draining {live} connections"),
+                None => notify::status_text(1, live),
+            });
+            notify_sent(relay, sent);
         }
         if signals.int.load(Relaxed) > 0 || shared.failed.load(Relaxed) {
             return Ok(());
         }
         let terms = signals.term.load(Relaxed);
         if terms > terms_seen {
+            if let Some(d) = duties.as_mut().filter(|_| terms_seen == 0) {
+                let status = format!("stopping: draining {} connections", relay.active());
+                notify_sent(relay, d.notify.stopping(&status));
+            }
             if terms_seen > 0 || terms > 1 || relay.active() == 0 {
                 return Ok(());
             }
             terms_seen = terms;
+            drain_started = Some(Instant::now());
             let open = relay.active();
+            let limit = shared
+                .drain_limit
+                .map(|l| format!(" or in {} s", l.as_secs_f64()))
+                .unwrap_or_default();
             relay.log().always(format_args!(
                 "SIGTERM: no longer accepting; exiting after the last of {open} open \
-                 connections (send SIGTERM again to exit now)"
+                 connections{limit} (send SIGTERM again to exit now)"
             ));
             relay.stop_accepting();
         }
         if terms_seen > 0 && relay.active() == 0 {
             return Ok(());
+        }
+        if let (Some(start), Some(limit)) = (drain_started, shared.drain_limit) {
+            if start.elapsed() >= limit {
+                let cut = relay.active();
+                relay.log().always(format_args!(
+                    "SIGTERM: shutdown timeout of {} s reached; closing the {cut} connections \
+                     still open",
+                    limit.as_secs_f64()
+                ));
+                return Ok(());
+            }
         }
         if let (Some(at), Some(d)) = (next_resolve, duties.as_ref()) {
             if Instant::now() >= at {
@@ -833,6 +904,15 @@ fn event_loop(
             generation = g;
             relay.set_targets(shared.targets());
         }
+    }
+}
+
+/// Logs a failed systemd notification (the relay runs on regardless).
+fn notify_sent(relay: &mut Relay<AnyDriver>, sent: std::io::Result<()>) {
+    if let Err(e) = sent {
+        relay
+            .log()
+            .warn(format_args!("cannot notify systemd (NOTIFY_SOCKET): {e}"));
     }
 }
 
