@@ -20,6 +20,7 @@
 #![forbid(unused_must_use)]
 
 pub mod cli;
+pub mod config;
 pub mod io;
 pub mod proto;
 pub mod relay;
