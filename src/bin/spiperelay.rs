@@ -9,6 +9,7 @@
 //! | `spiped ARGS` (argv[0]) | the daemon, spiped's command line exactly |
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
+//! | `spiperelay check-config FILE` | checks a configuration file, printing every error |
 //! | `spiperelay --help` | this program's usage, exit 0 |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
@@ -31,6 +32,7 @@ const SUBCOMMANDS_USAGE: &str = "\
            [-o <connection timeout>] [-b <bind address>] [--x25519]
        spiperelay keygen [--force] <key file>
        spiperelay keys [--control <socket>] {status | rotate <key file> | set [--force] <key file>}
+       spiperelay check-config <config file>
        spiperelay --help
 ";
 
@@ -61,6 +63,10 @@ fn main() -> ExitCode {
         (_, Some("keys")) => {
             spiperelay::relay::control::keys_main(&program, args.into_iter().skip(1).collect())
         }
+        (_, Some("check-config")) => spiperelay::relay::check_config::check_config_main(
+            &program,
+            args.into_iter().skip(1).collect(),
+        ),
         (_, Some("--help" | "-h" | "help")) => {
             print!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
             ExitCode::SUCCESS

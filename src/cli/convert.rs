@@ -107,9 +107,11 @@ mod tests {
 
     #[test]
     fn every_flag_lands_in_its_field() {
-        let args = run("-e -D -F -j -f -s /tmp/s.sock -t [::1]:80 -k /k1 -k - -n 0 -o 2.5 \
+        let args = run(
+            "-e -D -F -j -f -s /tmp/s.sock -t [::1]:80 -k /k1 -k - -n 0 -o 2.5 \
              -p /run/x.pid -r 10 -b h:0 --syslog -u nobody:nogroup --control /run/c.sock \
-             --max-keys 3 --threads 4");
+             --max-keys 3 --threads 4",
+        );
         let (s, p) = args.to_config();
         assert_eq!(p.name, "default");
         assert_eq!(p.mode, Mode::Encrypt);

@@ -50,12 +50,10 @@ usage: spiped {-e | -d} -s <source socket> -t <target socket> -k <key file>
        spiped -v
 ";
 
-
 /// The defaults and limits of the options, defined with the pipe description and settings
 /// they fill in.
 pub use crate::config::pipe::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEYS, DEFAULT_RTIME, DEFAULT_TIMEOUT, MAX_KEYS_LIMIT,
-    Mode,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEYS, DEFAULT_RTIME, DEFAULT_TIMEOUT, MAX_KEYS_LIMIT, Mode,
 };
 pub use crate::config::settings::MAX_THREADS;
 
@@ -84,7 +82,6 @@ const SPECS: &[OptSpec] = &[
     OptSpec::flag("--x25519"),
     OptSpec::with_arg("--threads"),
 ];
-
 
 /// What a valid `spiped` command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,9 +36,9 @@ use toml::de::{DeTable, DeValue};
 use super::addr::SockAddrSpec;
 use super::error::{ConfigError, ConfigWarning, ErrorKind, Location};
 use super::pipe::{
-    DEFAULT_MAX_KEYS, DEFAULT_RTIME, KeySource, MAX_CONNECTIONS,
-    MAX_KEEPALIVE_COUNT, MAX_KEEPALIVE_SECS, MAX_KEYS_LIMIT, MAX_USER_TIMEOUT_MS, Mode,
-    PfsPolicy, PipeSpec, TcpOptions, UnixSocketOptions,
+    DEFAULT_MAX_KEYS, DEFAULT_RTIME, KeySource, MAX_CONNECTIONS, MAX_KEEPALIVE_COUNT,
+    MAX_KEEPALIVE_SECS, MAX_KEYS_LIMIT, MAX_USER_TIMEOUT_MS, Mode, PfsPolicy, PipeSpec, TcpOptions,
+    UnixSocketOptions,
 };
 use super::settings::{
     AuditLog, LogTarget, MAX_SHUTDOWN_TIMEOUT, MAX_THREADS, Settings, UserGroup,
@@ -103,6 +103,7 @@ pub fn parse_with(text: &str, keys: &mut dyn KeyCheck) -> Checked {
         warnings: Vec::new(),
         keys,
         set_aside: Vec::new(),
+        sources: Vec::new(),
     };
     let config = cx.document();
     let Cx {
@@ -128,6 +129,8 @@ struct Cx<'t, 'k> {
     /// Fields reported as invalid and set aside by [`Cx::read_table`] (dotted paths): not
     /// reported again as missing.
     set_aside: Vec<String>,
+    /// Every pipe source that parsed (also of pipes with other errors): field, address, span.
+    sources: Vec<(String, SockAddrSpec, Range<usize>)>,
 }
 
 /// Fields of `[process]`, for hints when one is written in a pipe or at the top level.
@@ -306,12 +309,6 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A pipe as read, with the spans its cross-pipe checks need.
-struct ReadPipe {
-    spec: PipeSpec,
-    source_span: Range<usize>,
-}
-
 impl Cx<'_, '_> {
     fn error(&mut self, span: Range<usize>, field: impl Into<String>, kind: ErrorKind) {
         self.errors.push(ConfigError {
@@ -335,11 +332,7 @@ impl Cx<'_, '_> {
                 let loc = Location::of(self.text, span.start);
                 if let Some(name) = self.duplicate_pipe_header(span.start) {
                     in_duplicate_pipe = Some(loc.line);
-                    self.error(
-                        span,
-                        format!("pipe.{name}"),
-                        ErrorKind::DuplicatePipe(name),
-                    );
+                    self.error(span, format!("pipe.{name}"), ErrorKind::DuplicatePipe(name));
                     continue;
                 }
                 if let Some(header_line) = in_duplicate_pipe {
@@ -393,11 +386,8 @@ impl Cx<'_, '_> {
         if pipes.is_empty() && !saw_pipe_table && self.errors.is_empty() {
             self.error(root_span.start..root_span.start, "pipe", ErrorKind::NoPipes);
         }
-        self.cross_checks(&pipes);
-        Some(Config {
-            settings,
-            pipes: pipes.into_iter().map(|p| p.spec).collect(),
-        })
+        self.cross_checks();
+        Some(Config { settings, pipes })
     }
 
     /// If the line holding byte `at` is a `[pipe.NAME]` header, NAME.
@@ -557,7 +547,7 @@ impl Cx<'_, '_> {
         Some(s)
     }
 
-    fn pipes(&mut self, value: Spanned<DeValue<'_>>) -> Vec<ReadPipe> {
+    fn pipes(&mut self, value: Spanned<DeValue<'_>>) -> Vec<PipeSpec> {
         let Some((table, span)) = self.as_table(value, "pipe", "a table of [pipe.NAME] tables")
         else {
             return Vec::new();
@@ -574,7 +564,11 @@ impl Cx<'_, '_> {
             let name = name.get_ref().to_string();
             let field = format!("pipe.{name}");
             if !valid_pipe_name(&name) {
-                self.error(name_span.clone(), field.clone(), ErrorKind::BadPipeName(name.clone()));
+                self.error(
+                    name_span.clone(),
+                    field.clone(),
+                    ErrorKind::BadPipeName(name.clone()),
+                );
             }
             let Some((table, span)) = self.as_table(value, &field, "a table of pipe options")
             else {
@@ -593,7 +587,7 @@ impl Cx<'_, '_> {
         name_span: Range<usize>,
         mut table: DeTable<'_>,
         span: Range<usize>,
-    ) -> Option<ReadPipe> {
+    ) -> Option<PipeSpec> {
         let prefix = format!("pipe.{name}");
         let source_tcp = table.remove("source_tcp");
         let target_tcp = table.remove("target_tcp");
@@ -618,9 +612,14 @@ impl Cx<'_, '_> {
                 None
             }
         };
-        let source_span = raw.source.as_ref().map(|s| s.span());
         let source = match &raw.source {
-            Some(s) => self.address(s, &f("source")),
+            Some(s) => {
+                let a = self.address(s, &f("source"));
+                if let Some(a) = &a {
+                    self.sources.push((f("source"), a.clone(), s.span()));
+                }
+                a
+            }
             None => {
                 missing(self, "source");
                 None
@@ -657,10 +656,7 @@ impl Cx<'_, '_> {
             spec.max_keys = m;
         }
         self.options(&raw, &mut spec, &prefix, source_tcp, target_tcp);
-        Some(ReadPipe {
-            spec,
-            source_span: source_span.unwrap_or(span),
-        })
+        Some(spec)
     }
 
     /// Every option of a pipe but mode, source, target and keys, checked against each other
@@ -711,8 +707,7 @@ impl Cx<'_, '_> {
             }
         }
         if let Some(h) = &raw.handshake_limit {
-            if let Some(n) = self.int(h, &f("handshake_limit"), 1, MAX_CONNECTIONS, "1 to 500000")
-            {
+            if let Some(n) = self.int(h, &f("handshake_limit"), 1, MAX_CONNECTIONS, "1 to 500000") {
                 match p.max_connections {
                     Some(max) if n > max => self.error(
                         h.span(),
@@ -726,7 +721,13 @@ impl Cx<'_, '_> {
             }
         }
         if let Some(t) = &raw.timeout {
-            if let Some(d) = self.seconds(t, &f("timeout"), false, MAX_INTERVAL, "more than 0, at most 86400 seconds") {
+            if let Some(d) = self.seconds(
+                t,
+                &f("timeout"),
+                false,
+                MAX_INTERVAL,
+                "more than 0, at most 86400 seconds",
+            ) {
                 p.timeout = d;
             }
         }
@@ -784,7 +785,11 @@ impl Cx<'_, '_> {
             let text = m.get_ref();
             let digits = text.strip_prefix("0o").unwrap_or(text);
             match u32::from_str_radix(digits, 8) {
-                Ok(v) if v <= 0o7777 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(v)
+                    if v <= 0o7777
+                        && !digits.is_empty()
+                        && digits.bytes().all(|b| b.is_ascii_digit()) =>
+                {
                     unix.mode = Some(v)
                 }
                 _ => self.error(
@@ -828,7 +833,11 @@ impl Cx<'_, '_> {
         ] {
             let Some((opts, span)) = opts else { continue };
             if !placeholder && is_unix {
-                let side = if leg == "source_tcp" { "source" } else { "target" };
+                let side = if leg == "source_tcp" {
+                    "source"
+                } else {
+                    "target"
+                };
                 self.error(
                     span,
                     f(leg),
@@ -856,23 +865,41 @@ impl Cx<'_, '_> {
         }
     }
 
-    fn tcp(&mut self, value: Spanned<DeValue<'_>>, field: &str) -> Option<(TcpOptions, Range<usize>)> {
+    fn tcp(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        field: &str,
+    ) -> Option<(TcpOptions, Range<usize>)> {
         let (table, span) = self.as_table(value, field, "a table of TCP options")?;
         let raw: RawTcp = self.read_table(table, span.clone(), field, pipe_hint)?;
         let f = |name: &str| format!("{field}.{name}");
         let max_secs = MAX_KEEPALIVE_SECS as usize;
         let mut o = TcpOptions::default();
         if let Some(v) = &raw.keepalive_idle {
-            o.keepalive_idle = self.int(v, &f("keepalive_idle"), 1, max_secs, "1 to 32767 seconds").map(|n| n as u32);
+            o.keepalive_idle = self
+                .int(v, &f("keepalive_idle"), 1, max_secs, "1 to 32767 seconds")
+                .map(|n| n as u32);
         }
         if let Some(v) = &raw.keepalive_interval {
             o.keepalive_interval = self
-                .int(v, &f("keepalive_interval"), 1, max_secs, "1 to 32767 seconds")
+                .int(
+                    v,
+                    &f("keepalive_interval"),
+                    1,
+                    max_secs,
+                    "1 to 32767 seconds",
+                )
                 .map(|n| n as u32);
         }
         if let Some(v) = &raw.keepalive_count {
             o.keepalive_count = self
-                .int(v, &f("keepalive_count"), 1, MAX_KEEPALIVE_COUNT as usize, "1 to 127")
+                .int(
+                    v,
+                    &f("keepalive_count"),
+                    1,
+                    MAX_KEEPALIVE_COUNT as usize,
+                    "1 to 127",
+                )
                 .map(|n| n as u32);
         }
         if let Some(v) = &raw.user_timeout {
@@ -953,7 +980,11 @@ impl Cx<'_, '_> {
         if s.starts_with('/') && !s.contains('\0') {
             Some(PathBuf::from(s))
         } else {
-            self.error(v.span(), field.to_owned(), ErrorKind::NotAbsolute(s.clone()));
+            self.error(
+                v.span(),
+                field.to_owned(),
+                ErrorKind::NotAbsolute(s.clone()),
+            );
             None
         }
     }
@@ -1066,19 +1097,16 @@ impl Cx<'_, '_> {
     }
 
     /// Checks across pipes: no two listen on one address.
-    fn cross_checks(&mut self, pipes: &[ReadPipe]) {
-        let mut seen: Vec<(SockAddrSpec, String, Range<usize>)> = Vec::new();
-        for p in pipes {
-            let field = format!("pipe.{}.source", p.spec.name);
-            if let Some((_, other, at)) = seen.iter().find(|(a, ..)| overlaps(a, &p.spec.source)) {
+    fn cross_checks(&mut self) {
+        let sources = std::mem::take(&mut self.sources);
+        for (i, (field, addr, span)) in sources.iter().enumerate() {
+            if let Some((other, _, at)) = sources[..i].iter().find(|(_, a, _)| overlaps(a, addr)) {
                 let kind = ErrorKind::DuplicateSource {
                     other: other.clone(),
                     at: Location::of(self.text, at.start),
                 };
-                self.error(p.source_span.clone(), field, kind);
-                continue;
+                self.error(span.clone(), field.clone(), kind);
             }
-            seen.push((p.spec.source.clone(), field, p.source_span.clone()));
         }
     }
 }
@@ -1104,10 +1132,9 @@ fn overlaps(a: &SockAddrSpec, b: &SockAddrSpec) -> bool {
                 (V6(p), V4(_)) | (V4(_), V6(p)) => p.ip().is_unspecified(),
             }
         }
-        (
-            SockAddrSpec::Host { host: h1, port: p1 },
-            SockAddrSpec::Host { host: h2, port: p2 },
-        ) => h1.eq_ignore_ascii_case(h2) && p1 == p2,
+        (SockAddrSpec::Host { host: h1, port: p1 }, SockAddrSpec::Host { host: h2, port: p2 }) => {
+            h1.eq_ignore_ascii_case(h2) && p1 == p2
+        }
         _ => false,
     }
 }

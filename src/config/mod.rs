@@ -48,7 +48,6 @@ pub fn valid_pipe_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_PIPE_NAME_LEN
         && b[0].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }

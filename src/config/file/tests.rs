@@ -125,7 +125,10 @@ user_timeout = 0.25
         })
     );
     assert_eq!(s.shutdown_timeout, Some(Duration::from_millis(2500)));
-    assert_eq!(s.metrics, Some(SockAddrSpec::parse("[127.0.0.1]:9100").unwrap()));
+    assert_eq!(
+        s.metrics,
+        Some(SockAddrSpec::parse("[127.0.0.1]:9100").unwrap())
+    );
     assert_eq!(s.audit_log, Some(AuditLog::Stderr));
 
     // File order, not alphabetical.
@@ -170,7 +173,10 @@ user_timeout = 0.25
 fn syntax_errors_are_all_reported_with_places() {
     let e = errors("[pipe.a]\nmode = 'x\n[pipe.b\nx==\n");
     assert!(e.len() >= 2, "{e:#?}");
-    assert!(e.iter().all(|(_, f, m)| f == "toml" && m.starts_with("TOML syntax error")));
+    assert!(
+        e.iter()
+            .all(|(_, f, m)| f == "toml" && m.starts_with("TOML syntax error"))
+    );
     assert!(e.iter().any(|(l, ..)| l.starts_with("2:")), "{e:#?}");
     assert!(e.iter().any(|(l, ..)| l.starts_with("4:")), "{e:#?}");
 }
@@ -206,7 +212,10 @@ keepalive_idl = 5
     assert!(m.contains("unknown field `thread`"), "{m}");
     let (loc, _, m) = find("pipe.a.bogus");
     assert_eq!(loc, "10:1");
-    assert!(m.contains("expected one of") && m.contains("`target_tcp`"), "{m}");
+    assert!(
+        m.contains("expected one of") && m.contains("`target_tcp`"),
+        "{m}"
+    );
     let (_, _, m) = find("pipe.a.threads");
     assert!(m.contains("put it under [process]"), "{m}");
     let (loc, _, _) = find("pipe.a.target_tcp.keepalive_idl");
@@ -233,7 +242,10 @@ fn wrong_types_and_missing_fields() {
     assert!(e[1].2.contains("unknown variant `sideways`"), "{}", e[1].2);
     assert!(e[1].2.contains("`encrypt`"), "{}", e[1].2);
     // A field set aside after a type error is not also reported as missing.
-    assert!(!e.iter().any(|(_, f, m)| f == "pipe.a.mode" && m.contains("missing")));
+    assert!(
+        !e.iter()
+            .any(|(_, f, m)| f == "pipe.a.mode" && m.contains("missing"))
+    );
 }
 
 #[test]
@@ -245,7 +257,11 @@ fn bad_addresses() {
     assert_eq!(e[0].0, "4:10");
     assert!(e[0].2.contains("Invalid port number: 0"), "{}", e[0].2);
     assert_eq!(e[1].1, "pipe.redis.bind");
-    assert!(e[1].2.contains("Address must contain port number"), "{}", e[1].2);
+    assert!(
+        e[1].2.contains("Address must contain port number"),
+        "{}",
+        e[1].2
+    );
 }
 
 #[test]
@@ -274,7 +290,12 @@ fn duplicate_sources() {
             "{m}"
         );
     }
-    for fine in ["[0.0.0.0]:8026", "[::1]:8026", "/run/x.sock", "localhost:8025"] {
+    for fine in [
+        "[0.0.0.0]:8026",
+        "[::1]:8026",
+        "/run/x.sock",
+        "localhost:8025",
+    ] {
         parse(&second(fine)).unwrap_or_else(|e| panic!("{fine}: {e:?}"));
     }
     let unix = MINIMAL.replace("[0.0.0.0]:8025", "/run/in.sock");
@@ -289,11 +310,31 @@ fn duplicate_sources() {
 #[test]
 fn options_that_do_not_fit() {
     let cases = [
-        ("pfs = \"disabled\"\nx25519 = true\n", "pipe.redis.x25519", "x25519 cannot be combined"),
-        ("re_resolve = false\nresolve_interval = 5\n", "pipe.redis.resolve_interval", "-R"),
-        ("socket_mode = \"0600\"\n", "pipe.redis.socket_mode", "Unix socket source"),
-        ("target_tcp = { user_timeout = 1 }\n", "pipe.redis.target_tcp", "Unix socket"),
-        ("bind = \"h:0\"\n", "pipe.redis.bind", "only to a TCP target"),
+        (
+            "pfs = \"disabled\"\nx25519 = true\n",
+            "pipe.redis.x25519",
+            "x25519 cannot be combined",
+        ),
+        (
+            "re_resolve = false\nresolve_interval = 5\n",
+            "pipe.redis.resolve_interval",
+            "-R",
+        ),
+        (
+            "socket_mode = \"0600\"\n",
+            "pipe.redis.socket_mode",
+            "Unix socket source",
+        ),
+        (
+            "target_tcp = { user_timeout = 1 }\n",
+            "pipe.redis.target_tcp",
+            "Unix socket",
+        ),
+        (
+            "bind = \"h:0\"\n",
+            "pipe.redis.bind",
+            "only to a TCP target",
+        ),
         (
             "keepalive = false\nsource_tcp = { keepalive_idle = 5 }\n",
             "pipe.redis.source_tcp",
@@ -312,7 +353,11 @@ fn options_that_do_not_fit() {
     ];
     let base = MINIMAL.replace("keys = [\"/etc/spiperelay/redis.key\"]\n", "");
     for (extra, field, words) in cases {
-        let keys = if extra.contains("keys =") { "" } else { "keys = [\"/k\"]\n" };
+        let keys = if extra.contains("keys =") {
+            ""
+        } else {
+            "keys = [\"/k\"]\n"
+        };
         let text = format!("{base}{keys}{extra}");
         let (_, f, m) = one_error(&text);
         assert_eq!(f, field, "{extra}");
@@ -336,7 +381,10 @@ fn out_of_range_numbers() {
     let cases = [
         ("[process]\nthreads = 0\n", "process.threads"),
         ("[process]\nthreads = 65\n", "process.threads"),
-        ("[process]\nshutdown_timeout = -1\n", "process.shutdown_timeout"),
+        (
+            "[process]\nshutdown_timeout = -1\n",
+            "process.shutdown_timeout",
+        ),
         ("max_connections = 500001\n", "pipe.redis.max_connections"),
         ("max_connections = -1\n", "pipe.redis.max_connections"),
         ("max_keys = 17\n", "pipe.redis.max_keys"),
@@ -389,7 +437,9 @@ fn bad_values() {
         assert_eq!(f, field, "{extra}");
     }
     assert_eq!(
-        parse(&format!("{unix}socket_mode = \"0o640\"\n")).unwrap().pipes[0]
+        parse(&format!("{unix}socket_mode = \"0o640\"\n"))
+            .unwrap()
+            .pipes[0]
             .unix_socket
             .mode,
         Some(0o640)
@@ -449,9 +499,12 @@ keys = ["/good", "/short", "/missing"]
 max_keys = 3
 "#;
     let mut keys = FakeKeys::default();
-    keys.0.insert("/short".into(), Ok(vec!["only 3 bytes".into()]));
     keys.0
-        .insert("/missing".into(), Err("cannot read key file /missing: nope".into()));
+        .insert("/short".into(), Ok(vec!["only 3 bytes".into()]));
+    keys.0.insert(
+        "/missing".into(),
+        Err("cannot read key file /missing: nope".into()),
+    );
     let checked = parse_with(text, &mut keys);
     assert!(checked.config.is_none());
     assert_eq!(checked.errors.len(), 1);

@@ -1,0 +1,252 @@
+//! `spiperelay check-config FILE`: reads a configuration file, checks it completely (key
+//! files included, with the reader the daemon uses for reloads) and prints every error as
+//! `FILE:LINE:COL: FIELD: MESSAGE` on standard error (exit 1), or one summary line per pipe
+//! on standard output (exit 0). Warnings (short or exposed key files) go to standard error in
+//! the same form and do not change the exit status.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::file::{self, Checked, KeyCheck};
+
+use super::keyfile;
+use super::keys::{self, KeyRingError};
+
+/// The usage text of `spiperelay check-config`, with its final newline.
+pub const CHECK_CONFIG_USAGE: &str = "usage: spiperelay check-config <config file>\n";
+
+/// The largest configuration file read, in bytes.
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// The [`KeyCheck`] of the daemon: [`keys::read_key_file`] (a regular file, opened without
+/// blocking, read whole) and the start-up warnings of [`keyfile::warnings`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileKeyCheck;
+
+impl KeyCheck for FileKeyCheck {
+    fn check(&mut self, path: &Path) -> Result<Vec<String>, String> {
+        match keys::read_key_file(path) {
+            Ok(_key) => {
+                let len = fs::metadata(path).map_or(usize::MAX, |m| {
+                    usize::try_from(m.len()).unwrap_or(usize::MAX)
+                });
+                Ok(keyfile::warnings(path, len)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect())
+            }
+            Err(e @ KeyRingError::NotRegular(_)) => Err(format!("{e} ({})", file_kind(path))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// What kind of non-regular file `path` is, in words.
+fn file_kind(path: &Path) -> &'static str {
+    match fs::metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_dir() => "a directory",
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_socket() => "a socket",
+        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
+        _ => "not a file",
+    }
+}
+
+/// Why a configuration file could not be read at all.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Opening or reading failed.
+    Io(std::io::Error),
+    /// The file is larger than [`MAX_CONFIG_SIZE`].
+    TooLarge(u64),
+    /// The file is not UTF-8 (TOML must be). Holds the line and column of the first bad byte.
+    NotUtf8(crate::config::Location),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "cannot read: {e}"),
+            Self::TooLarge(n) => write!(
+                f,
+                "file is {n} bytes; a configuration file may hold at most {MAX_CONFIG_SIZE}"
+            ),
+            Self::NotUtf8(at) => write!(f, "{at}: not UTF-8 text"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads a configuration file as text: at most [`MAX_CONFIG_SIZE`] bytes of UTF-8.
+///
+/// # Errors
+/// [`ReadError`] naming the cause.
+pub fn read_config_text(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read;
+    let f = fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let text = String::from_utf8_lossy(&bytes[..good]);
+        ReadError::NotUtf8(crate::config::Location::of(&text, good))
+    })
+}
+
+/// Reads and checks the configuration file at `path` with the daemon's key-file checks.
+///
+/// # Errors
+/// [`ReadError`] when the file cannot be read; the check's own errors are in [`Checked`].
+pub fn check_file(path: &Path) -> Result<(String, Checked), ReadError> {
+    let text = read_config_text(path)?;
+    let checked = file::parse_with(&text, &mut FileKeyCheck);
+    Ok((text, checked))
+}
+
+/// `spiperelay check-config FILE` (`args` are the words after `check-config`). Returns the
+/// exit status: success for a valid file, failure for any error or a bad command line.
+pub fn check_config_main(program: &str, args: Vec<OsString>) -> ExitCode {
+    let mut file: Option<PathBuf> = None;
+    let mut operands_only = false;
+    for arg in args {
+        match arg.to_str() {
+            Some("--") if !operands_only => operands_only = true,
+            Some("-h" | "--help") if !operands_only => {
+                print!("{CHECK_CONFIG_USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Some(s) if s.starts_with('-') && s != "-" && !operands_only => {
+                eprintln!("{program} check-config: illegal option -- {s}");
+                eprint!("{CHECK_CONFIG_USAGE}");
+                return ExitCode::FAILURE;
+            }
+            _ if file.is_some() => {
+                eprintln!("{program} check-config: only one configuration file may be given");
+                eprint!("{CHECK_CONFIG_USAGE}");
+                return ExitCode::FAILURE;
+            }
+            _ => file = Some(PathBuf::from(arg)),
+        }
+    }
+    let Some(path) = file else {
+        eprintln!("{program} check-config: a configuration file is required");
+        eprint!("{CHECK_CONFIG_USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let name = path.display().to_string();
+    let (text, checked) = match check_file(&path) {
+        Ok(v) => v,
+        Err(ReadError::NotUtf8(at)) => {
+            eprintln!("{name}:{at}: toml: not UTF-8 text (a TOML file must be UTF-8)");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &checked.warnings {
+        eprintln!("{}", w.render(&name, &text));
+    }
+    for e in &checked.errors {
+        eprintln!("{}", e.render(&name, &text));
+    }
+    match checked.config {
+        Some(config) if checked.errors.is_empty() => {
+            for p in &config.pipes {
+                println!("{}", p.summary());
+            }
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!(
+                "{name}: {} error{}",
+                checked.errors.len(),
+                if checked.errors.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sys;
+
+    fn scratch() -> PathBuf {
+        let mut n = [0u8; 8];
+        sys::fill_random(&mut n).unwrap();
+        let d = std::env::temp_dir().join(format!("spr-checkcfg-{:x}", u64::from_ne_bytes(n)));
+        fs::create_dir(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn key_file_problems_are_errors_with_their_kind() {
+        let d = scratch();
+        let good = d.join("good.key");
+        keyfile::generate(&good, false).unwrap();
+        let short = d.join("short.key");
+        fs::write(&short, b"abc").unwrap();
+        fs::set_permissions(&short, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let fifo = d.join("fifo.key");
+        nix_mkfifo(&fifo);
+        let dir = d.join("dir.key");
+        fs::create_dir(&dir).unwrap();
+        let missing = d.join("missing.key");
+
+        let mut c = FileKeyCheck;
+        assert_eq!(c.check(&good), Ok(vec![]));
+        let w = c.check(&short).unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("holds only 3 bytes"), "{w:?}");
+        let e = c.check(&fifo).unwrap_err();
+        assert!(e.ends_with("is not a regular file (a FIFO)"), "{e}");
+        let e = c.check(&dir).unwrap_err();
+        assert!(e.ends_with("is not a regular file (a directory)"), "{e}");
+        let e = c.check(&missing).unwrap_err();
+        assert!(
+            e.contains("cannot read key file") && e.contains("No such file"),
+            "{e}"
+        );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Makes a FIFO with mkfifo(1): this module has no `unsafe`, and coreutils is everywhere.
+    fn nix_mkfifo(path: &Path) {
+        let st = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    #[test]
+    fn read_config_text_refuses_non_utf8_and_huge_files() {
+        let d = scratch();
+        let p = d.join("c.toml");
+        fs::write(&p, b"[pipe.a]\nmode = \"\xff\"\n").unwrap();
+        match read_config_text(&p) {
+            Err(ReadError::NotUtf8(at)) => assert_eq!(at.to_string(), "2:9"),
+            other => panic!("{other:?}"),
+        }
+        fs::write(&p, vec![b'#'; MAX_CONFIG_SIZE as usize + 1]).unwrap();
+        assert!(matches!(read_config_text(&p), Err(ReadError::TooLarge(_))));
+        assert!(matches!(
+            read_config_text(&d.join("none")),
+            Err(ReadError::Io(_))
+        ));
+        fs::remove_dir_all(d).unwrap();
+    }
+}
