@@ -17,6 +17,8 @@
 pub mod addr;
 pub mod error;
 pub mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipe;
 pub mod settings;
 
