@@ -299,6 +299,15 @@ struct RawTcp {
     user_timeout: Option<Spanned<Seconds>>,
 }
 
+/// What the options of a pipe are checked against: whether its source and target are Unix
+/// sockets (`None` when the address is missing or bad), and its TCP option tables.
+struct Legs {
+    source_unix: Option<bool>,
+    target_unix: Option<bool>,
+    source_tcp: Option<(TcpOptions, Range<usize>)>,
+    target_tcp: Option<(TcpOptions, Range<usize>)>,
+}
+
 /// Whether `inner` lies within `outer`.
 fn within(inner: &Range<usize>, outer: &Range<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end
@@ -643,34 +652,35 @@ impl Cx<'_, '_> {
                 None
             }
         };
+        let is_unix =
+            |a: &Option<SockAddrSpec>| a.as_ref().map(|a| matches!(a, SockAddrSpec::Unix(_)));
+        let legs = Legs {
+            source_unix: is_unix(&source),
+            target_unix: is_unix(&target),
+            source_tcp,
+            target_tcp,
+        };
         let (Some(mode), Some(source), Some(target), Some(keys)) = (mode, source, target, keys)
         else {
-            // Still check the options, so that their errors are reported too.
+            // Still check the options (against the source and target where those are known),
+            // so that their errors are reported too.
             let dummy = SockAddrSpec::Unix(PathBuf::from("/"));
             let mut p = PipeSpec::new(name, Mode::Encrypt, dummy.clone(), dummy, Vec::new());
-            self.options(&raw, &mut p, &prefix, source_tcp, target_tcp);
+            self.options(&raw, &mut p, &prefix, legs);
             return None;
         };
         let mut spec = PipeSpec::new(name, mode, source, target, keys);
         if let Some(m) = max_keys {
             spec.max_keys = m;
         }
-        self.options(&raw, &mut spec, &prefix, source_tcp, target_tcp);
+        self.options(&raw, &mut spec, &prefix, legs);
         Some(spec)
     }
 
     /// Every option of a pipe but mode, source, target and keys, checked against each other
-    /// and against the source and target of `p` (unless they are placeholders).
-    fn options(
-        &mut self,
-        raw: &RawPipe,
-        p: &mut PipeSpec,
-        prefix: &str,
-        source_tcp: Option<(TcpOptions, Range<usize>)>,
-        target_tcp: Option<(TcpOptions, Range<usize>)>,
-    ) {
+    /// and against the kinds of source and target in `legs` (where known).
+    fn options(&mut self, raw: &RawPipe, p: &mut PipeSpec, prefix: &str, legs: Legs) {
         let f = |field: &str| format!("{prefix}.{field}");
-        let placeholder = p.keys.is_empty();
         if let Some(v) = &raw.pfs {
             p.pfs = match v.get_ref() {
                 RawPfs::Standard => PfsPolicy::Standard,
@@ -756,8 +766,12 @@ impl Cx<'_, '_> {
             }
         }
         p.resolve_interval = interval;
-        let source_unix = matches!(p.source, SockAddrSpec::Unix(_));
-        let target_unix = matches!(p.target, SockAddrSpec::Unix(_));
+        let Legs {
+            source_unix,
+            target_unix,
+            source_tcp,
+            target_tcp,
+        } = legs;
         if let Some(b) = &raw.bind {
             if let Some(addr) = self.address(b, &f("bind")) {
                 if matches!(addr, SockAddrSpec::Unix(_)) {
@@ -768,7 +782,7 @@ impl Cx<'_, '_> {
                             "bind must be an IP address and port (host:0 for any port)".into(),
                         ),
                     );
-                } else if target_unix && !placeholder {
+                } else if target_unix == Some(true) {
                     self.error(
                         b.span(),
                         f("bind"),
@@ -808,7 +822,7 @@ impl Cx<'_, '_> {
         if let Some(g) = &raw.socket_group {
             unix.group = self.account(g, &f("socket_group"));
         }
-        if !placeholder && !source_unix {
+        if source_unix == Some(false) {
             for (name, v) in [
                 ("socket_mode", &raw.socket_mode),
                 ("socket_owner", &raw.socket_owner),
@@ -832,7 +846,7 @@ impl Cx<'_, '_> {
             ("target_tcp", target_tcp, target_unix),
         ] {
             let Some((opts, span)) = opts else { continue };
-            if !placeholder && is_unix {
+            if is_unix == Some(true) {
                 let side = if leg == "source_tcp" {
                     "source"
                 } else {

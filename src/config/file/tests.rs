@@ -521,6 +521,18 @@ max_keys = 3
 }
 
 #[test]
+fn options_are_checked_even_when_a_required_field_is_bad() {
+    let text = "[pipe.a]\nmode = \"encrypt\"\nsource = \"[::1]:1\"\ntarget = \"bad\"\n\
+                keys = [\"/k\"]\nsocket_mode = \"0600\"\nmax_keys = 99\n";
+    let e = errors(text);
+    let fields: Vec<_> = e.iter().map(|(_, f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["pipe.a.target", "pipe.a.socket_mode", "pipe.a.max_keys"]
+    );
+}
+
+#[test]
 fn errors_are_in_file_order_and_all_pipes_are_checked() {
     let text = r#"
 [pipe.z]
