@@ -129,7 +129,8 @@ struct Cx<'t, 'k> {
     /// Fields reported as invalid and set aside by [`Cx::read_table`] (dotted paths): not
     /// reported again as missing.
     set_aside: Vec<String>,
-    /// Every pipe source that parsed (also of pipes with other errors): field, address, span.
+    /// Every listening address that parsed (pipe sources, also of pipes with other errors, and
+    /// the control and metrics sockets): field, address, span.
     sources: Vec<(String, SockAddrSpec, Range<usize>)>,
 }
 
@@ -509,6 +510,11 @@ impl Cx<'_, '_> {
         let mut s = Settings::default();
         if let Some(p) = raw.control {
             s.control = self.unix_path(&p, "process.control");
+            if let Some(path) = &s.control {
+                let addr = SockAddrSpec::Unix(path.clone());
+                self.sources
+                    .push(("process.control".into(), addr, p.span()));
+            }
         }
         if let Some(l) = raw.log {
             s.log = match l.into_inner() {
@@ -545,6 +551,10 @@ impl Cx<'_, '_> {
         }
         if let Some(m) = raw.metrics {
             s.metrics = self.address(&m, "process.metrics");
+            if let Some(addr) = &s.metrics {
+                self.sources
+                    .push(("process.metrics".into(), addr.clone(), m.span()));
+            }
         }
         if let Some(a) = raw.audit_log {
             if a.get_ref() == "stderr" {
@@ -1110,7 +1120,8 @@ impl Cx<'_, '_> {
         ok.then_some(keys)
     }
 
-    /// Checks across pipes: no two listen on one address.
+    /// Checks across pipes and the process's own sockets (control, metrics): no two listen
+    /// on one address.
     fn cross_checks(&mut self) {
         let sources = std::mem::take(&mut self.sources);
         for (i, (field, addr, span)) in sources.iter().enumerate() {

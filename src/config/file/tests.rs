@@ -305,6 +305,17 @@ fn duplicate_sources() {
     );
     let (_, field, _) = one_error(&text);
     assert_eq!(field, "pipe.b.source");
+    // The process's own sockets count too.
+    let text = format!("[process]\ncontrol = \"/run/in.sock\"\n{unix}");
+    let (loc, field, m) = one_error(&text);
+    assert_eq!(
+        (loc.as_str(), field.as_str()),
+        ("6:10", "pipe.redis.source")
+    );
+    assert!(m.contains("process.control (line 2)"), "{m}");
+    let text = format!("[process]\nmetrics = \"[127.0.0.1]:8025\"\n{MINIMAL}");
+    let (_, field, _) = one_error(&text);
+    assert_eq!(field, "pipe.redis.source");
 }
 
 #[test]
