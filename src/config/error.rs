@@ -106,6 +106,9 @@ pub enum ErrorKind {
         /// `max_keys`.
         max: usize,
     },
+    /// A table with so many bad fields that the rest of it was not examined. Holds how many
+    /// were reported.
+    TooManyErrors(usize),
     /// A key file that cannot be used: missing, unreadable, a FIFO, a directory or another
     /// non-regular file. Holds the key-file reader's message.
     KeyFile(String),
@@ -149,6 +152,10 @@ impl fmt::Display for ErrorKind {
                 f,
                 "{given} key files listed but max_keys is {max} (raise max_keys, at most {})",
                 super::pipe::MAX_KEYS_LIMIT
+            ),
+            Self::TooManyErrors(n) => write!(
+                f,
+                "{n} bad fields in this table; the rest of it was not checked"
             ),
             Self::KeyFile(m) => f.write_str(m),
         }

@@ -45,6 +45,9 @@ use super::settings::{
 };
 use super::{Config, valid_pipe_name};
 
+/// After this many bad fields in one table, the rest of the table is not examined.
+pub const MAX_TABLE_ERRORS: usize = 32;
+
 /// The longest duration accepted for `timeout` and `resolve_interval`: one day.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
@@ -438,8 +441,17 @@ impl Cx<'_, '_> {
         prefix: &str,
         hint: fn(&str) -> Option<&'static str>,
     ) -> Option<T> {
-        // Each round removes one field, so this ends after at most len + 1 rounds.
-        for _ in 0..=table.len() {
+        // Each round removes one field, so this ends after at most len + 1 rounds, and after
+        // MAX_TABLE_ERRORS (each round clones the table: keep a huge bad table cheap).
+        for round in 0..=table.len() {
+            if round == MAX_TABLE_ERRORS {
+                self.error(
+                    span,
+                    prefix.to_owned(),
+                    ErrorKind::TooManyErrors(MAX_TABLE_ERRORS),
+                );
+                return None;
+            }
             let value = Spanned::new(span.clone(), DeValue::Table(table.clone()));
             let err = match T::deserialize(value.into_deserializer()) {
                 Ok(t) => return Some(t),

@@ -224,6 +224,20 @@ keepalive_idl = 5
 }
 
 #[test]
+fn a_huge_bad_table_stops_early() {
+    let mut text = String::from("[pipe.a]\n");
+    for i in 0..5000 {
+        text.push_str(&format!("bad{i} = 1\n"));
+    }
+    let e = errors(&text);
+    assert_eq!(e.len(), MAX_TABLE_ERRORS + 1, "{:?}", e.last());
+    assert!(
+        e.iter()
+            .any(|(_, _, m)| m.contains("the rest of it was not checked"))
+    );
+}
+
+#[test]
 fn wrong_types_and_missing_fields() {
     let text = "[pipe.a]\nmode = \"sideways\"\nsource = 5\nkeys = \"/k\"\n";
     let e = errors(text);
