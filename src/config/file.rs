@@ -503,12 +503,14 @@ impl Cx<'_, '_> {
         match value.into_inner() {
             DeValue::Table(t) => Some((t, span)),
             other => {
+                let hint = (field == "pipe" && matches!(other, DeValue::Array(_)))
+                    .then_some("write one [pipe.NAME] table per pipe, not [[pipe]]");
                 self.error(
                     span,
                     field.to_owned(),
                     ErrorKind::Invalid {
                         message: format!("invalid type: {}, expected {what}", type_name(&other)),
-                        hint: None,
+                        hint,
                     },
                 );
                 None

@@ -170,6 +170,33 @@ user_timeout = 0.25
 }
 
 #[test]
+fn the_command_line_and_the_file_describe_the_same_pipe() {
+    use crate::cli::{SpipedArgs, SpipedCommand};
+    let line = "-d -s [0.0.0.0]:8025 -t /run/redis.sock -k /etc/a.key -k /etc/b.key -n 7 -o 2 \
+                -R -g --x25519 --max-keys 3 -j";
+    let Ok(SpipedCommand::Run(args)) = SpipedArgs::parse(line.split_whitespace()) else {
+        panic!("{line}");
+    };
+    let (_, from_cli) = args.to_config();
+    let text = r#"
+[pipe.default]
+mode = "decrypt"
+source = "[0.0.0.0]:8025"
+target = "/run/redis.sock"
+keys = ["/etc/a.key", "/etc/b.key"]
+max_connections = 7
+timeout = 2
+re_resolve = false
+pfs = "required"
+x25519 = true
+max_keys = 3
+keepalive = false
+"#;
+    let from_file = parse(text).unwrap().pipes.remove(0);
+    assert_eq!(from_file, from_cli);
+}
+
+#[test]
 fn syntax_errors_are_all_reported_with_places() {
     let e = errors("[pipe.a]\nmode = 'x\n[pipe.b\nx==\n");
     assert!(e.len() >= 2, "{e:#?}");
@@ -507,6 +534,9 @@ fn pipe_names_and_shapes() {
     let (_, f, m) = one_error("pipe = 3\n");
     assert_eq!(f, "pipe");
     assert!(m.contains("invalid type: integer"), "{m}");
+    let (_, f, m) = one_error("[[pipe]]\nname = \"a\"\n");
+    assert_eq!(f, "pipe");
+    assert!(m.contains("not [[pipe]]"), "{m}");
     let (_, f, _) = one_error("[pipe]\nx = 3\n");
     assert_eq!(f, "pipe.x");
     let (_, f, _) = one_error(&format!("process = []\n{MINIMAL}"));
