@@ -10,6 +10,7 @@
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
 //! | `spiperelay check-config FILE` | checks a configuration file, printing every error |
+//! | `spiperelay --config FILE` | the daemon, with its pipe from a configuration file |
 //! | `spiperelay --help` | this program's usage, exit 0 |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
@@ -33,6 +34,7 @@ const SUBCOMMANDS_USAGE: &str = "\
        spiperelay keygen [--force] <key file>
        spiperelay keys [--control <socket>] {status | rotate <key file> | set [--force] <key file>}
        spiperelay check-config <config file>
+       spiperelay --config <config file>
        spiperelay --help
 ";
 
@@ -62,6 +64,9 @@ fn main() -> ExitCode {
         (_, Some("keygen")) => keygen_main(&program, args.into_iter().skip(1).collect()),
         (_, Some("keys")) => {
             spiperelay::relay::control::keys_main(&program, args.into_iter().skip(1).collect())
+        }
+        (_, Some(word)) if word == "--config" || word.starts_with("--config=") => {
+            spiperelay::relay::check_config::config_main(&program, args)
         }
         (_, Some("check-config")) => spiperelay::relay::check_config::check_config_main(
             &program,

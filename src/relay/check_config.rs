@@ -3,6 +3,11 @@
 //! `FILE:LINE:COL: FIELD: MESSAGE` on standard error (exit 1), or one summary line per pipe
 //! on standard output (exit 0). Warnings (short or exposed key files) go to standard error in
 //! the same form and do not change the exit status.
+//!
+//! `spiperelay --config FILE` ([`config_main`]) runs a file with the same checks and the same
+//! words. Until the daemon carries several pipes, it runs a file of one pipe through the
+//! command line's daemon ([`daemon_args`]), and refuses, naming the field, a file with more
+//! pipes or with a setting that daemon does not implement yet.
 
 use std::ffi::OsString;
 use std::fs;
@@ -10,10 +15,15 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cli::SpipedArgs;
 use crate::config::file::{self, Checked, KeyCheck};
+use crate::config::{Config, LogTarget};
 
 use super::keyfile;
 use super::keys::{self, KeyRingError};
+
+/// The usage text of `spiperelay --config`, with its final newline.
+pub const CONFIG_USAGE: &str = "usage: spiperelay --config <config file>\n";
 
 /// The usage text of `spiperelay check-config`, with its final newline.
 pub const CHECK_CONFIG_USAGE: &str = "usage: spiperelay check-config <config file>\n";
@@ -179,6 +189,168 @@ pub fn check_config_main(program: &str, args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// Why a valid configuration cannot run yet: the running daemon carries one pipe and lacks
+/// some of the file's settings. Each names the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotYet {
+    /// The file has this many pipes, not one.
+    PipeCount(usize),
+    /// A setting this daemon does not implement yet. Holds the field (`pipe.NAME.FIELD` or
+    /// `process.FIELD`).
+    Setting(String),
+    /// `pidfile` without `daemonize = true` (the daemon writes one only when it detaches),
+    /// or `daemonize = true` without `pidfile`.
+    Pidfile,
+    /// `log = "syslog"` without `daemonize = true` (the daemon switches to syslog when it
+    /// detaches, as spiped does with `--syslog`).
+    SyslogInForeground,
+}
+
+impl std::fmt::Display for NotYet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PipeCount(n) => write!(
+                f,
+                "pipe: {n} pipes defined; this version runs one pipe per process \
+                 (check-config accepts more)"
+            ),
+            Self::Setting(field) => write!(
+                f,
+                "{field}: not yet supported when running a configuration file \
+                 (check-config accepts it)"
+            ),
+            Self::Pidfile => f.write_str(
+                "process.pidfile: for now a pidfile is written exactly when daemonize = true: \
+                 set both or neither",
+            ),
+            Self::SyslogInForeground => {
+                f.write_str("process.log: for now \"syslog\" applies only with daemonize = true")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NotYet {}
+
+/// The command-line settings that run `config` on today's one-pipe daemon: the inverse of
+/// [`SpipedArgs::to_config`] for a one-pipe configuration.
+///
+/// # Errors
+/// [`NotYet`] naming the first pipe count or setting the daemon cannot run yet: more or
+/// fewer than one pipe; `handshake_limit`, `socket_mode`/`socket_owner`/`socket_group`,
+/// `source_tcp`, `target_tcp`, `shutdown_timeout`, `metrics`, `audit_log`; a pidfile without
+/// daemonising or the reverse; syslog in the foreground.
+pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
+    let [p] = config.pipes.as_slice() else {
+        return Err(NotYet::PipeCount(config.pipes.len()));
+    };
+    let s = &config.settings;
+    let pipe_field = |name: &str| NotYet::Setting(format!("pipe.{}.{name}", p.name));
+    if p.handshake_limit.is_some() {
+        return Err(pipe_field("handshake_limit"));
+    }
+    if p.unix_socket.is_set() {
+        return Err(pipe_field("socket_mode/socket_owner/socket_group"));
+    }
+    if p.source_tcp.is_set() {
+        return Err(pipe_field("source_tcp"));
+    }
+    if p.target_tcp.is_set() {
+        return Err(pipe_field("target_tcp"));
+    }
+    for (set, name) in [
+        (s.shutdown_timeout.is_some(), "shutdown_timeout"),
+        (s.metrics.is_some(), "metrics"),
+        (s.audit_log.is_some(), "audit_log"),
+    ] {
+        if set {
+            return Err(NotYet::Setting(format!("process.{name}")));
+        }
+    }
+    if s.daemonize != s.pidfile.is_some() {
+        return Err(NotYet::Pidfile);
+    }
+    if s.log == LogTarget::Syslog && !s.daemonize {
+        return Err(NotYet::SyslogInForeground);
+    }
+    Ok(SpipedArgs {
+        mode: p.mode,
+        source: p.source.clone(),
+        target: p.target.clone(),
+        keys: p.keys.clone(),
+        wait_for_dns: s.wait_for_dns,
+        foreground: !s.daemonize,
+        no_keepalive: !p.keepalive,
+        pfs: p.pfs,
+        max_connections: p.max_connections,
+        timeout: p.timeout,
+        // Unused in the foreground: the daemon writes a pidfile only when it detaches.
+        pidfile: s.pidfile.clone().unwrap_or_default(),
+        resolve_interval: p.resolve_interval,
+        bind: p.bind.clone(),
+        syslog: s.log == LogTarget::Syslog,
+        user: s.user.clone(),
+        control: s.control.clone(),
+        max_keys: p.max_keys,
+        x25519: p.x25519,
+        threads: s.thread_count(),
+    })
+}
+
+/// `spiperelay --config FILE` (`args` are all the words after the program name, starting
+/// with `--config`). Checks the file as `check-config` does and prints its errors the same
+/// way (exit 1); then runs it ([`daemon_args`], [`super::run`]) until a signal ends it.
+pub fn config_main(program: &str, args: Vec<OsString>) -> ExitCode {
+    let mut words = args.into_iter();
+    let first = words.next().unwrap_or_default();
+    let path = match first.to_str().and_then(|s| s.strip_prefix("--config=")) {
+        Some(p) => Some(OsString::from(p)),
+        None => words.next(),
+    };
+    let (Some(path), None) = (path.filter(|p| !p.is_empty()), words.next()) else {
+        eprintln!(
+            "{program}: --config takes one file and no other option: the file holds them all"
+        );
+        eprint!("{CONFIG_USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let path = PathBuf::from(path);
+    let name = path.display().to_string();
+    let (text, checked) = match check_file(&path) {
+        Ok(v) => v,
+        Err(ReadError::NotUtf8(at)) => {
+            eprintln!("{program}: {name}:{at}: toml: not UTF-8 text (a TOML file must be UTF-8)");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{program}: {name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Key-file warnings are printed by the daemon when it reads the keys.
+    let Some(config) = checked.config.filter(|_| checked.errors.is_empty()) else {
+        for e in &checked.errors {
+            eprintln!("{}", e.render(&name, &text));
+        }
+        eprintln!("{program}: {name}: not started");
+        return ExitCode::FAILURE;
+    };
+    let args = match daemon_args(&config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: {name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match super::run(program, &args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +402,61 @@ mod tests {
             .status()
             .unwrap();
         assert!(st.success());
+    }
+
+    #[test]
+    fn daemon_args_invert_to_config() {
+        use crate::cli::SpipedCommand;
+        for line in [
+            "-e -s [127.0.0.1]:1 -t h:2 -k /k -p /run/x.pid -n 0 -o 3 -R -f -j --syslog",
+            "-d -D -s /tmp/s.sock -t [::1]:80 -k /k -k /k2 -p /p -r 9 -b h:0 -u a:b \
+             --control /c --max-keys 3 --x25519 -g --threads 2",
+        ] {
+            let Ok(SpipedCommand::Run(args)) = SpipedArgs::parse(line.split_whitespace()) else {
+                panic!("{line}");
+            };
+            assert_eq!(daemon_args(&args.to_full_config()), Ok(*args), "{line}");
+        }
+    }
+
+    #[test]
+    fn daemon_args_refuse_what_the_daemon_lacks() {
+        let base = "[pipe.a]\nmode = \"encrypt\"\nsource = \"/s\"\ntarget = \"h:1\"\n\
+                    keys = [\"/k\"]\n";
+        let run = |extra: &str| {
+            let text = if extra.starts_with('[') {
+                format!("{extra}\n{base}")
+            } else {
+                format!("{base}{extra}")
+            };
+            daemon_args(&file::parse(&text).unwrap())
+        };
+        let args = run("").unwrap();
+        assert!(args.foreground && !args.syslog);
+        for (extra, words) in [
+            ("handshake_limit = 3", "pipe.a.handshake_limit"),
+            ("socket_mode = \"0600\"", "pipe.a.socket_mode"),
+            ("target_tcp = { keepalive_idle = 3 }", "pipe.a.target_tcp"),
+            ("[process]\nmetrics = \"/m.sock\"", "process.metrics"),
+            (
+                "[process]\nshutdown_timeout = 3",
+                "process.shutdown_timeout",
+            ),
+            ("[process]\naudit_log = \"stderr\"", "process.audit_log"),
+            ("[process]\npidfile = \"/p\"", "process.pidfile"),
+            ("[process]\ndaemonize = true", "process.pidfile"),
+            ("[process]\nlog = \"syslog\"", "process.log"),
+            (
+                "[pipe.b]\nmode = \"encrypt\"\nsource = \"/s2\"\ntarget = \"h:1\"\nkeys = [\"/k\"]",
+                "2 pipes",
+            ),
+        ] {
+            let e = run(extra).unwrap_err().to_string();
+            assert!(e.contains(words), "{extra}: {e}");
+        }
+        let a = run("[process]\ndaemonize = true\npidfile = \"/p\"\nlog = \"syslog\"").unwrap();
+        assert!(!a.foreground && a.syslog);
+        assert_eq!(a.pidfile, PathBuf::from("/p"));
     }
 
     #[test]
