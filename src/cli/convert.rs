@@ -1,6 +1,6 @@
 //! The spiped command line as a configuration: one pipe, named
-//! [`COMMAND_LINE_PIPE`](crate::config::COMMAND_LINE_PIPE), and the process settings.
-//! The daemon runs this description, the same one a configuration file's `[pipe.NAME]` gives.
+//! [`COMMAND_LINE_PIPE`], and the process settings.
+//! It is the description a configuration file's `[pipe.NAME]` table gives (`config::file`).
 
 use crate::config::{COMMAND_LINE_PIPE, Config, LogTarget, PipeSpec, Settings};
 

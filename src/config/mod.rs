@@ -6,7 +6,7 @@
 //! - [`pipe`]: [`PipeSpec`] and its option types ([`Mode`], [`PfsPolicy`], ...), with
 //!   spiped's defaults.
 //! - [`settings`]: [`Settings`], the process-wide part.
-//! - [`file`]: the TOML configuration file: [`file::parse`] and [`file::parse_with`], which
+//! - [`file`](mod@file): the TOML configuration file: [`file::parse`] and [`file::parse_with`], which
 //!   report every error with its place.
 //! - [`error`]: [`ConfigError`] and [`Location`].
 //!
