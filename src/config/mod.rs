@@ -6,8 +6,8 @@
 //! - [`pipe`]: [`PipeSpec`] and its option types ([`Mode`], [`PfsPolicy`], ...), with
 //!   spiped's defaults.
 //! - [`settings`]: [`Settings`], the process-wide part.
-//! - [`file`](mod@file): the TOML configuration file: [`file::parse`] and [`file::parse_with`], which
-//!   report every error with its place.
+//! - [`file`](mod@file): the TOML configuration file: [`file::parse`] and
+//!   [`file::parse_with`], which report every error with its place.
 //! - [`error`]: [`ConfigError`] and [`Location`].
 //!
 //! The spiped command line builds a one-pipe configuration
