@@ -26,6 +26,7 @@
 #![forbid(unused_must_use)]
 
 pub mod cli;
+pub mod config;
 pub mod io;
 pub mod os;
 pub mod proto;

@@ -13,6 +13,8 @@
 //! | `spiperelay --help`, `spiperelay help [COMMAND]` | the help (`spiperelay::cli::help`) |
 //! | `spiperelay COMMAND --help` | that command's help |
 //! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
+//! | `spiperelay check-config FILE` | checks a configuration file, printing every error |
+//! | `spiperelay --config FILE` | the daemon, with its pipe from a configuration file |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
@@ -34,7 +36,7 @@ use spiperelay::relay::{keyfile, spipe};
 
 /// The command words after `spiperelay` that run a subcommand (each one of
 /// [`help::COMMANDS`], which documents it and its options).
-const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys"];
+const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys", "check-config"];
 
 /// The usage of `spiperelay keygen`.
 const KEYGEN_USAGE: &str = "usage: spiperelay keygen [--force] <key file>\n";
@@ -67,8 +69,14 @@ fn main() -> ExitCode {
             match word {
                 "spipe" => spipe_main("spipe", rest, DropIn::Explained),
                 "keygen" => keygen_main(&program, rest),
+                "check-config" => {
+                    spiperelay::relay::check_config::check_config_main(&program, rest)
+                }
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }
+        }
+        (_, Some(word)) if word == "--config" || word.starts_with("--config=") => {
+            spiperelay::relay::check_config::config_main(&program, args)
         }
         (_, Some("--version")) if args.len() == 1 => {
             println!("spiperelay {VERSION}");

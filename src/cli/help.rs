@@ -170,8 +170,11 @@ pub struct CommandDoc {
 pub const COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "daemon",
-        synopsis: &["{-e | -d} -s ADDR -t ADDR -k FILE [OPTION]..."],
-        summary: "run the relay: spiped's command line, plus spiperelay's own options",
+        synopsis: &[
+            "{-e | -d} -s ADDR -t ADDR -k FILE [OPTION]...",
+            "--config FILE",
+        ],
+        summary: "run the relay: spiped's command line and spiperelay's own options, or a config file",
         options: super::spiped::DAEMON_OPTIONS,
     },
     CommandDoc {
@@ -193,9 +196,15 @@ pub const COMMANDS: &[CommandDoc] = &[
         options: KEYS_OPTIONS,
     },
     CommandDoc {
+        name: "check-config",
+        synopsis: &["check-config FILE"],
+        summary: "check a configuration file: each error as FILE:LINE:COL, or a line per pipe",
+        options: &[],
+    },
+    CommandDoc {
         name: "help",
         synopsis: &["help [COMMAND]", "--help"],
-        summary: "print this help, or one command's (COMMAND: daemon, spipe, keygen, keys)",
+        summary: "print this help, or one command's (COMMAND: daemon, spipe, keygen, keys, check-config)",
         options: &[],
     },
 ];

@@ -4,9 +4,11 @@
 //!
 //! - [`getopt`]: an option scanner with libcperciva's semantics (bundling, attached arguments,
 //!   `--syslog`, `--`) and spiped's error words.
-//! - [`addr`]: [`SockAddrSpec`], the `-s`/`-t`/`-b` address forms.
+//! - [`addr`]: [`SockAddrSpec`], the `-s`/`-t`/`-b` address forms (defined in
+//!   [`crate::config::addr`], shared with the configuration file).
 //! - [`value`]: option arguments shared by both programs (`-k`, `-n`, `-o`, `-r`, `-u`).
-//! - [`spiped`]: [`SpipedArgs`] and spiped 1.6.2's usage text.
+//! - [`spiped`]: [`SpipedArgs`] and spiped 1.6.2's usage text; [`SpipedArgs::to_config`] turns
+//!   a command line into the one-pipe [`crate::config`] it describes.
 //! - [`spipe`]: [`SpipeArgs`] and spipe's usage text.
 //! - [`help`]: `spiperelay --help` and per-command help, from the parsers' option tables.
 //!
@@ -16,6 +18,7 @@
 use std::ffi::OsStr;
 
 pub mod addr;
+pub mod convert;
 pub mod getopt;
 pub mod help;
 pub mod spipe;
@@ -28,31 +31,8 @@ pub use spipe::{SPIPE_USAGE, SpipeArgs, SpipeArgsError, SpipeCommand};
 pub use spiped::{Mode, SPIPED_USAGE, SpipedArgs, SpipedArgsError, SpipedCommand};
 pub use value::{KeySource, UserGroup, ValueError};
 
-/// Forward-secrecy policy (`-f`, `-g`, spec §1.6).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum PfsPolicy {
-    /// Neither flag: do Diffie-Hellman, and accept a peer that runs with `-f`.
-    #[default]
-    Standard,
-    /// `-f`: skip Diffie-Hellman (send `y = 1`); the session keys depend only on the key file
-    /// and the nonces.
-    Disabled,
-    /// `-g`: do Diffie-Hellman, and drop a peer that sends `y = 1`.
-    Required,
-}
-
-impl PfsPolicy {
-    /// The policy for the flags seen: `-f` gives [`PfsPolicy::Disabled`], `-g`
-    /// [`PfsPolicy::Required`], neither [`PfsPolicy::Standard`]. Callers reject both flags
-    /// together before calling; if both are set anyway, `-f` wins.
-    pub fn from_flags(f: bool, g: bool) -> Self {
-        match (f, g) {
-            (true, _) => Self::Disabled,
-            (false, true) => Self::Required,
-            (false, false) => Self::Standard,
-        }
-    }
-}
+/// The forward-secrecy policy, defined with the pipe description it belongs to.
+pub use crate::config::PfsPolicy;
 
 /// An argument as text for messages: UTF-8 unchanged, other bytes as U+FFFD.
 fn lossy_os(arg: &OsStr) -> String {

@@ -58,24 +58,12 @@ usage: spiped {-e | -d} -s <source socket> -t <target socket> -k <key file>
        spiped -v
 ";
 
-/// The default connection limit (`-n`).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
-
-/// The default connect and handshake timeout (`-o`): 5 seconds.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The default target re-resolution interval (`-r`): 60 seconds.
-pub const DEFAULT_RTIME: Duration = Duration::from_secs(60);
-
-/// How many keys may be accepted at once without `--max-keys`: two, the current one and the
-/// one being rotated in (as the managed-Redis AUTH token rotation allows).
-pub const DEFAULT_MAX_KEYS: usize = 2;
-
-/// The largest `--max-keys`: a `-d` handshake costs one HMAC per accepted key.
-pub const MAX_KEYS_LIMIT: usize = 16;
-
-/// The most event-loop threads `--threads` may ask for.
-pub const MAX_THREADS: usize = 64;
+/// The defaults and limits of the options, defined with the pipe description and settings
+/// they fill in.
+pub use crate::config::pipe::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEYS, DEFAULT_RTIME, DEFAULT_TIMEOUT, MAX_KEYS_LIMIT, Mode,
+};
+pub use crate::config::settings::MAX_THREADS;
 
 /// Every option of the daemon's command line: the one table the scanner takes its specs from
 /// (`SPECS`) and `spiperelay --help` and the man page describe. A new option is one row here
@@ -110,15 +98,6 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
 
 /// The scanner's view of [`DAEMON_OPTIONS`].
 const SPECS: &[OptSpec] = &specs::<{ DAEMON_OPTIONS.len() }>(DAEMON_OPTIONS);
-
-/// Which side of the tunnel this spiped is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// `-e`: accept plaintext on the source, send encrypted to the target (protocol client).
-    Encrypt,
-    /// `-d`: accept encrypted on the source, send plaintext to the target (protocol server).
-    Decrypt,
-}
 
 /// What a valid `spiped` command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

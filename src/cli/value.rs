@@ -7,17 +7,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The largest `-n` accepted. spiped 1.6.2 itself takes any `size_t`; spiperelay caps it here.
-pub const MAX_CONNECTIONS: usize = 500_000;
-
-/// Where a key file comes from (`-k`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KeySource {
-    /// `-k -`: read the key from standard input.
-    Stdin,
-    /// `-k <path>`: read the key from this file.
-    File(PathBuf),
-}
+pub use crate::config::pipe::MAX_CONNECTIONS;
+/// Where a key comes from (`-k`), and the account to switch to (`-u`): defined with the
+/// configuration they belong to; parsed from arguments here.
+pub use crate::config::{KeySource, UserGroup};
 
 impl KeySource {
     /// `-` is [`KeySource::Stdin`]; anything else, even empty, is a file path (opening it is
@@ -29,22 +22,6 @@ impl KeySource {
             Self::File(PathBuf::from(arg))
         }
     }
-}
-
-/// The account to switch to after binding (`-u`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum UserGroup {
-    /// `-u <username>`: that user (and, at run time, its primary group).
-    User(String),
-    /// `-u :<groupname>`: only that group.
-    Group(String),
-    /// `-u <username>:<groupname>`: that user and that group.
-    UserAndGroup {
-        /// The user name or numeric id.
-        user: String,
-        /// The group name or numeric id.
-        group: String,
-    },
 }
 
 impl UserGroup {
@@ -63,17 +40,6 @@ impl UserGroup {
                 user: user.to_owned(),
                 group: group.to_owned(),
             }),
-        }
-    }
-}
-
-impl fmt::Display for UserGroup {
-    /// Writes the `-u` form back: `user`, `:group` or `user:group`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::User(user) => f.write_str(user),
-            Self::Group(group) => write!(f, ":{group}"),
-            Self::UserAndGroup { user, group } => write!(f, "{user}:{group}"),
         }
     }
 }

@@ -11,15 +11,18 @@
 //! 2. The type is checked on the opened descriptor (so a file swapped after a check cannot
 //!    slip through): a directory is [`KeyFileError::Directory`]; a FIFO, socket or device is
 //!    [`KeyFileError::NotRegular`], and nothing is read from it. Only regular files are keys
-//!    (symlinks to regular files are followed). To hand over a key through a pipe, use `-k -`.
+//!    (symlinks to regular files are followed).
 //! 3. The whole file is read and hashed into `K` (spec §1.1); the bytes are zeroised after.
 //!    A read error is [`KeyFileError::Read`].
 //! 4. The key is used even when it is weak or exposed, as spiped does, with a [`KeyWarning`]
 //!    each: an empty file (everyone can compute its `K`), a file shorter than [`KEYGEN_LEN`]
 //!    bytes, a file readable by its group or by others (mode checked on the descriptor).
 //!
-//! `-k -` reads standard input to its end, once, at startup ([`read_startup_keys`]); a reload
-//! ([`read_reload_keys`]) keeps the key read then, since standard input cannot be read again.
+//! Sources that can be read only once are the command line's exception, as in spiped: `-k -`
+//! (standard input), and a `-k` path that is a FIFO or a character device (`-k <(command)`,
+//! `-k /dev/stdin`) are read to their end, once, at startup ([`read_startup_keys`]); a reload
+//! ([`read_reload_keys`]) keeps the key read then, since such a source cannot be read again. A
+//! configuration file names key files only, and a FIFO there is an error (rule 2).
 //! A generated key is [`KEYGEN_LEN`] bytes from the kernel's RNG, written with mode 0600 and
 //! never left half-written.
 
@@ -174,8 +177,7 @@ impl fmt::Display for KeyFileError {
             ),
             Self::NotRegular { path, kind } => write!(
                 f,
-                "key file {} is {kind}, not a regular file (use -k - to read a key from \
-                 standard input)",
+                "key file {} is {kind}, not a regular file",
                 path.display()
             ),
             Self::Read { path, error } => {
@@ -253,25 +255,39 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
 }
 
 /// Reads every `-k` source at startup into a [`KeySet`] (first = primary), with the warnings
-/// for the files read: files by [`read_key_file`], `-k -` from standard input to its end (the
-/// parsers allow it at most once).
+/// for the files read: files by [`read_key_file`]; `-k -` from standard input to its end (the
+/// parsers allow it at most once); a path that is a FIFO or a character device
+/// ([`is_read_once`]) opened blocking and read to its end, once, as spiped does.
 ///
 /// # Errors
 /// The first source's [`KeyFileError`]; [`KeyFileError::NoSources`] for an empty list.
 pub fn read_startup_keys(sources: &[KeySource]) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
-    read_sources(sources, |_| {
+    read_sources(sources, |_, source| {
         let mut buf = Zeroizing::new(Vec::new());
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(KeyFileError::Stdin)?;
+        match source {
+            KeySource::Stdin => {
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map_err(KeyFileError::Stdin)?;
+            }
+            KeySource::File(path) => {
+                let read = |error| KeyFileError::Read {
+                    path: path.clone(),
+                    error,
+                };
+                fs::File::open(path)
+                    .and_then(|mut f| f.read_to_end(&mut buf))
+                    .map_err(read)?;
+            }
+        }
         Ok(Some(Key::from_key_file(&buf)))
     })
 }
 
 /// Re-reads the `-k` sources for a reload (`SIGHUP`), in order, with the warnings for the files
-/// read. A `-k -` source cannot be read again: it keeps the key read from standard input at
-/// startup, `startup[i]` for source `i` (`startup` is the set [`read_startup_keys`] returned
-/// for `sources`).
+/// read. A source that can be read only once (`-k -`, a FIFO, a character device) keeps the key
+/// read at startup, `startup[i]` for source `i` (`startup` is the set [`read_startup_keys`]
+/// returned for `sources`).
 ///
 /// # Errors
 /// As [`read_startup_keys`].
@@ -279,24 +295,40 @@ pub fn read_reload_keys(
     sources: &[KeySource],
     startup: &KeySet,
 ) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
-    read_sources(sources, |i| Ok(startup.as_slice().get(i).cloned()))
+    read_sources(sources, |i, _| Ok(startup.as_slice().get(i).cloned()))
 }
 
-/// Reads `sources` in order, asking `stdin(i)` for the key of a `-k -` source at index `i`.
+/// True for the key sources the command line reads only once: `-k -`, and a path that is a
+/// FIFO or a character device (a pipe from the shell, `/dev/stdin`).
+fn is_read_once(error: &KeyFileError) -> bool {
+    matches!(
+        error,
+        KeyFileError::NotRegular {
+            kind: FileKind::Fifo | FileKind::CharDevice,
+            ..
+        }
+    )
+}
+
+/// Reads `sources` in order, asking `once(i, source)` for the key of a source at index `i` that
+/// can be read only once (`-k -`, or a path [`is_read_once`] holds for).
 fn read_sources(
     sources: &[KeySource],
-    mut stdin: impl FnMut(usize) -> Result<Option<Key>, KeyFileError>,
+    mut once: impl FnMut(usize, &KeySource) -> Result<Option<Key>, KeyFileError>,
 ) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
     let mut keys = Vec::with_capacity(sources.len());
     let mut warnings = Vec::new();
     for (i, source) in sources.iter().enumerate() {
         match source {
-            KeySource::File(path) => {
-                let k = read_key_file(path)?;
-                warnings.extend(k.warnings);
-                keys.push(k.key);
-            }
-            KeySource::Stdin => keys.extend(stdin(i)?),
+            KeySource::File(path) => match read_key_file(path) {
+                Ok(k) => {
+                    warnings.extend(k.warnings);
+                    keys.push(k.key);
+                }
+                Err(e) if is_read_once(&e) => keys.extend(once(i, source)?),
+                Err(e) => return Err(e),
+            },
+            KeySource::Stdin => keys.extend(once(i, source)?),
         }
     }
     let keys = KeySet::new(keys).ok_or(KeyFileError::NoSources)?;
@@ -559,7 +591,39 @@ mod tests {
             e.to_string().contains("is a FIFO, not a regular file"),
             "{e}"
         );
-        assert!(e.to_string().contains("-k -"), "{e}");
+    }
+
+    #[test]
+    fn the_command_line_reads_a_fifo_once_and_a_reload_keeps_its_key() {
+        // `-k <(command)`: spiped reads any file, so the command line's startup reads a FIFO
+        // to its end (blocking until its writer is done), and a reload keeps that key.
+        let d = Scratch(scratch("fifo-once"));
+        let (fifo, file) = (d.0.join("fifo"), d.0.join("file"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        write_mode(&file, &[2u8; KEYGEN_LEN], 0o600);
+        let q = fifo.clone();
+        let writer = std::thread::spawn(move || fs::write(q, [7u8; KEYGEN_LEN]));
+        let sources = vec![KeySource::File(fifo.clone()), KeySource::File(file)];
+        let (set, w) = read_startup_keys(&sources).expect("startup reads the FIFO");
+        writer.join().unwrap().expect("FIFO writer");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            set.as_slice()[0].fingerprint(),
+            Key::from_key_file(&[7u8; KEYGEN_LEN]).fingerprint()
+        );
+        // No writer now: a reload must not block on the FIFO, and keeps the startup key.
+        let (again, _) = read_reload_keys(&sources, &set).expect("reload");
+        assert_eq!(
+            again.as_slice()[0].fingerprint(),
+            set.as_slice()[0].fingerprint()
+        );
+        assert_eq!(again.as_slice().len(), 2);
+        // /dev/null, a character device, is read once too: an empty key.
+        let (null, _) = read_startup_keys(&[KeySource::File("/dev/null".into())]).expect("null");
+        assert_eq!(
+            null.as_slice()[0].fingerprint(),
+            Key::from_key_file(b"").fingerprint()
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
+//! - [`check_config`]: `spiperelay check-config FILE`, with the daemon's key-file checks.
 
+pub mod check_config;
 pub mod control;
 pub mod daemon;
 pub mod engine;
