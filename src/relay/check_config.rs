@@ -415,10 +415,6 @@ mod tests {
             ("socket_mode = \"0600\"", "pipe.a.socket_mode"),
             ("target_tcp = { keepalive_idle = 3 }", "pipe.a.target_tcp"),
             ("[process]\nmetrics = \"/m.sock\"", "process.metrics"),
-            (
-                "[process]\nshutdown_timeout = 3",
-                "process.shutdown_timeout",
-            ),
             ("[process]\naudit_log = \"stderr\"", "process.audit_log"),
             ("[process]\npidfile = \"/p\"", "process.pidfile"),
             ("[process]\ndaemonize = true", "process.pidfile"),
@@ -432,6 +428,8 @@ mod tests {
             assert!(e.contains(words), "{extra}: {e}");
         }
         let a = run("[process]\ndaemonize = true\npidfile = \"/p\"\nlog = \"syslog\"").unwrap();
+        let t = run("[process]\nshutdown_timeout = 3").unwrap();
+        assert_eq!(t.shutdown_timeout, Some(std::time::Duration::from_secs(3)));
         assert!(!a.foreground && a.syslog);
         assert_eq!(a.pidfile, PathBuf::from("/p"));
     }
