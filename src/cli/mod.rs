@@ -26,6 +26,8 @@ pub use spipe::{SPIPE_USAGE, SpipeArgs, SpipeArgsError, SpipeCommand};
 pub use spiped::{Mode, SPIPED_USAGE, SpipedArgs, SpipedArgsError, SpipedCommand};
 pub use value::{KeySource, UserGroup, ValueError};
 
+use crate::proto::handshake::ExchangePolicy;
+
 /// Forward-secrecy policy (`-f`, `-g`, spec §1.6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PfsPolicy {
@@ -48,6 +50,20 @@ impl PfsPolicy {
             (true, _) => Self::Disabled,
             (false, true) => Self::Required,
             (false, false) => Self::Standard,
+        }
+    }
+}
+
+impl PfsPolicy {
+    /// The exchange this policy selects, with `--x25519` or without. X25519 mode always has
+    /// forward secrecy: the command-line parsers refuse `--x25519` with `-f` (their
+    /// `X25519WithoutPfs` error, the one check of that pair), so here `x25519` wins.
+    pub fn exchange(self, x25519: bool) -> ExchangePolicy {
+        match (x25519, self) {
+            (true, _) => ExchangePolicy::X25519,
+            (false, Self::Disabled) => ExchangePolicy::Group14NoPfs,
+            (false, Self::Standard) => ExchangePolicy::Group14Pfs,
+            (false, Self::Required) => ExchangePolicy::Group14RequirePfs,
         }
     }
 }

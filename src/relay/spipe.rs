@@ -25,14 +25,13 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
-use crate::cli::{PfsPolicy, SpipeArgs};
+use crate::cli::SpipeArgs;
 use crate::io::sys;
-use crate::proto::crypt::{DhKeyPair, DhMode, Role};
+use crate::proto::crypt::Role;
 use crate::proto::dh::DH_PRIVATE_LEN;
-use crate::proto::handshake::{Exchange, Handshake};
+use crate::proto::handshake::Handshake;
 use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
-use crate::proto::x25519::X25519KeyPair;
 use crate::proto::{HANDSHAKE_LEN, NONCE_LEN, PACKET_LEN};
 
 use super::daemon::{self, DaemonError};
@@ -163,17 +162,7 @@ fn handshake(
     sys::fill_random(&mut nonce)
         .and_then(|()| sys::fill_random(&mut private[..]))
         .map_err(|e| failed(format!("cannot read random bytes: {e}")))?;
-    // `--x25519` (PROTOCOL.md) always has forward secrecy; the parser refuses it with -f.
-    let exchange = match (args.x25519, args.pfs) {
-        (true, _) => Exchange::X25519(X25519KeyPair::from_private(*private)),
-        (false, PfsPolicy::Disabled) => Exchange::Group14(DhMode::NoPfs),
-        (false, PfsPolicy::Standard) => {
-            Exchange::Group14(DhMode::Pfs(DhKeyPair::from_private(*private)))
-        }
-        (false, PfsPolicy::Required) => {
-            Exchange::Group14(DhMode::RequirePfs(DhKeyPair::from_private(*private)))
-        }
-    };
+    let exchange = args.pfs.exchange(args.x25519).with_private(*private);
     let mut hs = Handshake::with_exchange(Role::Client, keys, nonce, exchange);
     let mut stream = sock;
     let mut buf = vec![0u8; HANDSHAKE_LEN + SOCKET_CHUNK];
