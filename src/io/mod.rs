@@ -25,8 +25,6 @@
 //! - [`bufring`]: the provided-buffer ring that backs [`RecvBuf`].
 //! - `fdtable`: the generation-checked table of sockets both backends keep their entries in.
 //! - [`sys`]: socket and resource-limit helpers shared by all backends.
-//! - [`slots`]: connection slots and the [`Token`] layout for event loops on a [`Driver`] (the
-//!   relay's and the forwarder's).
 //! - [`forward`]: a plaintext TCP/Unix forwarder on this interface, the test harness the
 //!   encrypted relay will replace.
 
@@ -35,7 +33,6 @@ pub mod bufring;
 pub mod epoll;
 mod fdtable;
 pub mod forward;
-pub mod slots;
 pub mod sys;
 pub mod uring;
 

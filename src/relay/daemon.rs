@@ -45,7 +45,7 @@ use crate::io::{Errno, SockAddr, WaitError, sys};
 use crate::proto::key::{Key, KeySet};
 
 use super::control::{Rotation, RotationError};
-use super::engine::{Relay, RelayConfig, RelayError};
+use super::engine::{PipeConfig, Relay, RelayError};
 use super::keyfile::{self, KeyWarning};
 use super::log::{Logger, Sink};
 
@@ -559,12 +559,11 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let _ = sys::raise_nofile_limit();
 
     let shares = connection_shares(args.max_connections, args.threads);
-    let cfg = RelayConfig {
+    let cfg = PipeConfig {
         mode: args.mode,
         targets,
         keys: rotation.ring(),
-        pfs: args.pfs,
-        x25519: args.x25519,
+        exchange: args.pfs.exchange(args.x25519),
         max_connections: shares[0],
         timeout: args.timeout,
         keepalive: !args.no_keepalive,
@@ -575,7 +574,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let mut extra = Vec::with_capacity(shares.len() - 1);
     for share in &shares[1..] {
         let fd = listener.try_clone().map_err(DaemonError::DupListener)?;
-        let cfg = RelayConfig {
+        let cfg = PipeConfig {
             max_connections: *share,
             ..cfg.clone()
         };
@@ -701,7 +700,7 @@ fn worker(
     backend: Backend,
     forced: Option<Backend>,
     listener: OwnedFd,
-    cfg: RelayConfig,
+    cfg: PipeConfig,
     mut log: Logger,
     signals: &sys::SignalCounts,
     shared: &Shared,

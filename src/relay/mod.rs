@@ -1,7 +1,11 @@
 //! The relay: spiped's `-e` / `-d` daemon on the io layer and the protocol core (spec §4).
 //!
-//! - [`engine`]: the per-connection state machine and listener handling over any
-//!   [`Driver`](crate::io::Driver); no process-wide state.
+//! - [`conn`]: one connection as a sans-IO state machine: events and the time in, actions
+//!   out.
+//! - [`engine`]: the event loop over any [`Driver`](crate::io::Driver): pipes (listeners, their
+//!   settings, accept limits and back-off) and the connections they accept, each a
+//!   [`conn::Conn`] whose actions it carries out; no process-wide state.
+//! - `slots`: connection slots and the token layout of the engine's io operations.
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
 //! - [`keyfile`]: start-up warnings about key files, and `spiperelay keygen`.
@@ -11,6 +15,7 @@
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
 
+pub mod conn;
 pub mod control;
 pub mod daemon;
 pub mod engine;
@@ -18,7 +23,9 @@ pub mod keyfile;
 pub mod keys;
 pub mod log;
 pub mod pool;
+pub(crate) mod slots;
 pub mod spipe;
 
+pub use conn::{DropReason, Side};
 pub use daemon::{DaemonError, run};
-pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};
+pub use engine::{PipeConfig, PipeId, Relay, RelayError, RelayStats};
