@@ -18,7 +18,7 @@
 //! Two exchanges share this machine ([`Exchange`]): spiped's group 14 and spiperelay's
 //! `--x25519` mode ([`crate::proto::x25519`]; same messages and lengths, domain-separated
 //! derivations). The key pair may be handed in up front or deferred: a deferred handshake stops
-//! with [`Handshake::wants_key_pair`] where it needs one (a client after the server's nonce, a
+//! with [`Step::NeedKeyPair`] where it needs one (a client after the server's nonce, a
 //! server only after the client's MAC verified) and goes on after
 //! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
 //! derivation is reported as a mode mismatch instead of a wrong key.
@@ -40,7 +40,7 @@ use crate::proto::{DH_PUBLIC_LEN, HANDSHAKE_LEN, HandshakeError, MAC_LEN, NONCE_
 /// Which key exchange a handshake runs, and the local key material it starts with.
 ///
 /// The `Deferred` forms start without a key pair: the handshake asks for one through
-/// [`Handshake::wants_key_pair`] only when it needs it — a client after the server's nonce, a
+/// [`Step::NeedKeyPair`] only when it needs it — a client after the server's nonce, a
 /// server only after the client's MAC verified — so an unauthenticated client never costs a key
 /// generation, let alone a shared-secret computation.
 #[allow(clippy::large_enum_variant)] // moved a few times per handshake; a Box would allocate
