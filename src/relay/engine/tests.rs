@@ -981,3 +981,65 @@ fn drop_reasons_have_stable_labels_and_no_doubled_prefix() {
         "peer_reset"
     );
 }
+
+#[test]
+fn plaintext_side_closing_during_the_handshake_is_seen_once_the_pumps_run() {
+    let mut s = Sim::new(config(Mode::Encrypt));
+    let client = s.accept();
+    let (target, token, _, _) = s.connect();
+    s.connected(token, Ok(()));
+    assert!(
+        !s.has_recv(client),
+        "the plaintext side is not read before the pumps"
+    );
+    let mut peer = Peer::new(Role::Server, KEY);
+    handshake(&mut s, target, &mut peer);
+    // The client had closed meanwhile: its EOF arrives at the first read, and becomes the
+    // target's shutdown.
+    s.eof(client);
+    assert_eq!(s.io().shutdowns.len(), 1);
+    assert_eq!(s.io().shutdowns[0].0, target);
+    assert!(s.drops().is_empty());
+}
+
+#[test]
+fn d_target_connect_timing_out_after_the_handshake_drops_with_the_connects_reason() {
+    let mut s = Sim::new(config(Mode::Decrypt));
+    let client = s.accept();
+    let mut peer = Peer::new(Role::Client, KEY);
+    handshake(&mut s, client, &mut peer);
+    assert_eq!(s.stats().handshakes, 1);
+    assert!(
+        !s.timer_armed(Op::Deadline),
+        "the handshake deadline ended with it"
+    );
+    assert!(
+        !s.has_recv(client),
+        "client bytes wait in the kernel for the pumps"
+    );
+    let (_, token, _, _) = s.connect();
+    s.advance(TIMEOUT);
+    s.connected(token, Err(ConnectError::TimedOut));
+    assert_eq!(s.drops(), ["target_timeout"]);
+}
+
+#[test]
+fn e_bytes_after_the_servers_answer_in_the_same_read_come_first() {
+    let mut s = Sim::new(config(Mode::Encrypt));
+    let client = s.accept();
+    let (target, token, _, _) = s.connect();
+    s.connected(token, Ok(()));
+    let mut peer = Peer::new(Role::Server, KEY);
+    let nonce_s = peer.hello();
+    let nonce_c = s.sent(target);
+    assert!(peer.exchange(&nonce_c).expect("nonce").is_empty());
+    s.recv(target, &nonce_s);
+    let y_c = s.sent(target);
+    let mut wire = peer.exchange(&y_c).expect("y_S");
+    let (enc, _) = peer.stream.as_mut().expect("session");
+    enc.encode(b"early", &mut wire).expect("encode");
+    // y_S ‖ h_S and the first sealed packet in one read.
+    s.recv(target, &wire);
+    assert_eq!(s.sent(client), b"early");
+    assert!(s.drops().is_empty());
+}
