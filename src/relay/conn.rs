@@ -32,7 +32,7 @@ use crate::cli::Mode;
 use crate::io::{ConnectError, Errno, SubmitError};
 use crate::proto::crypt::Role;
 use crate::proto::handshake::{Handshake, KeyKind, KeyPair, PeerClosed, Step};
-use crate::proto::key::{Key, KeySet};
+use crate::proto::key::KeySet;
 use crate::proto::packet::sealed_len;
 use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
@@ -347,10 +347,17 @@ pub enum Action {
     /// Set `TCP_NODELAY` and the pipe's `SO_KEEPALIVE` on both sockets (they fail harmlessly
     /// on Unix sockets, as spiped's do, §4).
     SetSockOpts,
-    /// The handshake is done: count this connection against `key` in the pipe's key ring and
-    /// report the outcome with [`Conn::on_key_claimed`] (`None` if the key was removed from
-    /// the accepted set while the handshake ran).
-    ClaimKey(Key),
+    /// The handshake is done: count this connection against key `index` of `keys` (the set
+    /// the handshake ran with) in the pipe's key ring and report the outcome with
+    /// [`Conn::on_key_claimed`] (`None` if the key was removed from the accepted set while the
+    /// handshake ran). The set travels by its heap pointer: no key bytes are copied into the
+    /// action queue.
+    ClaimKey {
+        /// The key set the handshake started with.
+        keys: KeySet,
+        /// The index of the session's key in it.
+        index: usize,
+    },
     /// Close both sockets and free the connection once the closes are done. `reason` is the
     /// drop to log and count (`None`: both directions ended cleanly); `key` is the key use to
     /// hand back to the key ring.
@@ -776,14 +783,11 @@ impl Conn {
             self.deadline_armed = false;
             cx.push(Action::CancelDeadline);
         }
-        // A server's key index is within the set it started with; a client's is 0.
-        let key = setup
-            .keys
-            .as_slice()
-            .get(key_index)
-            .unwrap_or_else(|| setup.keys.first());
         self.phase = Phase::ConnectAfter;
-        cx.push(Action::ClaimKey(key.clone()));
+        cx.push(Action::ClaimKey {
+            keys: setup.keys,
+            index: key_index,
+        });
     }
 
     /// The outcome of [`Action::ClaimKey`]: `None` drops the connection (its key was removed

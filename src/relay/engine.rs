@@ -751,9 +751,12 @@ impl<D: Driver> Relay<D> {
                     }
                 }
             }
-            Action::ClaimKey(key) => {
+            Action::ClaimKey { keys, index } => {
                 let pipe = entry.pipe;
-                let claim = entry.cfg.keys.begin_use(&key);
+                let claim = keys
+                    .as_slice()
+                    .get(index)
+                    .and_then(|k| entry.cfg.keys.begin_use(k));
                 if let Some(p) = pipe_mut(&mut self.pipes, pipe) {
                     p.stats.handshakes += 1;
                     if let Some(c) = &claim {
