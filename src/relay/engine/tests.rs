@@ -1043,3 +1043,27 @@ fn e_bytes_after_the_servers_answer_in_the_same_read_come_first() {
     assert_eq!(s.sent(client), b"early");
     assert!(s.drops().is_empty());
 }
+
+#[test]
+fn update_pipe_applies_a_changed_limit_to_the_accept_at_once() {
+    let mut s = Sim::new(config(Mode::Encrypt));
+    let _a = s.accept();
+    let _b = s.accept();
+    // Lowered to the connections open now: the accept stops.
+    let mut cfg = config(Mode::Encrypt);
+    cfg.max_connections = Some(2);
+    s.relay.update_pipe(s.pipe, cfg).expect("update");
+    assert!(!s.accept_armed());
+    // Raised again: it is re-armed without waiting for a connection to end.
+    let mut cfg = config(Mode::Encrypt);
+    cfg.max_connections = Some(3);
+    s.relay.update_pipe(s.pipe, cfg).expect("update");
+    assert!(s.accept_armed());
+    // A configuration without a target changes nothing.
+    let mut cfg = config(Mode::Encrypt);
+    cfg.targets.clear();
+    assert_eq!(s.relay.update_pipe(s.pipe, cfg), Err(RelayError::NoTarget));
+    let _c = s.accept();
+    let (_, _, a, _) = s.connect();
+    assert_eq!(a, addr(1));
+}
