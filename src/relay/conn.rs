@@ -522,7 +522,7 @@ impl Conn {
         self.phase == Phase::Parked
     }
 
-    /// Whether a send on `side` in flight now belongs to the handshake.
+    /// Whether the send in flight on the encrypted side belongs to the handshake.
     fn handshake_sending(&self) -> bool {
         self.setup.as_ref().is_some_and(|s| s.sending)
     }

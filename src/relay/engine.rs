@@ -558,7 +558,7 @@ impl<D: Driver> Relay<D> {
             (Event::ShutdownDone { .. }, Some(Op::Shutdown(side))) if live => {
                 self.drive(slot, now, |c, cx| c.on_shutdown_done(side, cx));
             }
-            (Event::Closed { .. }, Some(Op::Close(_))) => self.on_closed(slot, generation, now),
+            (Event::Closed { .. }, Some(Op::Close(_))) => self.on_closed(slot, generation),
             (Event::Closed { .. }, Some(Op::ListenerClose)) => {
                 let id = PipeId(slot);
                 if let Some(p) = pipe_mut(&mut self.pipes, id) {
@@ -1071,7 +1071,7 @@ impl<D: Driver> Relay<D> {
         }
     }
 
-    fn on_closed(&mut self, slot: u32, generation: u32, _now: Instant) {
+    fn on_closed(&mut self, slot: u32, generation: u32) {
         if !self.conns.is_current(slot, generation) {
             return;
         }
