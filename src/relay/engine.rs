@@ -363,7 +363,11 @@ impl<D: Driver> Relay<D> {
         let listener = self.io.adopt(listener);
         let id = PipeId(self.pipes.len() as u32);
         if let Err(e) = self.io.accept(listener, token(id.0, 0, Op::Accept)) {
-            let _ = self.io.close(listener, token(id.0, 0, Op::ListenerClose));
+            // No pipe owns this listener (its id goes to the next pipe added): the close is
+            // tagged as one no teardown counts.
+            let _ = self
+                .io
+                .close(listener, token(u32::MAX, 0, Op::DiscardTarget));
             return Err(RelayError::Accept(e));
         }
         self.pipes.push(Some(Pipe {
