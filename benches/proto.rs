@@ -16,7 +16,7 @@
 //! - `handshake_pfs/pfs_both_sides`: the same with an ephemeral group-14 key pair on each side,
 //!   key generation included. It panics until `proto::dh` is implemented, so run the others with
 //!   `cargo bench --bench proto -- '^(packet|batch|stream|primitives|handshake_nopfs)'`.
-//! - `handshake_x25519/x25519_both_sides`: the `--x25519` mode (PROTOCOL.md), a fresh X25519
+//! - `handshake_x25519/x25519_both_sides`: the `--x25519` mode (docs/protocol.md §5), a fresh X25519
 //!   key pair on each side, key generation included.
 //! - `handshake_pooled/{pfs,x25519}_both_sides`: the relay's pooled path: both key pairs come
 //!   ready (as from `relay::pool::KeyPool`, generated in the untimed setup) and are handed to

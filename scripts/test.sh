@@ -11,12 +11,12 @@ if command -v rustup >/dev/null 2>&1; then
 	rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 
-# Debian packages the black-box tests drive (tests/interop.rs, tests/cli.rs, tests/redis.rs):
-# the reference spiped/spipe, socat, and redis. Installed only if missing, and only as root or
+# Debian packages the black-box tests drive (tests/interop.rs, tests/cli.rs, tests/redis.rs,
+# tests/help.rs): the reference spiped/spipe, socat, redis, and groff to render the man page. Installed only if missing, and only as root or
 # with passwordless sudo; otherwise those tests print SKIP (or fail under CI=true).
 # SPIPERELAY_NO_APT=1 skips this step.
 install_test_packages() {
-	local pkgs=(spiped socat redis-server redis-tools) missing=() p sudo=()
+	local pkgs=(spiped socat redis-server redis-tools groff-base) missing=() p sudo=()
 	command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 || {
 		echo "== not a Debian system; install ${pkgs[*]} yourself" >&2
 		return 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent generator of the --x25519 known-answer vectors in PROTOCOL.md.
+"""Independent generator of the --x25519 known-answer vectors in docs/protocol.md §6.2.
 
 Uses only Python's hashlib/hmac and the `cryptography` package's X25519 (not spiperelay's
 code), so `cargo test` (src/proto/x25519/tests.rs) checks our implementation against a second

@@ -122,6 +122,44 @@ fn unreadable_key_file() {
 }
 
 #[test]
+fn key_file_rules_at_startup() {
+    // The same rules as a reload or a rotation: only regular files; a FIFO is refused at once
+    // (never waited on), a device too; each message names the path and what it is.
+    if !relay_is_ours() {
+        return;
+    }
+    let dir = TempDir::new("cli-keyrules");
+    let src = bin_common::fresh_addr(bin_common::Fam::V4, &dir).spiped();
+    let fifo = dir.join("fifo.key");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let cases = [
+        (fifo.clone(), "is a FIFO, not a regular file"),
+        (
+            "/dev/null".into(),
+            "is a character device, not a regular file",
+        ),
+        (
+            dir.path().to_path_buf(),
+            "is a directory, not a regular file",
+        ),
+        (dir.join("no-such-key"), "No such file or directory"),
+    ];
+    for (key, msg) in cases {
+        let started = std::time::Instant::now();
+        let out = run(&e_args(&src, "[127.0.0.1]:8026", &key, &[]));
+        let what = format!("-k {}", key.display());
+        assert_exit1(&out, &what);
+        assert!(
+            out.stderr.contains(&key.display().to_string()) && out.stderr.contains(msg),
+            "{what}: {:?}",
+            out.stderr
+        );
+        assert!(started.elapsed() < BOUND, "{what}: blocked");
+    }
+}
+
+#[test]
 fn tcp_address_in_use() {
     let dir = TempDir::new("cli-inuse");
     let key = dir.key("key");
@@ -146,7 +184,8 @@ fn tcp_address_in_use() {
 
 #[test]
 fn unix_address_in_use() {
-    // spiped neither unlinks an existing socket path nor binds over it (spec §3.1).
+    // spiped neither unlinks an existing socket path nor binds over it (spec §3.1). We take
+    // over only a stale socket (tests/stale_socket.rs); a live listener refuses the start.
     let dir = TempDir::new("cli-uinuse");
     let key = dir.key("key");
     let path = dir.join("taken.sock");
@@ -154,13 +193,19 @@ fn unix_address_in_use() {
     let src = path.display().to_string();
     let out = run(&e_args(&src, "[127.0.0.1]:8026", &key, &[]));
     assert_exit1(&out, "unix address in use");
-    assert!(
-        out.stderr.to_lowercase().contains("in use"),
-        "unix address in use: {:?}",
-        out.stderr
-    );
     if relay_is_ours() {
-        assert!(out.stderr.contains(&src), "{:?}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("another process is listening on {src}")),
+            "{:?}",
+            out.stderr
+        );
+    } else {
+        assert!(
+            out.stderr.to_lowercase().contains("in use"),
+            "unix address in use: {:?}",
+            out.stderr
+        );
     }
 }
 

@@ -578,7 +578,7 @@ fn help_and_unknown_commands() {
     assert_exit(&out, 0, "--help");
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     for want in [
-        "usage: spiped {-e | -d}",
+        "spiperelay {-e | -d}",
         "spiperelay spipe",
         "spiperelay keygen",
     ] {

@@ -21,6 +21,7 @@ use spiperelay::io::epoll::Epoll;
 use spiperelay::io::forward::{ForwardConfig, Forwarder};
 use spiperelay::io::sys;
 use spiperelay::io::uring::Uring;
+use spiperelay::os::limits;
 
 const CHILD_ENV: &str = "SPIPERELAY_FDTEST_CHILD";
 /// The backend the child runs, by [`TestDriver::NAME`].
@@ -63,7 +64,7 @@ fn child<D: TestDriver>(dir: std::path::PathBuf) {
         let _ = std::io::stdin().read_to_end(&mut sink);
         stop2.store(true, Ordering::Relaxed);
     });
-    sys::set_nofile_soft_limit(limit_leaving(SPARE_FDS)).expect("lower limit");
+    limits::set_nofile_soft_limit(limit_leaving(SPARE_FDS)).expect("lower limit");
     println!("READY");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;

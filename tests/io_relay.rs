@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Behaviour, Kind, LATE_REPLY, Relay, Target, TempDir, TestDriver};
 use sha2::{Digest, Sha256};
-use spiperelay::io::sys;
+use spiperelay::os::limits;
 
 driver_tests!(
     payloads_tcp_to_tcp,
@@ -39,7 +39,7 @@ fn check_clean(report: &common::RelayReport) {
 }
 
 fn payloads<D: TestDriver>(listen: Kind, target: Kind) {
-    let _ = sys::raise_nofile_limit();
+    let _ = limits::raise_nofile_limit();
     let dir = TempDir::new("payloads");
     let t = Target::start(target, &dir, Behaviour::Echo);
     let relay = Relay::start::<D>(listen, t.addr.clone(), &dir);
@@ -102,7 +102,7 @@ fn late_reply_after_half_close_unix<D: TestDriver>() {
 
 fn concurrent<D: TestDriver>(listen: Kind, target: Kind) {
     const N: usize = 200;
-    let _ = sys::raise_nofile_limit();
+    let _ = limits::raise_nofile_limit();
     let dir = TempDir::new("concurrent");
     let t = Target::start(target, &dir, Behaviour::Echo);
     let relay = Relay::start::<D>(listen, t.addr.clone(), &dir);

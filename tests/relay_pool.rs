@@ -16,6 +16,7 @@ use spiperelay::io::epoll::{Epoll, EpollConfig};
 use spiperelay::io::sys;
 use spiperelay::io::uring::{Uring, UringConfig};
 use spiperelay::io::{Driver, SockAddr};
+use spiperelay::os::limits;
 use spiperelay::proto::crypt::Role;
 use spiperelay::proto::handshake::ExchangePolicy;
 use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair};
@@ -127,7 +128,7 @@ fn real_client(addr: SocketAddr, kind: KeyKind) -> Vec<u8> {
 }
 
 fn run<D: Driver>(io: D, x25519: bool) {
-    let _ = sys::raise_nofile_limit();
+    let _ = limits::raise_nofile_limit();
     let conns = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let target = echo_target(conns.clone(), stop.clone());

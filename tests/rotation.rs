@@ -457,11 +457,12 @@ fn sighup_reload_and_its_failures() {
     hup("reload failed");
     assert!(dec.stderr().contains("No such file"), "{}", dec.stderr());
     fs::create_dir(&k1).expect("mkdir k1");
-    hup("is not a regular file");
+    hup("is a directory, not a regular file");
     fs::remove_dir(&k1).expect("rmdir");
     let made = Command::new("mkfifo").arg(&k1).status();
     if made.is_ok_and(|s| s.success()) {
-        hup("is not a regular file");
+        // Refused at once: reading it would block the event loop.
+        hup("is a FIFO, not a regular file");
         fs::remove_file(&k1).expect("rm fifo");
     }
     // A failed reload changes nothing even where other files did change: k2 now holds c,
@@ -542,7 +543,11 @@ fn reload_beyond_max_keys_and_rotate_failures_keep_keys() {
     // Rotate failures: a missing file, a directory.
     for (what, file, msg) in [
         ("missing", dir.join("nope.key"), "No such file"),
-        ("directory", dir.path().to_path_buf(), "not a regular file"),
+        (
+            "directory",
+            dir.path().to_path_buf(),
+            "is a directory, not a regular file",
+        ),
     ] {
         let out = keys_cmd(&ctl, "rotate", Some(&file));
         assert!(
@@ -728,17 +733,31 @@ fn control_socket_stale_taken_and_foreign_paths() {
         st.contains(&format!("key {} accepted", fingerprint(&key))),
         "{st}"
     );
+    assert!(
+        dec.stderr()
+            .contains(&format!("removed stale control socket {}", ctl.display())),
+        "the removal is logged: {}",
+        dec.stderr()
+    );
 
     // A second daemon cannot take a live control socket, nor a path that is another file.
     let foreign = dir.join("foreign");
     fs::write(&foreign, b"not a socket").expect("write");
-    for (path, what) in [(&ctl, "live socket"), (&foreign, "regular file")] {
+    for (path, what, msg) in [
+        (&ctl, "live socket", "another process is listening on"),
+        (
+            &foreign,
+            "regular file",
+            "exists and is not a socket; not removing it",
+        ),
+    ] {
         let mut a = args(["-F", "-d", "-s", "[127.0.0.1]:1", "-t", "[127.0.0.1]:2"]);
         a.extend(key_flags(&[&key], Some(path), &[]));
         let out = run_bounded(&relay_bin(), &a, b"", WAIT);
         assert_eq!(out.code(), Some(1), "{what}: {}", out.stderr);
         assert!(
-            out.stderr.contains("exists and is not a stale socket"),
+            out.stderr.contains(&format!("{msg} {}", path.display()))
+                || out.stderr.contains(&format!("{} {msg}", path.display())),
             "{what}: {}",
             out.stderr
         );

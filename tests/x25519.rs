@@ -1,4 +1,4 @@
-//! The `--x25519` handshake mode of the relay binary, black-box (issue 7, PROTOCOL.md):
+//! The `--x25519` handshake mode of the relay binary, black-box (issue 7, docs/protocol.md §5):
 //! ours ↔ ours with every payload size and a half-close both ways; a mismatched peer (the real
 //! spiped, or ours without the flag, on either end) fails at once — well inside the `-o`
 //! timeout — with the reason logged on our side; `-f --x25519` is refused at start; and random

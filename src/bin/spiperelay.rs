@@ -1,4 +1,5 @@
-//! The spiperelay command-line program: a drop-in for `spiped -e|-d` and `spipe` (spec §3).
+//! The spiperelay command-line program: a drop-in for `spiped -e|-d` and `spipe` (§3 of
+//! `docs/protocol.md`).
 //!
 //! Which program it is depends first on the name it was invoked under (a link named `spipe`
 //! or `spiped` behaves exactly as that program), then on the first argument:
@@ -9,33 +10,36 @@
 //! | `spiped ARGS` (argv[0]) | the daemon, spiped's command line exactly |
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
-//! | `spiperelay --help` | this program's usage, exit 0 |
+//! | `spiperelay --help`, `spiperelay help [COMMAND]` | the help (`spiperelay::cli::help`) |
+//! | `spiperelay COMMAND --help` | that command's help |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
 //! errors, as spiped does) and exit with status 1. Under the names `spiped` and `spipe`, a
-//! shape error that those programs answer with the usage text alone gets the usage text alone.
+//! shape error that those programs answer with the usage text alone gets the usage text alone,
+//! and `--help` is the illegal option it is there.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use spiperelay::cli::help;
+use spiperelay::cli::spiped::DAEMON_OPTIONS;
 use spiperelay::cli::{
     SPIPE_USAGE, SPIPED_USAGE, SpipeArgs, SpipeCommand, SpipedArgs, SpipedCommand,
 };
+use spiperelay::relay::spipe::SpipeError;
 use spiperelay::relay::{keyfile, spipe};
 
-/// The usage of the subcommands, after spiped's usage text, for `spiperelay --help`.
-const SUBCOMMANDS_USAGE: &str = "\
-       spiperelay spipe -t <target socket> -k <key file> [-f | -g] [-j]
-           [-o <connection timeout>] [-b <bind address>] [--x25519]
-       spiperelay keygen [--force] <key file>
-       spiperelay keys [--control <socket>] {status | rotate <key file> | set [--force] <key file>}
-       spiperelay --help
-";
+/// The command words after `spiperelay` that run a subcommand (each one of
+/// [`help::COMMANDS`], which documents it and its options).
+const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys"];
 
 /// The usage of `spiperelay keygen`.
 const KEYGEN_USAGE: &str = "usage: spiperelay keygen [--force] <key file>\n";
+
+/// This build's version, as `--help` and `-v` print it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
     let mut argv = std::env::args_os();
@@ -52,25 +56,68 @@ fn main() -> ExitCode {
     match (program.as_str(), first) {
         ("spipe", _) => spipe_main("spipe", args, DropIn::Exact),
         ("spiped", _) => spiped_main("spiped", args, DropIn::Exact),
-        (_, Some("spipe")) => spipe_main(
-            "spipe",
-            args.into_iter().skip(1).collect(),
-            DropIn::Explained,
-        ),
-        (_, Some("keygen")) => keygen_main(&program, args.into_iter().skip(1).collect()),
-        (_, Some("keys")) => {
-            spiperelay::relay::control::keys_main(&program, args.into_iter().skip(1).collect())
+        (_, Some("help")) => help_main(&program, &args[1..]),
+        (_, Some(word)) if SUBCOMMANDS.contains(&word) => {
+            let rest: Vec<OsString> = args[1..].to_vec();
+            let options = help::command(word).map_or(&[][..], |c| c.options);
+            if help::asks_for_help(options, &rest) {
+                return print_help(word);
+            }
+            match word {
+                "spipe" => spipe_main("spipe", rest, DropIn::Explained),
+                "keygen" => keygen_main(&program, rest),
+                _ => spiperelay::relay::control::keys_main(&program, rest),
+            }
         }
-        (_, Some("--help" | "-h" | "help")) => {
-            print!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
+        _ if help::asks_for_help(DAEMON_OPTIONS, &args) => {
+            print!("{}", help::full_help(VERSION));
             ExitCode::SUCCESS
         }
         (_, Some(word)) if !word.starts_with('-') => {
             eprintln!("{program}: unknown command {word:?}");
-            eprint!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");
+            eprint!("{SPIPED_USAGE}{}", help::synopsis_block());
+            eprintln!("{}", help_hint("--help"));
             ExitCode::FAILURE
         }
         _ => spiped_main(&program, args, DropIn::Explained),
+    }
+}
+
+/// `spiperelay help [COMMAND]`: the whole help, or one command's; an unknown command is an
+/// error naming the commands there are.
+fn help_main(program: &str, args: &[OsString]) -> ExitCode {
+    match args {
+        [] => {
+            print!("{}", help::full_help(VERSION));
+            ExitCode::SUCCESS
+        }
+        [name] if name.to_str().and_then(help::command).is_some() => {
+            print_help(name.to_str().unwrap_or_default())
+        }
+        _ => {
+            let names: Vec<&str> = help::COMMANDS.iter().map(|c| c.name).collect();
+            eprintln!(
+                "{program}: help takes one command name: {}",
+                names.join(", ")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The line after a usage text as `spiperelay`: where to read what each option does.
+fn help_hint(how: &str) -> String {
+    format!("Run `spiperelay {how}` for what each option does.")
+}
+
+/// Prints the help of the command named `name` (one of [`help::COMMANDS`]) and exits 0.
+fn print_help(name: &str) -> ExitCode {
+    match help::command_help(name, VERSION) {
+        Some(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
     }
 }
 
@@ -88,10 +135,7 @@ enum DropIn {
 fn spiped_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
     let args = match SpipedArgs::parse(args) {
         Ok(SpipedCommand::Version) => {
-            eprintln!(
-                "spiperelay {} (spiped 1.6.2 compatible)",
-                env!("CARGO_PKG_VERSION")
-            );
+            eprintln!("spiperelay {VERSION} (spiped 1.6.2 compatible)");
             return ExitCode::SUCCESS;
         }
         Ok(SpipedCommand::Run(args)) => args,
@@ -101,6 +145,9 @@ fn spiped_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
             }
             if let Some(usage) = e.usage() {
                 eprint!("{usage}");
+                if style == DropIn::Explained {
+                    eprintln!("{}", help_hint("--help"));
+                }
             }
             return ExitCode::FAILURE;
         }
@@ -118,10 +165,7 @@ fn spiped_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
 fn spipe_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
     let args = match SpipeArgs::parse(args) {
         Ok(SpipeCommand::Version) => {
-            eprintln!(
-                "spiperelay {} (spipe 1.6.2 compatible)",
-                env!("CARGO_PKG_VERSION")
-            );
+            eprintln!("spiperelay {VERSION} (spipe 1.6.2 compatible)");
             return ExitCode::SUCCESS;
         }
         Ok(SpipeCommand::Run(args)) => args,
@@ -131,6 +175,9 @@ fn spipe_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
             }
             if e.usage().is_some() {
                 eprint!("{SPIPE_USAGE}");
+                if style == DropIn::Explained {
+                    eprintln!("{}", help_hint("help spipe"));
+                }
             }
             return ExitCode::FAILURE;
         }
@@ -144,9 +191,23 @@ fn spipe_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // spipe 1.6.2 prints only its own line for a failed connect or handshake; as
+            // `spiperelay spipe` the cause comes first, then that line.
+            if let (DropIn::Explained, Some(cause)) = (style, spipe_cause(&e)) {
+                eprintln!("{program}: {cause}");
+            }
             eprintln!("{program}: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The cause behind spipe's one-line verdict (`Could not connect`, `Handshake failed`,
+/// `Connection error`); `None` for a key-file error, whose message already names its cause.
+fn spipe_cause(e: &SpipeError) -> Option<String> {
+    match e {
+        SpipeError::Key(_) => None,
+        _ => Some(e.detail()).filter(|d| !d.is_empty()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The command lines of `spiped` and `spipe` 1.6, and spiped's socket-address grammar
-//! (spec §3 of `spiped-protocol.md`). Pure parsing: nothing here opens a socket, reads a file or
+//! (§3 of `docs/protocol.md`). Pure parsing: nothing here opens a socket, reads a file or
 //! resolves a name.
 //!
 //! - [`getopt`]: an option scanner with libcperciva's semantics (bundling, attached arguments,
@@ -8,6 +8,7 @@
 //! - [`value`]: option arguments shared by both programs (`-k`, `-n`, `-o`, `-r`, `-u`).
 //! - [`spiped`]: [`SpipedArgs`] and spiped 1.6.2's usage text.
 //! - [`spipe`]: [`SpipeArgs`] and spipe's usage text.
+//! - [`help`]: `spiperelay --help` and per-command help, from the parsers' option tables.
 //!
 //! Errors carry the message text only; the binary adds the `spiped: ` or `spipe: ` prefix and
 //! prints the usage text when the error's `usage()` returns it.
@@ -16,6 +17,7 @@ use std::ffi::OsStr;
 
 pub mod addr;
 pub mod getopt;
+pub mod help;
 pub mod spipe;
 pub mod spiped;
 pub mod value;

@@ -5,10 +5,14 @@
 //! and `-v` (which ends parsing at once, successfully); then leftover arguments; then `-f` with
 //! `-g`, a missing `-k`, a missing `-t`; then the `-t` and `-b` addresses.
 //!
+//! [`SPIPE_OPTIONS`] is the one table of options: the scanner's specs come from it, and
+//! `spiperelay help spipe` lists every row with its description and default.
+//!
 //! Differences from spipe 1.6.2: `-b <bind address>` is accepted (spipe has it from 1.6.3 on)
 //! and listed in the usage text; `-o` follows [`super::value::parse_timeout`] (`-o 0` is the
 //! default, as in spipe); the addresses are checked here rather than when resolved.
-//! `--x25519` selects spiperelay's X25519 handshake mode (refused with `-f`; `PROTOCOL.md`).
+//! `--x25519` selects spiperelay's X25519 handshake mode (refused with `-f`;
+//! `docs/protocol.md` §5).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -16,6 +20,7 @@ use std::time::Duration;
 
 use super::addr::{AddrError, SockAddrSpec};
 use super::getopt::{Getopt, GetoptError, OptSpec};
+use super::help::{OptDoc, REQUIRED, specs};
 use super::spiped::DEFAULT_TIMEOUT;
 use super::value::{KeySource, ValueError, parse_timeout};
 use super::{PfsPolicy, lossy_os};
@@ -29,17 +34,23 @@ usage: spipe -t <target socket> -k <key file> [-f | -g] [-j]
        spipe -v
 ";
 
-const SPECS: &[OptSpec] = &[
-    OptSpec::with_arg("-t"),
-    OptSpec::with_arg("-k"),
-    OptSpec::flag("-f"),
-    OptSpec::flag("-g"),
-    OptSpec::flag("-j"),
-    OptSpec::with_arg("-o"),
-    OptSpec::with_arg("-b"),
-    OptSpec::flag("-v"),
-    OptSpec::flag("--x25519"),
+/// Every option of spipe's command line: the one table the scanner takes its specs from
+/// (`SPECS`) and `spiperelay help spipe` and the man page describe.
+#[rustfmt::skip] // one row per option
+pub const SPIPE_OPTIONS: &[OptDoc] = &[
+    OptDoc::spiped("-t", "ADDR", "address to connect to", REQUIRED),
+    OptDoc::spiped("-k", "FILE", "key file (- reads stdin, which then carries no data)", REQUIRED),
+    OptDoc::spiped("-f", "", "no forward secrecy: skip Diffie-Hellman (send y = 1)", ""),
+    OptDoc::spiped("-g", "", "require forward secrecy: fail against a -f server", ""),
+    OptDoc::spiped("-j", "", "turn TCP keep-alives off", ""),
+    OptDoc::spiped("-o", "SECS", "timeout for the connect and for the handshake", "5"),
+    OptDoc::spiped("-b", "ADDR", "local address to connect from (spipe 1.6.3)", ""),
+    OptDoc::spiped("-v", "", "print the version and exit", ""),
+    OptDoc::own("--x25519", "", "X25519 handshake, with a spiperelay -d --x25519 (not -f)", ""),
 ];
+
+/// The scanner's view of [`SPIPE_OPTIONS`].
+const SPECS: &[OptSpec] = &specs::<{ SPIPE_OPTIONS.len() }>(SPIPE_OPTIONS);
 
 /// What a valid `spipe` command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +76,7 @@ pub struct SpipeArgs {
     pub timeout: Duration,
     /// `-b`: the local address to connect from (spipe 1.6.3 and later).
     pub bind: Option<SockAddrSpec>,
-    /// `--x25519`: spiperelay's X25519 handshake mode (both ends must use it; PROTOCOL.md).
+    /// `--x25519`: spiperelay's X25519 handshake mode (both ends must use it; §5).
     pub x25519: bool,
 }
 

@@ -7,6 +7,10 @@
 //! missing `-k`, `-r` with `-R`, a missing `-s`, a missing `-t`; then the `-s`, `-t` and `-b`
 //! addresses.
 //!
+//! [`DAEMON_OPTIONS`] is the one table of options: the scanner's specs come from it, and
+//! `spiperelay --help` ([`super::help`]) lists every row with its description and default.
+//! [`SPIPED_USAGE`] stays spiped 1.6.2's text, so the options below are not in it.
+//!
 //! spiperelay additions and differences, on purpose:
 //! - `-k` may be repeated, to accept several keys during key rotation: the one exception to
 //!   "a repeated option is a usage error". `-k -` (stdin) may appear only once.
@@ -19,8 +23,8 @@
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
-//!   `PROTOCOL.md`); it is refused with `-f` ([`SpipedArgsError::X25519WithoutPfs`]) and not in
-//!   the usage text, which stays spiped's.
+//!   `docs/protocol.md` §5); it is refused with `-f` ([`SpipedArgsError::X25519WithoutPfs`])
+//!   and not in the usage text, which stays spiped's.
 //! - `-n` must be decimal and at most [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS)
 //!   (spiped 1.6.2 takes any `size_t`, in any base, even `-1`); `-o 0` means the default of
 //!   5 s, as in spiped; `-o`/`-r` take Rust's decimal float syntax (no `0x10`, no
@@ -35,6 +39,7 @@ use std::time::Duration;
 
 use super::addr::{AddrError, SockAddrSpec};
 use super::getopt::{Getopt, GetoptError, OptSpec};
+use super::help::{OptDoc, REQUIRED, specs};
 use super::value::{
     KeySource, UserGroup, ValueError, parse_conn_limit, parse_rtime, parse_timeout,
 };
@@ -69,31 +74,38 @@ pub const MAX_KEYS_LIMIT: usize = 16;
 /// The most event-loop threads `--threads` may ask for.
 pub const MAX_THREADS: usize = 64;
 
-const SPECS: &[OptSpec] = &[
-    OptSpec::flag("-e"),
-    OptSpec::flag("-d"),
-    OptSpec::with_arg("-s"),
-    OptSpec::with_arg("-t"),
-    OptSpec::with_arg("-k"),
-    OptSpec::flag("-D"),
-    OptSpec::flag("-F"),
-    OptSpec::flag("-j"),
-    OptSpec::flag("-f"),
-    OptSpec::flag("-g"),
-    OptSpec::with_arg("-n"),
-    OptSpec::with_arg("-o"),
-    OptSpec::with_arg("-p"),
-    OptSpec::with_arg("-r"),
-    OptSpec::flag("-R"),
-    OptSpec::with_arg("-b"),
-    OptSpec::flag("--syslog"),
-    OptSpec::with_arg("--control"),
-    OptSpec::with_arg("--max-keys"),
-    OptSpec::with_arg("-u"),
-    OptSpec::flag("-v"),
-    OptSpec::flag("--x25519"),
-    OptSpec::with_arg("--threads"),
+/// Every option of the daemon's command line: the one table the scanner takes its specs from
+/// (`SPECS`) and `spiperelay --help` and the man page describe. A new option is one row here
+/// and one arm in [`SpipedArgs::parse`].
+#[rustfmt::skip] // one row per option
+pub const DAEMON_OPTIONS: &[OptDoc] = &[
+    OptDoc::spiped("-e", "", "encrypt: plaintext in on -s, encrypted out to -t (client end)", ""),
+    OptDoc::spiped("-d", "", "decrypt: encrypted in on -s, plaintext out to -t (server end)", ""),
+    OptDoc::spiped("-s", "ADDR", "address to listen on", REQUIRED),
+    OptDoc::spiped("-t", "ADDR", "address to connect to, for each connection", REQUIRED),
+    OptDoc::spiped("-k", "FILE", "key file (- reads stdin); several for key rotation", REQUIRED),
+    OptDoc::spiped("-D", "", "daemonise first; retry failed address lookups every second", ""),
+    OptDoc::spiped("-F", "", "stay in the foreground (no fork, no pidfile)", ""),
+    OptDoc::spiped("-f", "", "no forward secrecy: skip Diffie-Hellman (send y = 1)", ""),
+    OptDoc::spiped("-g", "", "require forward secrecy: drop a peer that runs with -f", ""),
+    OptDoc::spiped("-j", "", "turn TCP keep-alives off", ""),
+    OptDoc::spiped("-n", "N", "most connections at once; 0 for no limit", "100"),
+    OptDoc::spiped("-o", "SECS", "timeout for the target connect and for the handshake", "5"),
+    OptDoc::spiped("-p", "FILE", "pidfile, written unless -F", "the -s text + .pid"),
+    OptDoc::spiped("-r", "SECS", "look the -t address up again every SECS seconds", "60"),
+    OptDoc::spiped("-R", "", "never look the -t address up again", ""),
+    OptDoc::spiped("--syslog", "", "log to syslog once daemonised, not to stderr", ""),
+    OptDoc::spiped("-u", "USER[:GROUP]", "after binding, switch to USER, :GROUP or both", ""),
+    OptDoc::spiped("-b", "ADDR", "local address to connect to -t from (spiped 1.6.3)", ""),
+    OptDoc::spiped("-v", "", "print the version and exit", ""),
+    OptDoc::own("--threads", "N", "event-loop threads sharing the listening socket, 1-64", "1"),
+    OptDoc::own("--x25519", "", "X25519 handshake, spiperelay to spiperelay (not with -f)", ""),
+    OptDoc::own("--control", "SOCKET", "Unix socket for `spiperelay keys` (key rotation)", ""),
+    OptDoc::own("--max-keys", "N", "most keys accepted at once, 1-16", "2"),
 ];
+
+/// The scanner's view of [`DAEMON_OPTIONS`].
+const SPECS: &[OptSpec] = &specs::<{ DAEMON_OPTIONS.len() }>(DAEMON_OPTIONS);
 
 /// Which side of the tunnel this spiped is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -154,7 +166,7 @@ pub struct SpipedArgs {
     /// [`DEFAULT_MAX_KEYS`].
     pub max_keys: usize,
     /// `--x25519`: spiperelay's X25519 handshake instead of spiped's group-14 one (both ends
-    /// must use it; PROTOCOL.md). Refused together with `-f`.
+    /// must use it; §5). Refused together with `-f`.
     pub x25519: bool,
     /// `--threads`: how many event-loop threads carry connections, 1 to [`MAX_THREADS`].
     /// Default 1 (everything on the main thread).

@@ -24,7 +24,7 @@
 //! - [`any`]: [`any::Backend`] names a backend, [`any::AnyDriver`] runs the one chosen at start.
 //! - [`bufring`]: the provided-buffer ring that backs [`RecvBuf`].
 //! - `fdtable`: the generation-checked table of sockets both backends keep their entries in.
-//! - [`sys`]: socket and resource-limit helpers shared by all backends.
+//! - [`sys`]: socket helpers shared by all backends (listeners, stale Unix sockets, options).
 
 pub mod any;
 pub mod bufring;
@@ -167,8 +167,7 @@ impl From<sys::SysError> for SubmitError {
             sys::SysError::Socket(e)
             | sys::SysError::SetOption(e)
             | sys::SysError::Listen(e)
-            | sys::SysError::Connect(e)
-            | sys::SysError::Rlimit(e) => SubmitError::Socket(e),
+            | sys::SysError::Connect(e) => SubmitError::Socket(e),
         }
     }
 }

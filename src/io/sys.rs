@@ -1,23 +1,25 @@
-//! Socket and resource-limit helpers shared by every backend.
+//! Socket helpers shared by every backend: listeners (with the stale-Unix-socket rule of
+//! [`listen_unix_reclaiming`]), outgoing sockets and socket options. Process concerns (limits,
+//! signals, daemonising, users) are in [`crate::os`].
 //!
 //! Sockets are created close-on-exec. Listeners and the sockets the io_uring backend connects
 //! are left in blocking mode: io_uring never blocks the calling thread (it polls the socket
 //! internally), and a blocking descriptor keeps its semantics the same for every opcode.
 //! [`connect_nonblocking`] is for a readiness-based (epoll) backend.
 
-#![allow(unsafe_code)]
-
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use super::Errno;
 
-/// Which step of setting up a socket or limit failed.
+/// Which step of setting up a socket failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SysError {
     /// `socket(2)` failed, e.g. `EMFILE`.
@@ -30,8 +32,6 @@ pub enum SysError {
     Listen(Errno),
     /// `connect(2)` failed immediately.
     Connect(Errno),
-    /// `getrlimit(2)` or `setrlimit(2)` failed.
-    Rlimit(Errno),
 }
 
 impl fmt::Display for SysError {
@@ -42,7 +42,6 @@ impl fmt::Display for SysError {
             SysError::Bind(e) => write!(f, "cannot bind the socket: {e}"),
             SysError::Listen(e) => write!(f, "cannot listen on the socket: {e}"),
             SysError::Connect(e) => write!(f, "cannot connect the socket: {e}"),
-            SysError::Rlimit(e) => write!(f, "cannot change the open-file limit: {e}"),
         }
     }
 }
@@ -70,8 +69,8 @@ pub fn listen_tcp(addr: SocketAddr) -> Result<OwnedFd, SysError> {
 }
 
 /// Creates a Unix stream listener bound to `path` with a backlog of `SOMAXCONN`.
-/// An existing file at `path` makes this fail with `EADDRINUSE`; removing it is the caller's
-/// decision.
+/// An existing file at `path` makes this fail with `EADDRINUSE`; [`listen_unix_reclaiming`]
+/// replaces a stale socket instead.
 pub fn listen_unix(path: &Path) -> Result<OwnedFd, SysError> {
     let addr = SockAddr::unix(path).map_err(|e| SysError::Bind(errno_of(&e)))?;
     listener(Domain::UNIX, &addr)
@@ -82,36 +81,15 @@ pub fn listen_unix(path: &Path) -> Result<OwnedFd, SysError> {
 /// accessible to others. Call it while the process is single-threaded (the umask is
 /// process-wide).
 pub fn listen_unix_private(path: &Path) -> Result<OwnedFd, SysError> {
-    // SAFETY: umask has no memory-safety preconditions; it only swaps the process's mask.
-    let old = unsafe { libc::umask(0o177) };
+    use nix::sys::stat::{Mode, umask};
+    let old = umask(Mode::from_bits_truncate(PRIVATE_UMASK));
     let r = listen_unix(path);
-    // SAFETY: as above; restores the previous mask.
-    unsafe { libc::umask(old) };
+    umask(old);
     r
 }
 
-/// Blocks `SIGTERM`, `SIGINT` and `SIGHUP` in the calling thread, so that they are delivered
-/// to the event-loop thread, whose io_uring wait they interrupt. For helper threads.
-///
-/// # Errors
-/// The `pthread_sigmask` error (not expected).
-pub fn block_daemon_signals_in_thread() -> Result<(), Errno> {
-    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset initialises it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t owned by this frame; the signal numbers are valid.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-    }
-    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
-    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if r != 0 {
-        return Err(Errno(r));
-    }
-    Ok(())
-}
+/// The umask of [`listen_unix_private`]: no bits for group and others, no execute bit.
+const PRIVATE_UMASK: libc::mode_t = 0o177;
 
 /// The local address of a socket, e.g. to learn the port of a listener bound to port 0.
 pub fn local_addr(fd: BorrowedFd<'_>) -> Result<SockAddr, Errno> {
@@ -198,445 +176,423 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
         .map_err(|e| errno_of(&e))
 }
 
-/// The current `RLIMIT_NOFILE` as `(soft, hard)`.
-pub fn nofile_limit() -> Result<(u64, u64), SysError> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if r != 0 {
-        return Err(SysError::Rlimit(errno_of(&io::Error::last_os_error())));
-    }
-    Ok((lim.rlim_cur, lim.rlim_max))
-}
+/// Re-exported for the relay engine's nonces; the function lives in [`crate::os::random`].
+pub use crate::os::random::fill_random;
 
-/// Sets the soft `RLIMIT_NOFILE` to `soft` (at most the hard limit), leaving the hard limit.
-pub fn set_nofile_soft_limit(soft: u64) -> Result<(), SysError> {
-    let (_, hard) = nofile_limit()?;
-    let lim = libc::rlimit {
-        rlim_cur: soft.min(hard),
-        rlim_max: hard,
-    };
-    // SAFETY: `lim` is a valid rlimit for the duration of the call; setrlimit only reads it.
-    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    if r != 0 {
-        return Err(SysError::Rlimit(errno_of(&io::Error::last_os_error())));
-    }
-    Ok(())
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
-/// A relay needs two descriptors per connection, and the default soft limit is often 1024.
-pub fn raise_nofile_limit() -> Result<u64, SysError> {
-    let (soft, hard) = nofile_limit()?;
-    if soft < hard {
-        set_nofile_soft_limit(hard)?;
-    }
-    Ok(hard.max(soft))
-}
-
-/// Fills `buf` with bytes from the kernel's cryptographically secure RNG (`getrandom(2)`),
-/// retrying after interruptions and short reads.
-///
-/// # Errors
-/// The `getrandom` error, e.g. `ENOSYS` on a kernel older than 3.17.
-pub fn fill_random(buf: &mut [u8]) -> Result<(), Errno> {
-    let mut done = 0;
-    while done < buf.len() {
-        let rest = &mut buf[done..];
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes for the whole call.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = errno_of(&io::Error::last_os_error());
-            if e.0 == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
-/// Signals the daemon reacts to, counted by async-signal-safe handlers.
-///
-/// [`install_signal_handlers`] points `SIGTERM`, `SIGINT` and `SIGHUP` at handlers that only
-/// increment these counters, and ignores `SIGPIPE`. An event loop reads them after each wait:
-/// a signal interrupts a blocking io_uring wait with `EINTR`, so the loop sees it promptly.
-#[derive(Debug)]
-pub struct SignalCounts {
-    /// `SIGTERM`s received so far.
-    pub term: std::sync::atomic::AtomicUsize,
-    /// `SIGINT`s received so far.
-    pub int: std::sync::atomic::AtomicUsize,
-    /// `SIGHUP`s received so far.
-    pub hup: std::sync::atomic::AtomicUsize,
-}
-
-static SIGNALS: SignalCounts = SignalCounts {
-    term: std::sync::atomic::AtomicUsize::new(0),
-    int: std::sync::atomic::AtomicUsize::new(0),
-    hup: std::sync::atomic::AtomicUsize::new(0),
-};
-
-extern "C" fn count_signal(sig: libc::c_int) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let counter = match sig {
-        libc::SIGTERM => &SIGNALS.term,
-        libc::SIGINT => &SIGNALS.int,
-        _ => &SIGNALS.hup,
-    };
-    counter.fetch_add(1, Relaxed);
-}
-
-/// Installs the counting handlers described at [`SignalCounts`] (without `SA_RESTART`, so a
-/// blocking wait returns `EINTR`) and sets `SIGPIPE` to be ignored. Returns the process-wide
-/// counters.
-///
-/// # Errors
-/// The `sigaction` error (not expected for these signals).
-pub fn install_signal_handlers() -> Result<&'static SignalCounts, Errno> {
-    let counting = count_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
-    for (sig, handler) in [
-        (libc::SIGTERM, counting),
-        (libc::SIGINT, counting),
-        (libc::SIGHUP, counting),
-        (libc::SIGPIPE, libc::SIG_IGN),
-    ] {
-        // SAFETY: an all-zero sigaction is a valid value (empty mask, no flags); the fields are
-        // then set to valid values.
-        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-        act.sa_sigaction = handler;
-        // SAFETY: `act.sa_mask` is a valid sigset_t owned by this frame.
-        unsafe { libc::sigemptyset(&mut act.sa_mask) };
-        // SAFETY: `act` is fully initialised; the handler only touches atomics, which is
-        // async-signal-safe; passing a null old-action pointer is allowed.
-        let r = unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
-        if r != 0 {
-            return Err(errno_of(&io::Error::last_os_error()));
-        }
-    }
-    Ok(&SIGNALS)
-}
-
-/// Detaches from the terminal the way spiped's `daemonize` does (spec §4): `fork`; the child
-/// becomes a session leader (`setsid`) and continues; the parent waits until the child calls
-/// [`Detached::ready`] (after writing its pidfile and finishing its startup) and then exits 0,
-/// or exits 1 if the child exits or drops the [`Detached`] first, so a startup error in the
-/// child still reaches the shell as exit status 1 (the child prints the message itself: its
-/// standard error is still the caller's until [`Detached::ready`]). Call it before any thread
-/// or io_uring instance exists.
-///
-/// # Errors
-/// The `pipe`, `fork` or `setsid` error; the process is then still attached.
-pub fn daemonize() -> Result<Detached, Errno> {
-    let mut fds: [libc::c_int; 2] = [0; 2];
-    // SAFETY: `fds` is a valid, writable array of two ints for the duration of the call.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(errno_of(&io::Error::last_os_error()));
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: called while the process is single-threaded (documented contract), so the child
-    // may keep running arbitrary code after fork.
-    match unsafe { libc::fork() } {
-        -1 => return Err(errno_of(&io::Error::last_os_error())),
-        0 => {}
-        _ => {
-            drop(wr);
-            let mut byte = [1u8; 1];
-            let status = match std::fs::File::from(rd).read(&mut byte) {
-                Ok(1) if byte[0] == READY => 0,
-                _ => 1,
-            };
-            // SAFETY: `_exit` ends the parent without running destructors that the child still
-            // relies on (the listening socket, for instance, stays open in the child).
-            unsafe { libc::_exit(status) }
-        }
-    }
-    drop(rd);
-    // SAFETY: setsid has no memory-safety preconditions.
-    if unsafe { libc::setsid() } == -1 {
-        return Err(errno_of(&io::Error::last_os_error()));
-    }
-    Ok(Detached { pipe: wr })
-}
-
-/// The byte a daemonised child sends its waiting parent when startup succeeded.
-const READY: u8 = 0;
-
-/// The child's side of [`daemonize`]: tells the waiting parent how startup went. Dropping it
-/// without [`Detached::ready`] makes the parent exit 1.
-#[derive(Debug)]
-pub struct Detached {
-    pipe: OwnedFd,
-}
-
-impl Detached {
-    /// Points stdin, stdout and stderr at `/dev/null` and lets the parent exit 0.
-    ///
-    /// # Errors
-    /// The `open` or `dup2` error; the parent then exits 1.
-    pub fn ready(self) -> Result<(), Errno> {
-        let null = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map_err(|e| errno_of(&e))?;
-        use std::os::fd::AsRawFd;
-        for target in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors; `null` is a valid open descriptor.
-            if unsafe { libc::dup2(null.as_raw_fd(), target) } == -1 {
-                return Err(errno_of(&io::Error::last_os_error()));
-            }
-        }
-        std::fs::File::from(self.pipe)
-            .write_all(&[READY])
-            .map_err(|e| errno_of(&e))
-    }
-}
-
-/// Why a `-u` user or group could not be found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LookupError {
-    /// No user of that name, and the name is not a numeric id.
-    NoSuchUser(String),
-    /// No group of that name, and the name is not a numeric id.
-    NoSuchGroup(String),
-    /// The name contains a NUL byte.
-    NulByte(String),
-    /// The password or group database could not be read.
-    Database(Errno),
-}
-
-impl fmt::Display for LookupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoSuchUser(u) => write!(f, "no such user: {u}"),
-            Self::NoSuchGroup(g) => write!(f, "no such group: {g}"),
-            Self::NulByte(n) => write!(f, "invalid name: {n:?}"),
-            Self::Database(e) => write!(f, "cannot read the user database: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for LookupError {}
-
-/// Size of the string buffer handed to `getpwnam_r`/`getgrnam_r`; grown on `ERANGE`.
-const NSS_BUFFER: usize = 4096;
-/// The largest buffer tried before giving up with `ERANGE`.
-const NSS_BUFFER_MAX: usize = 1 << 20;
-
-/// Looks up a user by name, falling back to a numeric uid (spiped's `setuidgid`). Returns
-/// `(uid, primary gid)`; for a numeric uid with no passwd entry, the gid is `None`.
-///
-/// # Errors
-/// [`LookupError::NoSuchUser`], [`LookupError::NulByte`] or [`LookupError::Database`].
-pub fn lookup_user(name: &str) -> Result<(u32, Option<u32>), LookupError> {
-    let c = std::ffi::CString::new(name).map_err(|_| LookupError::NulByte(name.to_owned()))?;
-    let mut size = NSS_BUFFER;
-    loop {
-        let mut buf: Vec<libc::c_char> = vec![0; size];
-        // SAFETY: an all-zero passwd is a valid value to be overwritten by getpwnam_r.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call: `c` is NUL-terminated, `pw` and
-        // `result` are writable, `buf` holds `size` bytes. The strings written into `buf` are
-        // not used after it is dropped (only the numeric fields are read).
-        let r =
-            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), size, &mut result) };
-        match r {
-            0 if !result.is_null() => return Ok((pw.pw_uid, Some(pw.pw_gid))),
-            0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
-                return name
-                    .parse::<u32>()
-                    .map(|uid| (uid, None))
-                    .map_err(|_| LookupError::NoSuchUser(name.to_owned()));
-            }
-            libc::ERANGE if size < NSS_BUFFER_MAX => size *= 4,
-            e => return Err(LookupError::Database(Errno(e))),
-        }
-    }
-}
-
-/// Looks up a group by name, falling back to a numeric gid.
-///
-/// # Errors
-/// [`LookupError::NoSuchGroup`], [`LookupError::NulByte`] or [`LookupError::Database`].
-pub fn lookup_group(name: &str) -> Result<u32, LookupError> {
-    let c = std::ffi::CString::new(name).map_err(|_| LookupError::NulByte(name.to_owned()))?;
-    let mut size = NSS_BUFFER;
-    loop {
-        let mut buf: Vec<libc::c_char> = vec![0; size];
-        // SAFETY: an all-zero group is a valid value to be overwritten by getgrnam_r.
-        let mut gr: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: as in `lookup_user`: valid pointers, `buf` holds `size` bytes, and only the
-        // numeric gid is read afterwards.
-        let r =
-            unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), size, &mut result) };
-        match r {
-            0 if !result.is_null() => return Ok(gr.gr_gid),
-            0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
-                return name
-                    .parse::<u32>()
-                    .map_err(|_| LookupError::NoSuchGroup(name.to_owned()));
-            }
-            libc::ERANGE if size < NSS_BUFFER_MAX => size *= 4,
-            e => return Err(LookupError::Database(Errno(e))),
-        }
-    }
-}
-
-/// Which step of [`drop_privileges`] failed.
+/// Who may use a Unix listener's socket file ([`listen_unix_reclaiming`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrivilegeError {
-    /// `setgid(2)` failed (usually `EPERM`: not root).
-    SetGid(Errno),
-    /// `setuid(2)` failed.
-    SetUid(Errno),
+pub enum SocketAccess {
+    /// The mode the umask gives (as [`listen_unix`]).
+    Umask,
+    /// Owner only, mode 0600 (as [`listen_unix_private`]).
+    OwnerOnly,
 }
 
-impl fmt::Display for PrivilegeError {
+/// What [`listen_unix_reclaiming`] found at the path before binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reclaimed {
+    /// Nothing was in the way.
+    Nothing,
+    /// A stale socket (nobody accepted a connection on it) was removed first; the caller
+    /// should log that.
+    StaleSocket,
+}
+
+/// Why [`listen_unix_reclaiming`] did not produce a listener. Nothing at the path was removed
+/// in any case but [`Reclaimed::StaleSocket`]'s.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnixListenError {
+    /// Creating, binding or listening on the socket failed for another reason than a file in
+    /// the way (e.g. `EACCES` on the directory, `ENAMETOOLONG`).
+    Sys(SysError),
+    /// A socket is at the path and a connection to it was accepted (or its backlog is full):
+    /// another process is listening on it.
+    Listening(PathBuf),
+    /// Something that is not a socket is at the path (a regular file, a directory, a symlink
+    /// even to a socket, a FIFO); it is left untouched.
+    NotASocket(PathBuf),
+    /// A socket is at the path, but connecting to it failed with an error that tells neither
+    /// "stale" nor "in use" (e.g. `EACCES`); it is left untouched.
+    Undecided {
+        /// The path.
+        path: PathBuf,
+        /// The connect error.
+        error: Errno,
+    },
+    /// The stale socket at the path could not be removed.
+    RemoveStale {
+        /// The path.
+        path: PathBuf,
+        /// The `unlink` error.
+        error: Errno,
+    },
+}
+
+impl fmt::Display for UnixListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SetGid(e) => write!(f, "setgid failed: {e}"),
-            Self::SetUid(e) => write!(f, "setuid failed: {e}"),
+            Self::Sys(e) => e.fmt(f),
+            Self::Listening(p) => write!(f, "another process is listening on {}", p.display()),
+            Self::NotASocket(p) => write!(
+                f,
+                "{} exists and is not a socket; not removing it",
+                p.display()
+            ),
+            Self::Undecided { path, error } => write!(
+                f,
+                "{} is in the way: a socket that may be in use (connecting to it failed: \
+                 {error}); not removing it",
+                path.display()
+            ),
+            Self::RemoveStale { path, error } => write!(
+                f,
+                "cannot remove the stale socket {}: {error}",
+                path.display()
+            ),
         }
     }
 }
 
-impl std::error::Error for PrivilegeError {}
+impl std::error::Error for UnixListenError {}
 
-/// Switches to `gid` and then `uid` (either may be absent), as spiped's `setuidgid` does: with
-/// a gid, first `setgroups` to just that group (its failure is returned as `Ok(Some(errno))`, a
-/// warning, since an unprivileged process cannot do it but may still switch groups it is in),
-/// then `setgid`; then `setuid`. Must run while the process is single-threaded or accept that
-/// glibc applies the change to every thread.
+/// Creates a Unix stream listener at `path` like [`listen_unix`] (or [`listen_unix_private`]
+/// with [`SocketAccess::OwnerOnly`]), replacing a stale socket left by a process that died
+/// without removing it (`SIGKILL`, a power loss).
+///
+/// The rule, applied only when the bind fails with `EADDRINUSE`:
+/// - the path (not following a symlink) is not a socket: [`UnixListenError::NotASocket`],
+///   nothing is removed;
+/// - a non-blocking connect to it is refused (`ECONNREFUSED`): nobody listens, the socket is
+///   stale; it is removed (if it is still the same file) and the bind retried once, and the
+///   result says [`Reclaimed::StaleSocket`];
+/// - the connect succeeds (and the listener does not go away within a short wait, see
+///   `probe_unix`) or finds a full backlog (`EAGAIN`): [`UnixListenError::Listening`], after
+///   at most about a second;
+/// - any other connect error: [`UnixListenError::Undecided`].
+///
+/// A file that vanishes meanwhile just means the bind is retried. Another process starting on
+/// the same path at the same moment can still win the race between the removal and our bind;
+/// then this fails with [`UnixListenError::Sys`] (`EADDRINUSE`), never removes its socket
+/// after it has bound (the check before removal compares the inode), except in the window of
+/// a few instructions between that check and the `unlink`.
 ///
 /// # Errors
-/// [`PrivilegeError::SetGid`] or [`PrivilegeError::SetUid`]; the process should then exit.
-pub fn drop_privileges(
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> Result<Option<Errno>, PrivilegeError> {
-    let mut warning = None;
-    if let Some(gid) = gid {
-        let groups: [libc::gid_t; 1] = [gid];
-        // SAFETY: `groups` is a valid array of one gid for the duration of the call.
-        if unsafe { libc::setgroups(1, groups.as_ptr()) } != 0 {
-            warning = Some(errno_of(&io::Error::last_os_error()));
+/// As listed above.
+pub fn listen_unix_reclaiming(
+    path: &Path,
+    access: SocketAccess,
+) -> Result<(OwnedFd, Reclaimed), UnixListenError> {
+    let bind = || match access {
+        SocketAccess::Umask => listen_unix(path),
+        SocketAccess::OwnerOnly => listen_unix_private(path),
+    };
+    match bind() {
+        Ok(fd) => return Ok((fd, Reclaimed::Nothing)),
+        Err(SysError::Bind(e)) if e.0 == libc::EADDRINUSE => {}
+        Err(e) => return Err(UnixListenError::Sys(e)),
+    }
+    let owned = || path.to_path_buf();
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        // Gone meanwhile: try once more, reporting what that bind says.
+        return bind()
+            .map(|fd| (fd, Reclaimed::Nothing))
+            .map_err(UnixListenError::Sys);
+    };
+    if !meta.file_type().is_socket() {
+        return Err(UnixListenError::NotASocket(owned()));
+    }
+    let addr =
+        SockAddr::unix(path).map_err(|e| UnixListenError::Sys(SysError::Bind(errno_of(&e))))?;
+    match probe_unix(&addr) {
+        Probe::Stale => {}
+        Probe::Listening => return Err(UnixListenError::Listening(owned())),
+        Probe::Undecided(error) => {
+            return Err(UnixListenError::Undecided {
+                path: owned(),
+                error,
+            });
         }
-        // SAFETY: setgid has no memory-safety preconditions.
-        if unsafe { libc::setgid(gid) } != 0 {
-            return Err(PrivilegeError::SetGid(
-                errno_of(&io::Error::last_os_error()),
-            ));
+        Probe::Failed(e) => return Err(UnixListenError::Sys(e)),
+    }
+    // Only the very file examined above: a socket some other process bound since then has a
+    // new inode and is left alone.
+    let same = std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.file_type().is_socket() && m.ino() == meta.ino() && m.dev() == meta.dev());
+    if same {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(UnixListenError::RemoveStale {
+                    path: owned(),
+                    error: errno_of(&e),
+                });
+            }
         }
     }
-    if let Some(uid) = uid {
-        // SAFETY: setuid has no memory-safety preconditions.
-        if unsafe { libc::setuid(uid) } != 0 {
-            return Err(PrivilegeError::SetUid(
-                errno_of(&io::Error::last_os_error()),
-            ));
-        }
-    }
-    Ok(warning)
+    bind()
+        .map(|fd| (fd, Reclaimed::StaleSocket))
+        .map_err(UnixListenError::Sys)
 }
 
-/// `AUDIT_ARCH_*` of the architecture this is built for, as seen in `seccomp_data.arch`.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: Option<u32> = Some(0xc000_003e);
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: Option<u32> = Some(0xc000_00b7);
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const AUDIT_ARCH: Option<u32> = None;
+/// How many probe connections [`probe_unix`] makes before it takes a listener that accepts
+/// and then goes away every time for a live one.
+const PROBE_ATTEMPTS: usize = 5;
 
-/// Offsets of `nr` and `arch` in the kernel's `struct seccomp_data`.
-const SECCOMP_DATA_NR: u32 = 0;
-const SECCOMP_DATA_ARCH: u32 = 4;
+/// How long a probe connection waits for the listener to go away (see [`probe_unix`]).
+const PROBE_WAIT: Duration = Duration::from_millis(200);
 
-/// Makes `io_uring_setup` fail with `EPERM` for the calling thread and every process it starts
-/// from now on, as Docker's default seccomp profile does; every other system call is allowed.
-/// It cannot be undone. Meant for testing the epoll fallback (and for users who want to see
-/// it); it sets `PR_SET_NO_NEW_PRIVS` first, which seccomp requires without `CAP_SYS_ADMIN`.
+/// What [`probe_unix`] found.
+enum Probe {
+    /// Connecting is refused (or the file vanished): nobody listens.
+    Stale,
+    /// Something accepted the connection, or its backlog is full.
+    Listening,
+    /// Connecting failed with an error that tells neither.
+    Undecided(Errno),
+    /// No socket could be made for the probe.
+    Failed(SysError),
+}
+
+/// Decides whether a Unix socket file at `addr` has a listener, by connecting to it.
 ///
-/// # Errors
-/// `ENOSYS` on an architecture this does not know the audit number of; otherwise the `prctl`
-/// error (e.g. `EINVAL` from a kernel without seccomp filters).
-pub fn deny_io_uring_setup() -> Result<(), Errno> {
-    let Some(arch) = AUDIT_ARCH else {
-        return Err(Errno(libc::ENOSYS));
-    };
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jump = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let mut filter = [
-        stmt(
-            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-            SECCOMP_DATA_ARCH,
-        ),
-        // Another ABI (e.g. 32-bit calls): allow, its numbers differ.
-        jump(arch, 0, 3),
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, SECCOMP_DATA_NR),
-        jump(libc::SYS_io_uring_setup as u32, 0, 1),
-        stmt(
-            libc::BPF_RET | libc::BPF_K,
-            libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA),
-        ),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_mut_ptr(),
-    };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(errno_of(&io::Error::last_os_error()));
+/// A connect that is accepted is not proof enough on its own: when a process is killed while
+/// an io_uring request still holds its listening socket, the kernel closes that socket in a
+/// worker shortly after the process is gone, and until then connects queue up. So an accepted
+/// probe waits up to [`PROBE_WAIT`] for the listener to reset it; if it does, the probe is
+/// made again (at most [`PROBE_ATTEMPTS`] times). A live listener leaves the probe connected
+/// (or answers), and is reported after one probe.
+fn probe_unix(addr: &SockAddr) -> Probe {
+    for _ in 0..PROBE_ATTEMPTS {
+        let fd = match connect_nonblocking(addr) {
+            // `EAGAIN` (reported as in progress): the listener's backlog is full.
+            Ok((_, true)) => return Probe::Listening,
+            Ok((fd, false)) => fd,
+            Err(SysError::Connect(e)) if matches!(e.0, libc::ECONNREFUSED | libc::ENOENT) => {
+                return Probe::Stale;
+            }
+            Err(SysError::Connect(e)) => return Probe::Undecided(e),
+            Err(e) => return Probe::Failed(e),
+        };
+        let s = Socket::from(fd);
+        if s.set_nonblocking(false).is_err() || s.set_read_timeout(Some(PROBE_WAIT)).is_err() {
+            return Probe::Listening;
+        }
+        let mut byte = [0u8; 1];
+        match (&s).read(&mut byte) {
+            // End of stream or a reset: the listener went away (or closed us); probe again.
+            Ok(0) => {}
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            // Data, or still connected after the wait: a live listener.
+            _ => return Probe::Listening,
+        }
     }
-    // SAFETY: `prog` points at `filter`, a valid BPF program of `len` instructions that lives
-    // until the call returns; the kernel copies it.
-    let r = unsafe {
-        libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    if r != 0 {
-        return Err(errno_of(&io::Error::last_os_error()));
-    }
-    Ok(())
+    Probe::Listening
 }
 
-/// Nice value [`make_background_thread`] gives the calling thread (the default is 0).
-const BACKGROUND_NICE: libc::c_int = 10;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::{UnixListener, UnixStream};
 
-/// Prepares the calling thread for background work (the key-pool worker): blocks `SIGTERM`,
-/// `SIGINT` and `SIGHUP` in it, so they always reach the event-loop thread and interrupt its
-/// wait, and lowers its scheduling priority so the event loop wins a contended core. Failures
-/// are ignored: the thread then gets those signals or runs at normal priority, which is only
-/// slower.
-pub fn make_background_thread() {
-    // A failure only means this thread may take those signals (see above).
-    let _ = block_daemon_signals_in_thread();
-    // SAFETY: gettid has no preconditions; on Linux PRIO_PROCESS with a thread id sets that
-    // thread's nice value only.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE);
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let mut n = [0u8; 8];
+            fill_random(&mut n).expect("random");
+            let d =
+                std::env::temp_dir().join(format!("spr-sys-{tag}-{:016x}", u64::from_ne_bytes(n)));
+            std::fs::create_dir(&d).expect("scratch dir");
+            Self(d)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A socket file at `path` that nobody listens on: bound, then its descriptor closed
+    /// without removing the file, as a killed process leaves it.
+    fn stale_socket(path: &Path) {
+        drop(UnixListener::bind(path).expect("bind"));
+        assert!(
+            std::fs::symlink_metadata(path)
+                .expect("left")
+                .file_type()
+                .is_socket()
+        );
+    }
+
+    #[test]
+    fn fresh_path_binds() {
+        let d = Scratch::new("fresh");
+        let p = d.0.join("s");
+        let (fd, r) = listen_unix_reclaiming(&p, SocketAccess::Umask).expect("listen");
+        assert_eq!(r, Reclaimed::Nothing);
+        drop(fd);
+    }
+
+    #[test]
+    fn stale_socket_is_replaced_and_the_new_one_accepts() {
+        let d = Scratch::new("stale");
+        let p = d.0.join("s");
+        stale_socket(&p);
+        // The plain listener refuses, as spiped does.
+        assert_eq!(
+            listen_unix(&p).err(),
+            Some(SysError::Bind(Errno(libc::EADDRINUSE)))
+        );
+        let (fd, r) = listen_unix_reclaiming(&p, SocketAccess::Umask).expect("listen");
+        assert_eq!(r, Reclaimed::StaleSocket);
+        let listener = UnixListener::from(fd);
+        let _client = UnixStream::connect(&p).expect("connect to the new listener");
+        listener.accept().expect("accept");
+    }
+
+    #[test]
+    fn stale_control_socket_is_replaced_owner_only() {
+        let d = Scratch::new("private");
+        let p = d.0.join("s");
+        stale_socket(&p);
+        let (_fd, r) = listen_unix_reclaiming(&p, SocketAccess::OwnerOnly).expect("listen");
+        assert_eq!(r, Reclaimed::StaleSocket);
+        let mode = std::fs::symlink_metadata(&p).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn live_listener_is_left_alone() {
+        let d = Scratch::new("live");
+        let p = d.0.join("s");
+        let live = UnixListener::bind(&p).expect("bind");
+        let err = listen_unix_reclaiming(&p, SocketAccess::Umask).expect_err("in use");
+        assert_eq!(err, UnixListenError::Listening(p.clone()));
+        assert!(
+            err.to_string()
+                .contains(&format!("another process is listening on {}", p.display())),
+            "{err}"
+        );
+        // Still the same listener's socket.
+        let _c = UnixStream::connect(&p).expect("still there");
+        live.accept().expect("accept");
+    }
+
+    #[test]
+    fn listener_that_goes_away_during_the_check_is_stale() {
+        // As a killed process's listener that io_uring held a moment longer: connects are
+        // queued, then reset when it closes.
+        let d = Scratch::new("dying");
+        let p = d.0.join("s");
+        let dying = UnixListener::bind(&p).expect("bind");
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(dying);
+        });
+        let (fd, r) = listen_unix_reclaiming(&p, SocketAccess::Umask).expect("listen");
+        assert_eq!(r, Reclaimed::StaleSocket);
+        closer.join().expect("closer");
+        drop(fd);
+    }
+
+    #[test]
+    fn listener_that_accepts_and_closes_counts_as_listening() {
+        let d = Scratch::new("closing");
+        let p = d.0.join("s");
+        let live = UnixListener::bind(&p).expect("bind");
+        let server = std::thread::spawn(move || {
+            // Each probe: accepted and closed at once (bounded by the probe count).
+            for _ in 0..PROBE_ATTEMPTS {
+                drop(live.accept().expect("accept"));
+            }
+            live
+        });
+        assert_eq!(
+            listen_unix_reclaiming(&p, SocketAccess::Umask).err(),
+            Some(UnixListenError::Listening(p.clone()))
+        );
+        drop(server.join().expect("server"));
+    }
+
+    #[test]
+    fn listener_with_a_full_backlog_counts_as_listening() {
+        let d = Scratch::new("full");
+        let p = d.0.join("s");
+        let fd = listen_unix(&p).expect("listen");
+        // Backlog 0: the kernel still queues one connection; fill it with non-blocking
+        // clients until one would block (bounded).
+        SockRef::from(&fd).listen(0).expect("shrink backlog");
+        let addr = SockAddr::unix(&p).expect("addr");
+        let mut clients = Vec::new();
+        for _ in 0..64 {
+            match connect_nonblocking(&addr) {
+                Ok((c, _)) => clients.push(c),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(
+            listen_unix_reclaiming(&p, SocketAccess::Umask).err(),
+            Some(UnixListenError::Listening(p.clone()))
+        );
+        drop(fd);
+    }
+
+    #[test]
+    fn regular_file_directory_and_symlink_are_never_removed() {
+        let d = Scratch::new("other");
+        let file = d.0.join("file");
+        std::fs::write(&file, b"precious").expect("write");
+        let dir = d.0.join("dir");
+        std::fs::create_dir(&dir).expect("mkdir");
+        // A symlink to a stale socket: the link is not a socket, so it stays.
+        let target = d.0.join("target");
+        stale_socket(&target);
+        let link = d.0.join("link");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let fifo = d.0.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        for p in [&file, &dir, &link, &fifo] {
+            let err = listen_unix_reclaiming(p, SocketAccess::Umask).expect_err("in the way");
+            assert_eq!(
+                err,
+                UnixListenError::NotASocket(p.clone()),
+                "{}",
+                p.display()
+            );
+            assert!(err.to_string().contains("not a socket"), "{err}");
+        }
+        assert_eq!(std::fs::read(&file).expect("file kept"), b"precious");
+        assert!(dir.is_dir());
+        assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
+        assert!(
+            std::fs::symlink_metadata(&target)
+                .expect("target")
+                .file_type()
+                .is_socket()
+        );
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .expect("fifo")
+                .file_type()
+                .is_fifo()
+        );
+    }
+
+    #[test]
+    fn other_bind_errors_pass_through() {
+        let err = listen_unix_reclaiming(Path::new("/nonexistent-dir/spr/s"), SocketAccess::Umask)
+            .expect_err("no such directory");
+        assert_eq!(
+            err,
+            UnixListenError::Sys(SysError::Bind(Errno(libc::ENOENT)))
+        );
     }
 }

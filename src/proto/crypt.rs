@@ -288,7 +288,8 @@ pub fn validate_peer_policy(
     let mut y_arr = [0u8; DH_PUBLIC_LEN];
     y_arr.copy_from_slice(y);
 
-    // Check 1: the MAC, trying each accepted key in order (§1.5; issue 8's key rotation).
+    // Check 1: the MAC, trying each accepted key in order (§1.5; a decrypting end holds
+    // several keys while a key rotation is under way).
     let (key_index, dk1) = find_mac_key(candidates, peer_role, &y_arr, h, |key| {
         DhMacKeys::derive(key, nonce_client, nonce_server)
     })

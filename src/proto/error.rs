@@ -19,10 +19,10 @@ pub enum HandshakeError {
     /// secrecy (`-g`, §1.6).
     PfsRequired,
     /// The MAC on the peer's value verified under spiperelay's X25519-mode derivation: the peer
-    /// runs with `--x25519` and this end does not (PROTOCOL.md).
+    /// runs with `--x25519` and this end does not (§5.5).
     PeerUsesX25519,
     /// This end runs with `--x25519`, and the MAC on the peer's value verified under spiped's
-    /// derivation: the peer is spiped, or spiperelay without `--x25519` (PROTOCOL.md).
+    /// derivation: the peer is spiped, or spiperelay without `--x25519` (§5.5).
     PeerNotX25519,
     /// X25519 mode: the MAC verified but the 224 padding bytes after the public key are not
     /// zero (a broken peer).

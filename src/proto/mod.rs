@@ -1,6 +1,6 @@
 //! The spiped 1.6 wire protocol, sans-IO.
 //!
-//! Section numbers (§) refer to `spiped-protocol.md`, the byte-level specification this module
+//! Section numbers (§) refer to `docs/protocol.md`, the byte-level specification this module
 //! implements. Nothing in here performs I/O, reads a clock, spawns a thread or draws randomness:
 //! callers hand in key-file bytes, nonces and Diffie-Hellman private values, and move the bytes
 //! this module produces.
@@ -11,15 +11,17 @@
 //! - [`handshake`]: the client and server handshake state machines (§1.3–§1.7).
 //! - [`packet`]: one 1060-byte packet sealed or opened, and contiguous batches of them (§2).
 //! - [`stream`]: an encoder and a decoder over arbitrarily chunked byte streams (§2).
-//! - [`x25519`]: spiperelay's `--x25519` handshake mode (ours ↔ ours; `PROTOCOL.md`).
+//! - [`x25519`]: spiperelay's `--x25519` handshake mode (ours ↔ ours; §5).
 //!
-//! `fuzzing` (hidden) holds the bodies of the cargo-fuzz targets in `fuzz/`; see `FUZZING.md`.
+//! `fuzzing` (hidden) holds the bodies of the cargo-fuzz targets in `fuzz/`; it is compiled only
+//! for tests and with the `fuzzing` feature, which `fuzz/` turns on. See `FUZZING.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod crypt;
 pub mod dh;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;

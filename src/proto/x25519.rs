@@ -1,4 +1,4 @@
-//! spiperelay's X25519 handshake mode (`--x25519`, ours ↔ ours only; see `PROTOCOL.md`).
+//! spiperelay's X25519 handshake mode (`--x25519`, ours ↔ ours only; §5 of `docs/protocol.md`).
 //!
 //! Same messages, lengths and packet format as spiped (§1.3, §2): each side sends a 32-byte
 //! nonce, then a 288-byte `v ‖ h`. Only the content of `v` and the derivations differ:

@@ -1,10 +1,11 @@
-//! Key rotation at run time (issue 8): `SIGHUP` reload, the `--control` Unix socket, and the
+//! Key rotation at run time: `SIGHUP` reload, the `--control` Unix socket, and the
 //! `spiperelay keys` client that talks to it.
 //!
 //! - **SIGHUP** re-reads the `-k` files given on the command line and makes the running key set
 //!   exactly those keys (repeats merged). The command line stays the persistent configuration:
 //!   a reload also undoes earlier `keys rotate` / `keys set` changes. A `-k -` key cannot be
-//!   read again and keeps the value read at startup. Reload files must be regular files. A
+//!   read again and keeps the value read at startup. Key files are read by the rules of
+//!   [`super::keyfile`] (regular files only, never blocking on a FIFO), as at startup. A
 //!   reload that fails (a missing or unreadable file, a directory or FIFO, more keys than
 //!   `--max-keys`) logs why and changes nothing.
 //! - **`--control PATH`** serves a Unix stream socket, created with mode 0600 and removed on
@@ -23,7 +24,6 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,10 +31,11 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{KeySource, Mode, SpipedArgs};
-use crate::io::sys::{self, SysError};
-use crate::proto::key::KeySet;
+use crate::io::sys::{self, Reclaimed, SocketAccess, UnixListenError};
+use crate::proto::key::{Key, KeySet};
 
-use super::keys::{self, KeyRing, KeyRingError, KeyStatus, RingMode};
+use super::keyfile::{self, KeyWarning};
+use super::keys::{KeyRing, KeyRingError, KeyStatus, RingMode};
 use super::log::Logger;
 
 /// How long the daemon waits for a control client to send its request or take the answer,
@@ -62,22 +63,13 @@ usage: spiperelay keys [--control <socket>] status
 pub enum RotationError {
     /// The `-k` keys break the `--max-keys` bound.
     Keys(KeyRingError),
-    /// The control socket could not be created.
+    /// The control socket could not be created: the path is in use by another process or
+    /// by something that is not a socket, or binding failed ([`sys::listen_unix_reclaiming`]).
     Bind {
         /// The `--control` path.
         path: PathBuf,
         /// What failed.
-        error: SysError,
-    },
-    /// The control socket path exists and is not a stale socket: another process serves it,
-    /// or it is some other file.
-    InUse(PathBuf),
-    /// A stale control socket could not be removed.
-    Stale {
-        /// The `--control` path.
-        path: PathBuf,
-        /// The removal error.
-        error: std::io::Error,
+        error: UnixListenError,
     },
     /// The control thread could not be started.
     Thread(std::io::Error),
@@ -87,22 +79,9 @@ impl fmt::Display for RotationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Keys(e) => e.fmt(f),
-            Self::Bind { path, error } => {
-                write!(
-                    f,
-                    "cannot create control socket {}: {error}",
-                    path.display()
-                )
-            }
-            Self::InUse(path) => write!(
+            Self::Bind { path, error } => write!(
                 f,
-                "cannot create control socket {}: it exists and is not a stale socket \
-                 (another daemon serving it?)",
-                path.display()
-            ),
-            Self::Stale { path, error } => write!(
-                f,
-                "cannot remove stale control socket {}: {error}",
+                "cannot create control socket {}: {error}",
                 path.display()
             ),
             Self::Thread(e) => write!(f, "cannot start the control thread: {e}"),
@@ -122,29 +101,21 @@ impl Drop for SocketFile {
 }
 
 /// Binds the control socket with mode 0600. A leftover socket file that nobody listens on any
-/// more (after a crash) is replaced; a live one is an error.
-fn bind_control(path: &Path) -> Result<(UnixListener, SocketFile), RotationError> {
-    let bind_err = |error| RotationError::Bind {
-        path: path.to_path_buf(),
-        error,
-    };
-    match sys::listen_unix_private(path) {
-        Ok(fd) => return Ok((UnixListener::from(fd), SocketFile(path.to_path_buf()))),
-        Err(SysError::Bind(e)) if e.0 == libc::EADDRINUSE => {}
-        Err(e) => return Err(bind_err(e)),
-    }
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    let refused = matches!(UnixStream::connect(path),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
-    if !(is_socket && refused) {
-        return Err(RotationError::InUse(path.to_path_buf()));
-    }
-    std::fs::remove_file(path).map_err(|error| RotationError::Stale {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let fd = sys::listen_unix_private(path).map_err(bind_err)?;
-    Ok((UnixListener::from(fd), SocketFile(path.to_path_buf())))
+/// more (after a crash) is replaced ([`sys::listen_unix_reclaiming`]); a live one, or anything
+/// that is not a socket, is an error.
+fn bind_control(path: &Path) -> Result<(UnixListener, SocketFile, Reclaimed), RotationError> {
+    let (fd, reclaimed) =
+        sys::listen_unix_reclaiming(path, SocketAccess::OwnerOnly).map_err(|error| {
+            RotationError::Bind {
+                path: path.to_path_buf(),
+                error,
+            }
+        })?;
+    Ok((
+        UnixListener::from(fd),
+        SocketFile(path.to_path_buf()),
+        reclaimed,
+    ))
 }
 
 /// The daemon's side of key rotation: the shared [`KeyRing`], `SIGHUP` reloads, and the control
@@ -155,6 +126,7 @@ pub struct Rotation {
     startup: KeySet,
     listener: Option<UnixListener>,
     socket_file: Option<SocketFile>,
+    stale_removed: bool,
     log_rx: Option<mpsc::Receiver<String>>,
     hups_seen: usize,
 }
@@ -169,26 +141,25 @@ impl fmt::Debug for Rotation {
 }
 
 impl Rotation {
-    /// Builds the key ring from `keys` (what [`super::daemon::read_keys`] read for
+    /// Builds the key ring from `keys` (what [`keyfile::read_startup_keys`] read for
     /// `args.keys`) and, with `--control`, binds the control socket (mode 0600). Call it while
     /// the process is single-threaded; the thread starts in [`Rotation::start`].
     ///
     /// # Errors
     /// [`RotationError::Keys`] for more distinct keys than `--max-keys`;
-    /// [`RotationError::Bind`], [`RotationError::InUse`] or [`RotationError::Stale`] for the
-    /// control socket.
+    /// [`RotationError::Bind`] for the control socket.
     pub fn setup(args: &SpipedArgs, keys: &KeySet) -> Result<Self, RotationError> {
         let mode = match args.mode {
             Mode::Encrypt => RingMode::Encrypt,
             Mode::Decrypt => RingMode::Decrypt,
         };
         let ring = KeyRing::new(keys.clone(), args.max_keys, mode).map_err(RotationError::Keys)?;
-        let (listener, socket_file) = match &args.control {
+        let (listener, socket_file, reclaimed) = match &args.control {
             Some(path) => {
-                let (l, f) = bind_control(path)?;
-                (Some(l), Some(f))
+                let (l, f, r) = bind_control(path)?;
+                (Some(l), Some(f), r)
             }
-            None => (None, None),
+            None => (None, None, Reclaimed::Nothing),
         };
         Ok(Self {
             ring,
@@ -196,9 +167,19 @@ impl Rotation {
             startup: keys.clone(),
             listener,
             socket_file,
+            stale_removed: reclaimed == Reclaimed::StaleSocket,
             log_rx: None,
             hups_seen: 0,
         })
+    }
+
+    /// The control socket path if [`Rotation::setup`] found a stale socket there (left by a
+    /// process that died) and replaced it, for the caller to log.
+    pub fn replaced_stale_socket(&self) -> Option<&Path> {
+        self.socket_file
+            .as_ref()
+            .filter(|_| self.stale_removed)
+            .map(|f| f.0.as_path())
     }
 
     /// The running key set, to hand to the relay.
@@ -236,8 +217,16 @@ impl Rotation {
         }
         if hups > self.hups_seen {
             self.hups_seen = hups;
-            match keys::reload(&self.sources, &self.startup).and_then(|s| self.ring.replace(&s)) {
-                Ok(msg) => log.always(format_args!("SIGHUP: reloaded the key files: {msg}")),
+            let read = keyfile::read_reload_keys(&self.sources, &self.startup)
+                .map_err(KeyRingError::KeyFile);
+            match read.and_then(|(s, w)| self.ring.replace(&s).map(|msg| (msg, w))) {
+                Ok((mut msg, warnings)) => {
+                    // One line per reload, its key-file warnings included.
+                    for w in warnings {
+                        msg.push_str(&format!("; {w}"));
+                    }
+                    log.always(format_args!("SIGHUP: reloaded the key files: {msg}"));
+                }
                 Err(e) => log.always(format_args!(
                     "SIGHUP: reload failed, keeping the accepted keys ({}): {e}",
                     self.ring.fingerprints()
@@ -249,7 +238,7 @@ impl Rotation {
 
 /// The control thread: one request per connection, one connection at a time.
 fn serve_control(listener: &UnixListener, ring: &KeyRing, log: &mpsc::Sender<String>) {
-    let _ = sys::block_daemon_signals_in_thread();
+    let _ = crate::os::signals::block_daemon_signals_in_thread();
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else {
             // EMFILE and the like: do not spin.
@@ -300,29 +289,45 @@ fn execute(req: &[u8], ring: &KeyRing) -> (Result<String, String>, Option<String
         None => (req, None),
     };
     let path = arg.map(|a| PathBuf::from(OsStr::from_bytes(a)));
+    let mut warnings = Vec::new();
     let (name, result) = match (cmd, path) {
         (b"status", None) => return (Ok(render_status(ring, SystemTime::now())), None),
-        (b"rotate", Some(p)) => (
-            "rotate",
-            keys::read_key_file(&p).and_then(|k| ring.rotate(k)),
-        ),
-        (b"set", Some(p)) => (
-            "set",
-            keys::read_key_file(&p).and_then(|k| ring.set(k, false)),
-        ),
+        (b"rotate", Some(p)) => ("rotate", read_then(&p, &mut warnings, |k| ring.rotate(k))),
+        (b"set", Some(p)) => ("set", read_then(&p, &mut warnings, |k| ring.set(k, false))),
         (b"force-set", Some(p)) => (
             "set --force",
-            keys::read_key_file(&p).and_then(|k| ring.set(k, true)),
+            read_then(&p, &mut warnings, |k| ring.set(k, true)),
         ),
         _ => return (Err("unknown control request".to_owned()), None),
     };
     match result {
-        Ok(msg) => (Ok(msg.clone()), Some(format!("keys {name}: {msg}"))),
+        Ok(msg) => {
+            // The operator sees each key-file warning on a line of its own; the log gets one
+            // line per request.
+            let (mut answer, mut audit) = (msg.clone(), format!("keys {name}: {msg}"));
+            for w in &warnings {
+                answer.push_str(&format!("\n{w}"));
+                audit.push_str(&format!("; {w}"));
+            }
+            (Ok(answer), Some(audit))
+        }
         Err(e) => (
             Err(e.to_string()),
             Some(format!("keys {name} refused, keys unchanged: {e}")),
         ),
     }
+}
+
+/// Reads the key file at `path` ([`keyfile::read_key_file`]), appends its warnings to
+/// `warnings`, and hands the key to `change`.
+fn read_then(
+    path: &Path,
+    warnings: &mut Vec<KeyWarning>,
+    change: impl FnOnce(Key) -> Result<String, KeyRingError>,
+) -> Result<String, KeyRingError> {
+    let k = keyfile::read_key_file(path).map_err(KeyRingError::KeyFile)?;
+    warnings.extend(k.warnings);
+    change(k.key)
 }
 
 /// The `status` answer: a header line, then one line per key (see [`KeyRing::status`]):
@@ -622,5 +627,42 @@ mod tests {
         assert!(execute(b"frobnicate", &ring).0.is_err());
         assert!(execute(b"rotate", &ring).0.is_err());
         assert_eq!(ring.len(), 1);
+    }
+
+    #[test]
+    fn rotate_reports_key_file_warnings_and_refuses_fifos() {
+        let mut n = [0u8; 8];
+        crate::os::fill_random(&mut n).expect("random");
+        let dir = std::env::temp_dir().join(format!("spr-ctl-{:016x}", u64::from_ne_bytes(n)));
+        std::fs::create_dir(&dir).expect("dir");
+        let ring = KeyRing::new(
+            KeySet::single(Key::from_key_file(b"old")),
+            2,
+            RingMode::Decrypt,
+        )
+        .expect("ring");
+        // A FIFO with no writer: refused at once, the ring unchanged.
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let (r, audit) = execute(format!("rotate {}", fifo.display()).as_bytes(), &ring);
+        let e = r.expect_err("a FIFO is refused");
+        assert!(e.contains("is a FIFO, not a regular file"), "{e}");
+        assert!(audit.is_some_and(|a| a.contains("refused")));
+        assert_eq!(ring.len(), 1);
+        // A short key: accepted, with the warning in the answer and in the one audit line.
+        let short = dir.join("short");
+        std::fs::write(&short, b"tiny").expect("write");
+        let (r, audit) = execute(format!("rotate {}", short.display()).as_bytes(), &ring);
+        let text = r.expect("rotated");
+        assert!(text.contains("\nwarning: key file"), "{text}");
+        assert!(text.contains("holds only 4 bytes"), "{text}");
+        let audit = audit.expect("audit line");
+        assert!(
+            !audit.contains('\n') && audit.contains("holds only 4 bytes"),
+            "{audit}"
+        );
+        assert_eq!(ring.len(), 2);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

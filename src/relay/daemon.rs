@@ -3,10 +3,16 @@
 //! Startup order, so that every startup error is reported before anything is left behind:
 //! read the keys (warning about weak or exposed key files); look up the `-u` user and group;
 //! resolve `-s`, `-t` and `-b` (with `-D`, after daemonising, retrying every second); pick the
-//! io backend; bind the listener; then (unless `-F`) daemonise and write the pidfile;
+//! io backend; bind the listener (taking over a stale Unix socket left by a relay that died, and
+//! refusing a path another process listens on or that is not a socket:
+//! [`sys::listen_unix_reclaiming`]); then (unless `-F`) daemonise and write the pidfile;
 //! drop privileges (`-u`); and only then let the waiting parent exit 0 and switch the log to
 //! syslog (`--syslog`) or nowhere. An error up to that point is printed to the caller's
 //! standard error and the parent exits 1 (spec §3.1, §4).
+//!
+//! Errors: [`StartupError`] for everything up to the running event loop, [`RunError`] for what
+//! stops a running daemon, both under [`DaemonError`]. Keys are read by
+//! [`keyfile::read_startup_keys`], with the same rules as a reload or a rotation.
 //!
 //! Backend: io_uring when it works, otherwise epoll, with one line on standard error naming
 //! why io_uring is unusable. [`BACKEND_ENV`] forces either one.
@@ -28,7 +34,6 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::Read;
 use std::net::ToSocketAddrs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -37,16 +42,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::cli::{KeySource, SockAddrSpec, SpipedArgs, UserGroup};
+use crate::cli::{SockAddrSpec, SpipedArgs, UserGroup};
 use crate::io::any::{AnyDriver, Backend};
 use crate::io::epoll::{Epoll, EpollConfig, EpollError};
+use crate::io::sys::{self, Reclaimed, SocketAccess, UnixListenError};
 use crate::io::uring::{self, SetupError, Uring, UringConfig};
-use crate::io::{Errno, SockAddr, WaitError, sys};
-use crate::proto::key::{Key, KeySet};
+use crate::io::{Errno, SockAddr, WaitError};
+use crate::os::{limits, process, signals, user};
 
 use super::control::{Rotation, RotationError};
 use super::engine::{PipeConfig, Relay, RelayError};
-use super::keyfile::{self, KeyWarning};
+use super::keyfile::{self, KeyFileError};
 use super::log::{Logger, Sink};
 
 /// How long the event loop sleeps at most between checks of signals and re-resolution.
@@ -76,21 +82,45 @@ const EPOLL_EVENTS: u32 = 1024;
 /// `auto` means io_uring when it works, else epoll.
 pub const BACKEND_ENV: &str = "SPIPERELAY_BACKEND";
 
-/// Why the daemon could not start or had to stop. Each variant names its cause; `Display`
-/// gives the one-line message printed after `<program>: `.
+/// Why `spiperelay -e|-d` stopped with an error: at startup (exit status 1 at the shell, the
+/// message on the caller's standard error) or later, while running. `Display` gives the
+/// one-line message printed after `<program>: `.
 #[derive(Debug)]
 pub enum DaemonError {
-    /// An option that this version accepts but does not implement yet.
-    NotSupported(&'static str),
-    /// A key file could not be read.
-    KeyFile {
-        /// The path given to `-k`.
-        path: PathBuf,
-        /// The read error.
-        error: std::io::Error,
-    },
-    /// `-k -`: standard input could not be read.
-    KeyStdin(std::io::Error),
+    /// Startup failed; nothing was left behind.
+    Startup(StartupError),
+    /// The running daemon had to stop.
+    Run(RunError),
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Startup(e) => e.fmt(f),
+            Self::Run(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl From<StartupError> for DaemonError {
+    fn from(e: StartupError) -> Self {
+        Self::Startup(e)
+    }
+}
+
+impl From<RunError> for DaemonError {
+    fn from(e: RunError) -> Self {
+        Self::Run(e)
+    }
+}
+
+/// Why the daemon could not start. Each variant is one cause.
+#[derive(Debug)]
+pub enum StartupError {
+    /// A `-k` key could not be read (the rules of [`keyfile`]).
+    Key(KeyFileError),
     /// An address could not be resolved.
     Resolve {
         /// The address as written.
@@ -100,12 +130,20 @@ pub enum DaemonError {
     },
     /// An address resolved to nothing.
     NoAddress(String),
-    /// The listening socket could not be set up.
-    Bind {
+    /// The TCP listening socket could not be set up.
+    Listen {
         /// The address as written.
         addr: String,
         /// What failed.
         error: sys::SysError,
+    },
+    /// The Unix listening socket could not be set up: the path is in use by another process
+    /// or by something that is not a socket, or binding failed.
+    ListenUnix {
+        /// The path as written.
+        addr: String,
+        /// What failed.
+        error: UnixListenError,
     },
     /// [`BACKEND_ENV`] names no backend.
     BadBackend(String),
@@ -129,40 +167,39 @@ pub enum DaemonError {
         /// The `-u` argument.
         user: String,
         /// What the lookup found.
-        error: sys::LookupError,
+        error: user::LookupError,
     },
     /// Switching to the `-u` user or group failed.
     Privileges {
         /// The `-u` argument.
         user: String,
         /// The step that failed.
-        error: sys::PrivilegeError,
+        error: user::PrivilegeError,
     },
-    /// The relay could not start.
+    /// The relay could not start on its listener.
     Relay(RelayError),
-    /// The event loop failed.
-    Wait(WaitError),
     /// Key rotation (`--max-keys`, `--control`) could not be set up.
     Rotation(RotationError),
     /// A `--threads` event-loop thread could not be started.
     Thread(std::io::Error),
     /// The listening socket could not be duplicated for a `--threads` event loop.
     DupListener(std::io::Error),
-    /// A `--threads` event-loop thread ended without a result (it panicked).
+    /// A `--threads` event-loop thread ended before saying whether its relay started (it
+    /// panicked).
     LoopVanished,
 }
 
-impl fmt::Display for DaemonError {
+impl fmt::Display for StartupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotSupported(what) => write!(f, "{what} is not yet supported by spiperelay"),
-            Self::KeyFile { path, error } => {
-                write!(f, "cannot read key file {}: {error}", path.display())
-            }
-            Self::KeyStdin(error) => write!(f, "cannot read the key from standard input: {error}"),
+            Self::Key(e) => e.fmt(f),
             Self::Resolve { addr, error } => write!(f, "error resolving socket {addr}: {error}"),
             Self::NoAddress(addr) => write!(f, "no addresses found for {addr}"),
-            Self::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Self::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            Self::ListenUnix { addr, error } => match error {
+                UnixListenError::Sys(e) => write!(f, "cannot listen on {addr}: {e}"),
+                other => other.fmt(f),
+            },
             Self::BadBackend(v) => {
                 write!(f, "{BACKEND_ENV} must be auto, uring or epoll, not {v:?}")
             }
@@ -178,61 +215,39 @@ impl fmt::Display for DaemonError {
                 write!(f, "cannot switch to -u {user}: {error}")
             }
             Self::Relay(e) => e.fmt(f),
-            Self::Wait(e) => write!(f, "error running event loop: {e}"),
             Self::Rotation(e) => e.fmt(f),
             Self::Thread(e) => write!(f, "cannot start an event-loop thread: {e}"),
             Self::DupListener(e) => {
                 write!(f, "cannot share the listening socket between threads: {e}")
             }
+            Self::LoopVanished => {
+                f.write_str("an event-loop thread ended unexpectedly while starting")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// Why a running daemon had to stop.
+#[derive(Debug)]
+pub enum RunError {
+    /// Waiting for io completions failed (the kernel rejected the wait itself).
+    Wait(WaitError),
+    /// A `--threads` event-loop thread ended without a result (it panicked).
+    LoopVanished,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Wait(e) => write!(f, "error running event loop: {e}"),
             Self::LoopVanished => f.write_str("an event-loop thread ended unexpectedly"),
         }
     }
 }
 
-impl std::error::Error for DaemonError {}
-
-/// Reads every `-k` source into a [`KeySet`] (first = primary). `stdin` is read at most once,
-/// as the parser guarantees.
-///
-/// # Errors
-/// [`DaemonError::KeyFile`] or [`DaemonError::KeyStdin`] naming the source that failed.
-pub fn read_keys(sources: &[KeySource]) -> Result<KeySet, DaemonError> {
-    read_keys_with_warnings(sources).map(|(keys, _)| keys)
-}
-
-/// As [`read_keys`], and also returns the [`KeyWarning`]s for the key files read (empty,
-/// shorter than 32 bytes, readable by group or others), which the caller prints at start.
-///
-/// # Errors
-/// As [`read_keys`].
-pub fn read_keys_with_warnings(
-    sources: &[KeySource],
-) -> Result<(KeySet, Vec<KeyWarning>), DaemonError> {
-    let mut keys = Vec::with_capacity(sources.len());
-    let mut warnings = Vec::new();
-    for source in sources {
-        let bytes = zeroize::Zeroizing::new(match source {
-            KeySource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|error| DaemonError::KeyFile {
-                    path: path.clone(),
-                    error,
-                })?;
-                warnings.extend(keyfile::warnings(path, bytes.len()));
-                bytes
-            }
-            KeySource::Stdin => {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .map_err(DaemonError::KeyStdin)?;
-                buf
-            }
-        });
-        keys.push(Key::from_key_file(&bytes));
-    }
-    let keys = KeySet::new(keys).ok_or(DaemonError::NotSupported("running without a key"))?;
-    Ok((keys, warnings))
-}
+impl std::error::Error for RunError {}
 
 /// The address as the user wrote it, for messages.
 fn spec_text(spec: &SockAddrSpec) -> String {
@@ -250,14 +265,14 @@ fn spec_text(spec: &SockAddrSpec) -> String {
 /// literal as is, `host:port` through the system resolver (numeric ports).
 ///
 /// # Errors
-/// [`DaemonError::Resolve`] for a failed lookup or a port that is not a number 1–65535,
-/// [`DaemonError::NoAddress`] when the lookup returns nothing.
-pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
+/// [`StartupError::Resolve`] for a failed lookup or a port that is not a number 1–65535,
+/// [`StartupError::NoAddress`] when the lookup returns nothing.
+pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, StartupError> {
     match spec {
         SockAddrSpec::Unix(path) => {
             SockAddr::unix(path)
                 .map(|a| vec![a])
-                .map_err(|error| DaemonError::Resolve {
+                .map_err(|error| StartupError::Resolve {
                     addr: spec_text(spec),
                     error,
                 })
@@ -267,7 +282,7 @@ pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
             let port: u16 = match port.parse() {
                 Ok(p) if p > 0 => p,
                 _ => {
-                    return Err(DaemonError::Resolve {
+                    return Err(StartupError::Resolve {
                         addr: spec_text(spec),
                         error: std::io::Error::new(
                             std::io::ErrorKind::InvalidInput,
@@ -282,17 +297,17 @@ pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
 }
 
 /// `host` and `port` through the system resolver; errors name `spec`.
-fn lookup_host(spec: &SockAddrSpec, host: &str, port: u16) -> Result<Vec<SockAddr>, DaemonError> {
+fn lookup_host(spec: &SockAddrSpec, host: &str, port: u16) -> Result<Vec<SockAddr>, StartupError> {
     let addrs: Vec<SockAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|error| DaemonError::Resolve {
+        .map_err(|error| StartupError::Resolve {
             addr: spec_text(spec),
             error,
         })?
         .map(SockAddr::from)
         .collect();
     if addrs.is_empty() {
-        return Err(DaemonError::NoAddress(spec_text(spec)));
+        return Err(StartupError::NoAddress(spec_text(spec)));
     }
     Ok(addrs)
 }
@@ -308,18 +323,39 @@ impl Drop for UnixPathGuard {
     }
 }
 
-fn bind(spec: &SockAddrSpec, addr: &SockAddr) -> Result<(OwnedFd, UnixPathGuard), DaemonError> {
-    let err = |error| DaemonError::Bind {
-        addr: spec_text(spec),
-        error,
-    };
+/// Binds the listening socket for `addr` (`spec` as written, for messages). A Unix path held
+/// by a stale socket is taken over ([`sys::listen_unix_reclaiming`]); the removal is logged to
+/// `log`.
+fn bind(
+    spec: &SockAddrSpec,
+    addr: &SockAddr,
+    log: &mut Logger,
+) -> Result<(OwnedFd, UnixPathGuard), StartupError> {
     if let Some(path) = addr.as_pathname() {
-        let fd = sys::listen_unix(path).map_err(err)?;
+        let (fd, reclaimed) =
+            sys::listen_unix_reclaiming(path, SocketAccess::Umask).map_err(|error| {
+                StartupError::ListenUnix {
+                    addr: spec_text(spec),
+                    error,
+                }
+            })?;
+        if reclaimed == Reclaimed::StaleSocket {
+            log.always(format_args!(
+                "removed stale socket {} (nothing was listening on it)",
+                path.display()
+            ));
+        }
         return Ok((fd, UnixPathGuard(Some(path.to_path_buf()))));
     }
     match addr.as_socket() {
-        Some(sa) => Ok((sys::listen_tcp(sa).map_err(err)?, UnixPathGuard(None))),
-        None => Err(DaemonError::NoAddress(spec_text(spec))),
+        Some(sa) => {
+            let fd = sys::listen_tcp(sa).map_err(|error| StartupError::Listen {
+                addr: spec_text(spec),
+                error,
+            })?;
+            Ok((fd, UnixPathGuard(None)))
+        }
+        None => Err(StartupError::NoAddress(spec_text(spec))),
     }
 }
 
@@ -328,19 +364,19 @@ fn bind(spec: &SockAddrSpec, addr: &SockAddr) -> Result<(OwnedFd, UnixPathGuard)
 ///
 /// # Errors
 /// As [`resolve`].
-pub fn resolve_bind(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, DaemonError> {
+pub fn resolve_bind(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, StartupError> {
     match spec {
         SockAddrSpec::Host { host, port } if port == "0" => lookup_host(spec, host, 0),
         _ => resolve(spec),
     }
 }
 
-/// The first of `addrs`, or [`DaemonError::NoAddress`] naming `spec`.
-pub fn first_address(spec: &SockAddrSpec, addrs: Vec<SockAddr>) -> Result<SockAddr, DaemonError> {
+/// The first of `addrs`, or [`StartupError::NoAddress`] naming `spec`.
+pub fn first_address(spec: &SockAddrSpec, addrs: Vec<SockAddr>) -> Result<SockAddr, StartupError> {
     addrs
         .into_iter()
         .next()
-        .ok_or_else(|| DaemonError::NoAddress(spec_text(spec)))
+        .ok_or_else(|| StartupError::NoAddress(spec_text(spec)))
 }
 
 /// The uid and gid a `-u` argument names: `user` gives the user and its primary group,
@@ -348,21 +384,21 @@ pub fn first_address(spec: &SockAddrSpec, addrs: Vec<SockAddr>) -> Result<SockAd
 /// fallback (spec §3.1).
 ///
 /// # Errors
-/// [`DaemonError::User`] when a name is unknown and not a number.
-pub fn lookup_ids(ug: &UserGroup) -> Result<(Option<u32>, Option<u32>), DaemonError> {
-    let err = |error| DaemonError::User {
+/// [`StartupError::User`] when a name is unknown and not a number.
+pub fn lookup_ids(ug: &UserGroup) -> Result<(Option<u32>, Option<u32>), StartupError> {
+    let err = |error| StartupError::User {
         user: ug.to_string(),
         error,
     };
     match ug {
         UserGroup::User(user) => {
-            let (uid, gid) = sys::lookup_user(user).map_err(err)?;
+            let (uid, gid) = user::lookup_user(user).map_err(err)?;
             Ok((Some(uid), gid))
         }
-        UserGroup::Group(group) => Ok((None, Some(sys::lookup_group(group).map_err(err)?))),
+        UserGroup::Group(group) => Ok((None, Some(user::lookup_group(group).map_err(err)?))),
         UserGroup::UserAndGroup { user, group } => {
-            let (uid, _) = sys::lookup_user(user).map_err(err)?;
-            let gid = sys::lookup_group(group).map_err(err)?;
+            let (uid, _) = user::lookup_user(user).map_err(err)?;
+            let gid = user::lookup_group(group).map_err(err)?;
             Ok((Some(uid), Some(gid)))
         }
     }
@@ -379,11 +415,11 @@ fn daemon_logger(program: &str, syslog: bool) -> Logger {
     Logger::new(program, sink)
 }
 
-fn resolve_retrying(spec: &SockAddrSpec, retry: bool) -> Result<Vec<SockAddr>, DaemonError> {
+fn resolve_retrying(spec: &SockAddrSpec, retry: bool) -> Result<Vec<SockAddr>, StartupError> {
     loop {
         match resolve(spec) {
             Ok(a) => return Ok(a),
-            Err(DaemonError::Resolve { .. } | DaemonError::NoAddress(_)) if retry => {
+            Err(StartupError::Resolve { .. } | StartupError::NoAddress(_)) if retry => {
                 std::thread::sleep(DNS_RETRY);
             }
             Err(e) => return Err(e),
@@ -394,8 +430,8 @@ fn resolve_retrying(spec: &SockAddrSpec, retry: bool) -> Result<Vec<SockAddr>, D
 /// The backend forced by [`BACKEND_ENV`]'s `value`: `None` for automatic choice.
 ///
 /// # Errors
-/// [`DaemonError::BadBackend`] for a value other than `auto`, `uring` or `epoll` (or empty).
-pub fn forced_backend(value: Option<&OsStr>) -> Result<Option<Backend>, DaemonError> {
+/// [`StartupError::BadBackend`] for a value other than `auto`, `uring` or `epoll` (or empty).
+pub fn forced_backend(value: Option<&OsStr>) -> Result<Option<Backend>, StartupError> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -405,7 +441,7 @@ pub fn forced_backend(value: Option<&OsStr>) -> Result<Option<Backend>, DaemonEr
     }
     match Backend::parse(&text) {
         Some(b) => Ok(Some(b)),
-        None => Err(DaemonError::BadBackend(text.into_owned())),
+        None => Err(StartupError::BadBackend(text.into_owned())),
     }
 }
 
@@ -414,16 +450,16 @@ pub fn forced_backend(value: Option<&OsStr>) -> Result<Option<Backend>, DaemonEr
 /// an automatic fallback to epoll, why io_uring was not used.
 ///
 /// # Errors
-/// [`DaemonError::Uring`] when io_uring is forced and `probe` fails.
+/// [`StartupError::Uring`] when io_uring is forced and `probe` fails.
 pub fn select_backend(
     forced: Option<Backend>,
     probe: impl FnOnce() -> Result<(), SetupError>,
-) -> Result<(Backend, Option<SetupError>), DaemonError> {
+) -> Result<(Backend, Option<SetupError>), StartupError> {
     match forced {
         Some(Backend::Epoll) => Ok((Backend::Epoll, None)),
         Some(Backend::Uring) => probe()
             .map(|()| (Backend::Uring, None))
-            .map_err(DaemonError::Uring),
+            .map_err(StartupError::Uring),
         None => match probe() {
             Ok(()) => Ok((Backend::Uring, None)),
             Err(e) => Ok((Backend::Epoll, Some(e))),
@@ -437,7 +473,7 @@ pub fn fallback_message(why: &SetupError) -> String {
 }
 
 /// [`select_backend`] with the real probe, logging the fallback on standard error.
-fn pick_backend(program: &str, forced: Option<Backend>) -> Result<Backend, DaemonError> {
+fn pick_backend(program: &str, forced: Option<Backend>) -> Result<Backend, StartupError> {
     let (backend, why) = select_backend(forced, uring::probe)?;
     if let Some(why) = why {
         Logger::new(program, Sink::Stderr).always(format_args!("{}", fallback_message(&why)));
@@ -451,7 +487,7 @@ fn new_driver(
     log: &mut Logger,
     backend: Backend,
     forced: Option<Backend>,
-) -> Result<AnyDriver, DaemonError> {
+) -> Result<AnyDriver, StartupError> {
     if backend == Backend::Uring {
         match Uring::new(UringConfig {
             entries: 4096,
@@ -459,7 +495,7 @@ fn new_driver(
             recv_buffer_size: RECV_BUFFER_SIZE,
         }) {
             Ok(ring) => return Ok(AnyDriver::Uring(ring)),
-            Err(e) if forced.is_some() => return Err(DaemonError::Uring(e)),
+            Err(e) if forced.is_some() => return Err(StartupError::Uring(e)),
             Err(e) => log.always(format_args!("{}", fallback_message(&e))),
         }
     }
@@ -469,12 +505,12 @@ fn new_driver(
         max_events: EPOLL_EVENTS,
     })
     .map(AnyDriver::Epoll)
-    .map_err(DaemonError::Epoll)
+    .map_err(StartupError::Epoll)
 }
 
-fn write_pidfile(path: &Path) -> Result<(), DaemonError> {
+fn write_pidfile(path: &Path) -> Result<(), StartupError> {
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(|error| {
-        DaemonError::Pidfile {
+        StartupError::Pidfile {
             path: path.to_path_buf(),
             error,
         }
@@ -488,12 +524,18 @@ fn write_pidfile(path: &Path) -> Result<(), DaemonError> {
 /// # Errors
 /// A [`DaemonError`] naming what failed, at startup or (rarely) in the event loop.
 pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
-    let (keys, warnings) = read_keys_with_warnings(&args.keys)?;
+    let (keys, warnings) = keyfile::read_startup_keys(&args.keys).map_err(StartupError::Key)?;
     let mut log = Logger::new(program, Sink::Stderr);
     for w in &warnings {
         log.always(format_args!("{w}"));
     }
-    let mut rotation = Rotation::setup(args, &keys).map_err(DaemonError::Rotation)?;
+    let mut rotation = Rotation::setup(args, &keys).map_err(StartupError::Rotation)?;
+    if let Some(path) = rotation.replaced_stale_socket() {
+        log.always(format_args!(
+            "removed stale control socket {} (nothing was listening on it)",
+            path.display()
+        ));
+    }
     let forced = forced_backend(std::env::var_os(BACKEND_ENV).as_deref())?;
     let mut backend = None;
     // Looked up before anything else happens, so a bad -u is an error at the shell (exit 1).
@@ -501,11 +543,11 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let mut detached = None;
     if args.wait_for_dns && !args.foreground {
         backend = Some(pick_backend(program, forced)?);
-        let d = sys::daemonize().map_err(DaemonError::Daemonize)?;
+        let d = process::daemonize().map_err(StartupError::Daemonize)?;
         write_pidfile(&args.pidfile)?;
         // -D: the parent returns as soon as the pidfile exists (spec §3.1); later errors go
         // to syslog (--syslog) or nowhere, as in spiped.
-        d.ready().map_err(DaemonError::Daemonize)?;
+        d.ready().map_err(StartupError::Daemonize)?;
         log = daemon_logger(program, args.syslog);
     }
     let sources = resolve_retrying(&args.source, args.wait_for_dns)?;
@@ -524,39 +566,40 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         Some(b) => b,
         None => pick_backend(program, forced)?,
     };
-    let (listener, _unix_path) = bind(&args.source, &sources[0])?;
+    let (listener, _unix_path) = bind(&args.source, &sources[0], &mut log)?;
     if !args.foreground && !args.wait_for_dns {
         // Until `ready`, the parent waits and our stderr is still the caller's: an error from
         // here on is printed by the binary and makes the parent exit 1.
-        detached = Some(sys::daemonize().map_err(DaemonError::Daemonize)?);
+        detached = Some(process::daemonize().map_err(StartupError::Daemonize)?);
         write_pidfile(&args.pidfile)?;
     }
     if let Some((uid, gid)) = ids {
         // After bind and daemonise (spec §3.1, §4).
-        match sys::drop_privileges(uid, gid) {
+        match user::drop_privileges(uid, gid) {
             Ok(None) => {}
             Ok(Some(e)) => log.always(format_args!(
                 "warning: cannot drop supplementary groups: {e}"
             )),
             Err(error) => {
-                return Err(DaemonError::Privileges {
+                return Err(StartupError::Privileges {
                     user: args
                         .user
                         .as_ref()
                         .map(|u| u.to_string())
                         .unwrap_or_default(),
                     error,
-                });
+                }
+                .into());
             }
         }
     }
     if let Some(d) = detached {
-        d.ready().map_err(DaemonError::Daemonize)?;
+        d.ready().map_err(StartupError::Daemonize)?;
         log = daemon_logger(program, args.syslog);
     }
-    let signals = sys::install_signal_handlers().map_err(DaemonError::Signals)?;
+    let signals = signals::install_signal_handlers().map_err(StartupError::Signals)?;
     // Two descriptors per connection: the default soft limit of 1024 is too low for -n 1000.
-    let _ = sys::raise_nofile_limit();
+    let _ = limits::raise_nofile_limit();
 
     let shares = connection_shares(args.max_connections, args.threads);
     let cfg = PipeConfig {
@@ -573,7 +616,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     // The other loops' listeners, duplicated before the main relay adopts the socket.
     let mut extra = Vec::with_capacity(shares.len() - 1);
     for share in &shares[1..] {
-        let fd = listener.try_clone().map_err(DaemonError::DupListener)?;
+        let fd = listener.try_clone().map_err(StartupError::DupListener)?;
         let cfg = PipeConfig {
             max_connections: *share,
             ..cfg.clone()
@@ -581,7 +624,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         extra.push((fd, cfg, log.sibling()));
     }
     let io = new_driver(&mut log, backend, forced)?;
-    let mut relay = Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay)?;
+    let mut relay = Relay::new(io, listener, cfg, log).map_err(StartupError::Relay)?;
     let shared = Shared::default();
     let duties = Duties {
         rotation: &mut rotation,
@@ -592,8 +635,8 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         },
     };
     if extra.is_empty() {
-        duties.rotation.start().map_err(DaemonError::Rotation)?;
-        return event_loop(&mut relay, signals, &shared, Some(duties));
+        duties.rotation.start().map_err(StartupError::Rotation)?;
+        return event_loop(&mut relay, signals, &shared, Some(duties)).map_err(DaemonError::from);
     }
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -609,7 +652,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(e) => {
-                    started = Err(DaemonError::Thread(e));
+                    started = Err(StartupError::Thread(e));
                     break;
                 }
             }
@@ -624,20 +667,23 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => started = Err(e),
-                Err(_) => started = Err(DaemonError::LoopVanished),
+                Err(_) => started = Err(StartupError::LoopVanished),
             }
         }
         let mut result = started
-            .and_then(|()| duties.rotation.start().map_err(DaemonError::Rotation))
-            .and_then(|()| event_loop(&mut relay, signals, &shared, Some(duties)));
+            .and_then(|()| duties.rotation.start().map_err(StartupError::Rotation))
+            .map_err(DaemonError::from)
+            .and_then(|()| {
+                event_loop(&mut relay, signals, &shared, Some(duties)).map_err(DaemonError::from)
+            });
         // Whatever ended the main loop, the others stop too unless they are draining.
         if result.is_err() || signals.int.load(Relaxed) > 0 {
             shared.failed.store(true, Relaxed);
         }
         for handle in workers {
-            let r = handle.join().unwrap_or(Err(DaemonError::LoopVanished));
+            let r = handle.join().unwrap_or(Err(RunError::LoopVanished));
             if result.is_ok() {
-                result = r;
+                result = r.map_err(DaemonError::from);
             }
         }
         result
@@ -702,14 +748,14 @@ fn worker(
     listener: OwnedFd,
     cfg: PipeConfig,
     mut log: Logger,
-    signals: &sys::SignalCounts,
+    signals: &signals::SignalCounts,
     shared: &Shared,
-    ready: &mpsc::Sender<Result<(), DaemonError>>,
-) -> Result<(), DaemonError> {
+    ready: &mpsc::Sender<Result<(), StartupError>>,
+) -> Result<(), RunError> {
     // Signals go to the main thread, whose wait they interrupt; the counts are process-wide.
-    let _ = sys::block_daemon_signals_in_thread();
+    let _ = signals::block_daemon_signals_in_thread();
     let relay = new_driver(&mut log, backend, forced)
-        .and_then(|io| Relay::new(io, listener, cfg, log).map_err(DaemonError::Relay));
+        .and_then(|io| Relay::new(io, listener, cfg, log).map_err(StartupError::Relay));
     let mut relay = match relay {
         Ok(r) => {
             let _ = ready.send(Ok(()));
@@ -733,13 +779,13 @@ fn worker(
 /// publishing the addresses to every loop through `shared`.
 ///
 /// # Errors
-/// [`DaemonError::Wait`] when the driver fails.
+/// [`RunError::Wait`] when the driver fails.
 fn event_loop(
     relay: &mut Relay<AnyDriver>,
-    signals: &sys::SignalCounts,
+    signals: &signals::SignalCounts,
     shared: &Shared,
     mut duties: Option<Duties<'_>>,
-) -> Result<(), DaemonError> {
+) -> Result<(), RunError> {
     let mut next_resolve = duties
         .as_ref()
         .and_then(|d| d.reresolve)
@@ -747,7 +793,7 @@ fn event_loop(
     let mut terms_seen = 0;
     let mut generation = 0;
     loop {
-        relay.turn(TICK).map_err(DaemonError::Wait)?;
+        relay.turn(TICK).map_err(RunError::Wait)?;
         if let Some(d) = duties.as_mut() {
             d.rotation.tick(signals.hup.load(Relaxed), relay.log());
         }
@@ -829,7 +875,7 @@ mod backend_tests {
             Some(Some(Backend::Uring))
         );
         match forced_backend(Some(OsStr::new("kqueue"))) {
-            Err(e @ DaemonError::BadBackend(_)) => {
+            Err(e @ StartupError::BadBackend(_)) => {
                 let msg = e.to_string();
                 assert!(msg.contains(BACKEND_ENV) && msg.contains("kqueue"), "{msg}");
             }
@@ -858,7 +904,7 @@ mod backend_tests {
         let (b, _) = select_backend(Some(Backend::Uring), || Ok(())).expect("select");
         assert_eq!(b, Backend::Uring);
         match select_backend(Some(Backend::Uring), || Err(SetupError::NotImplemented)) {
-            Err(DaemonError::Uring(SetupError::NotImplemented)) => {}
+            Err(StartupError::Uring(SetupError::NotImplemented)) => {}
             other => panic!("unexpected {other:?}"),
         }
     }

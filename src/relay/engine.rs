@@ -23,6 +23,7 @@ use crate::cli::Mode;
 use crate::io::{
     Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, WaitError, sys,
 };
+use crate::os::random::fill_random;
 use crate::proto::NONCE_LEN;
 use crate::proto::handshake::{ExchangePolicy, KeyKind, KeyPair};
 
@@ -62,7 +63,7 @@ impl Nonces {
     /// The next nonce, never handed out before.
     fn next(&mut self) -> Result<[u8; NONCE_LEN], Errno> {
         if self.used + NONCE_LEN > NONCE_BATCH {
-            sys::fill_random(self.buf.as_mut_slice())?;
+            fill_random(self.buf.as_mut_slice())?;
             self.used = 0;
         }
         let mut nonce = [0u8; NONCE_LEN];

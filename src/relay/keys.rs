@@ -1,4 +1,4 @@
-//! The daemon's running key set for zero-downtime key rotation (issue 8), shared between the
+//! The daemon's running key set for zero-downtime key rotation, shared between the
 //! event loop, which takes a snapshot for each new handshake and counts which key each live
 //! connection uses, and the control socket ([`super::control`]), which changes the set.
 //!
@@ -15,16 +15,14 @@
 //! [`Key::fingerprint`].
 
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use subtle::ConstantTimeEq;
 
-use crate::cli::KeySource;
 use crate::proto::key::{Key, KeySet};
+
+use super::keyfile::KeyFileError;
 
 pub use crate::cli::spiped::{DEFAULT_MAX_KEYS, MAX_KEYS_LIMIT};
 
@@ -60,16 +58,9 @@ pub enum KeyRingError {
         /// Its live connections.
         live: usize,
     },
-    /// A key file could not be read.
-    File {
-        /// The path.
-        path: PathBuf,
-        /// The read error.
-        error: std::io::Error,
-    },
-    /// A key file named for a reload or rotation is not a regular file (a directory, a FIFO,
-    /// a device): reading it could block the daemon or never end.
-    NotRegular(PathBuf),
+    /// A key file named for a reload or rotation could not be read (the rules of
+    /// [`super::keyfile`]).
+    KeyFile(KeyFileError),
     /// A reload found no key at all.
     NoKeys,
 }
@@ -97,65 +88,13 @@ impl fmt::Display for KeyRingError {
                  refuse new connections with it (they would fail on reconnect). Wait until \
                  `keys status` shows 0, or use --force"
             ),
-            Self::File { path, error } => {
-                write!(f, "cannot read key file {}: {error}", path.display())
-            }
-            Self::NotRegular(path) => {
-                write!(f, "key file {} is not a regular file", path.display())
-            }
+            Self::KeyFile(e) => e.fmt(f),
             Self::NoKeys => f.write_str("no key to accept"),
         }
     }
 }
 
 impl std::error::Error for KeyRingError {}
-
-/// Reads a key file for a reload or a rotation: it must be a regular file (checked on the open
-/// descriptor, so a swapped path cannot make the daemon block on a FIFO), read whole and
-/// hashed into `K` (§1.1). The bytes are zeroised after hashing.
-///
-/// # Errors
-/// [`KeyRingError::File`] if it cannot be opened or read, [`KeyRingError::NotRegular`] for a
-/// directory, FIFO, socket or device.
-pub fn read_key_file(path: &Path) -> Result<Key, KeyRingError> {
-    let file_err = |error| KeyRingError::File {
-        path: path.to_path_buf(),
-        error,
-    };
-    // O_NONBLOCK: opening a FIFO without a writer must not block the daemon.
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(file_err)?;
-    if !f.metadata().map_err(file_err)?.is_file() {
-        return Err(KeyRingError::NotRegular(path.to_path_buf()));
-    }
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    f.read_to_end(&mut bytes).map_err(file_err)?;
-    Ok(Key::from_key_file(&bytes))
-}
-
-/// Re-reads the `-k` sources for a reload (`SIGHUP`), in order. A `-k -` source cannot be read
-/// again: it keeps the key read from standard input at startup, `startup[i]` for source `i`
-/// (`startup` is the set [`super::daemon::read_keys`] returned for `sources`).
-///
-/// # Errors
-/// The first [`read_key_file`] error, or [`KeyRingError::NoKeys`] for an empty list.
-pub fn reload(sources: &[KeySource], startup: &KeySet) -> Result<KeySet, KeyRingError> {
-    let mut keys = Vec::with_capacity(sources.len());
-    for (i, source) in sources.iter().enumerate() {
-        match source {
-            KeySource::File(path) => keys.push(read_key_file(path)?),
-            KeySource::Stdin => {
-                if let Some(k) = startup.as_slice().get(i) {
-                    keys.push(k.clone());
-                }
-            }
-        }
-    }
-    KeySet::new(keys).ok_or(KeyRingError::NoKeys)
-}
 
 /// One key's report line (see [`KeyRing::status`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -593,18 +532,5 @@ mod tests {
         let big = KeySet::new(vec![k("x"), k("y"), k("z")]).expect("set");
         assert!(r.replace(&big).is_err());
         assert_eq!(r.len(), 2, "a refused replace changes nothing");
-    }
-
-    #[test]
-    fn read_key_file_refuses_directories() {
-        let dir = std::env::temp_dir();
-        assert!(matches!(
-            read_key_file(&dir),
-            Err(KeyRingError::NotRegular(_))
-        ));
-        assert!(matches!(
-            read_key_file(Path::new("/nonexistent/spiperelay-key")),
-            Err(KeyRingError::File { .. })
-        ));
     }
 }

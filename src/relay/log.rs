@@ -5,8 +5,9 @@
 
 use std::fmt;
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
+
+use crate::os::syslog::Syslog;
 
 /// Messages allowed in a burst before the limit applies.
 pub const BURST: u32 = 50;
@@ -20,7 +21,7 @@ pub enum Sink {
     /// Standard error (spiped's behaviour in the foreground).
     Stderr,
     /// The local syslog daemon at `/dev/log`, facility daemon, priority warning (`--syslog`).
-    Syslog(UnixDatagram),
+    Syslog(Syslog),
     /// Nowhere (a daemon without `--syslog`, whose standard error is `/dev/null`).
     Discard,
 }
@@ -94,14 +95,12 @@ impl Logger {
         Self::new(&self.program, sink)
     }
 
-    /// Connects to the syslog socket at `/dev/log`.
+    /// Connects to the syslog socket at `/dev/log` ([`Syslog::connect`]).
     ///
     /// # Errors
     /// The socket error, e.g. `ENOENT` when no syslog daemon runs.
     pub fn syslog_sink() -> std::io::Result<Sink> {
-        let sock = UnixDatagram::unbound()?;
-        sock.connect("/dev/log")?;
-        Ok(Sink::Syslog(sock))
+        Syslog::connect().map(Sink::Syslog)
     }
 
     /// Logs one line, unless the rate limit has been reached (then it is only counted).
@@ -139,11 +138,7 @@ impl Logger {
                 let mut err = std::io::stderr().lock();
                 let _ = writeln!(err, "{}: {line}", self.program);
             }
-            Sink::Syslog(sock) => {
-                // <28> = facility daemon (3 << 3) | priority warning (4).
-                let msg = format!("<28>{}[{}]: {line}", self.program, std::process::id());
-                let _ = sock.send(msg.as_bytes());
-            }
+            Sink::Syslog(sock) => sock.send(&self.program, line),
             Sink::Discard => {}
         }
     }

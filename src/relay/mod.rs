@@ -8,7 +8,8 @@
 //! - `slots`: connection slots and the token layout of the engine's io operations.
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
-//! - [`keyfile`]: start-up warnings about key files, and `spiperelay keygen`.
+//! - [`keyfile`]: the one key-file reader (startup, reload, rotation, spipe) with its rules
+//!   and warnings, and `spiperelay keygen`.
 //! - [`spipe`]: the `spipe` client (stdin/stdout over one connection, blocking sockets).
 //! - [`pool`]: ready handshake key pairs, refilled by a background thread.
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
@@ -27,5 +28,5 @@ pub(crate) mod slots;
 pub mod spipe;
 
 pub use conn::{DropReason, Side};
-pub use daemon::{DaemonError, run};
+pub use daemon::{DaemonError, RunError, StartupError, run};
 pub use engine::{PipeConfig, PipeId, Relay, RelayError, RelayStats};

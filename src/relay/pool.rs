@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 
 use zeroize::Zeroizing;
 
-use crate::io::{Errno, sys};
+use crate::io::Errno;
+use crate::os::random::fill_random;
 use crate::proto::handshake::{KeyKind, KeyPair};
 
 /// How many ready pairs the worker keeps: enough for a reconnect storm of a connection pool
@@ -83,7 +84,7 @@ impl std::fmt::Debug for KeyPool {
 }
 
 fn os_random(buf: &mut [u8; 32]) -> Result<(), Errno> {
-    sys::fill_random(buf)
+    fill_random(buf)
 }
 
 impl KeyPool {
@@ -205,7 +206,7 @@ fn generate(kind: KeyKind, random: RandomSource) -> Result<KeyPair, Errno> {
 
 /// The worker: keeps the pool full, sleeping while it is.
 fn refill(shared: &Shared, kind: KeyKind, capacity: usize, random: RandomSource) {
-    sys::make_background_thread();
+    crate::os::thread::make_background_thread();
     loop {
         {
             let mut ready = shared.lock();

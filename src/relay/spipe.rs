@@ -27,6 +27,7 @@ use socket2::{SockAddr, Socket};
 
 use crate::cli::SpipeArgs;
 use crate::io::sys;
+use crate::os::random::fill_random;
 use crate::proto::crypt::Role;
 use crate::proto::dh::DH_PRIVATE_LEN;
 use crate::proto::handshake::{Handshake, Step};
@@ -34,8 +35,8 @@ use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
 use crate::proto::{HANDSHAKE_LEN, NONCE_LEN, PACKET_LEN};
 
-use super::daemon::{self, DaemonError};
-use super::keyfile::KeyWarning;
+use super::daemon::{self, StartupError};
+use super::keyfile::{self, KeyFileError, KeyWarning};
 
 /// Plaintext bytes read from standard input at a time: 64 packets' worth, so one read and one
 /// write move 64 KiB (spipe reads at most 4 KiB at a time).
@@ -48,7 +49,7 @@ const SOCKET_CHUNK: usize = 64 * PACKET_LEN;
 #[derive(Debug)]
 pub enum SpipeError {
     /// The key file could not be read (printed with its own message, as spiped does).
-    Key(DaemonError),
+    Key(KeyFileError),
     /// `-t` or `-b` could not be resolved, no socket could be created, bound or connected, or
     /// `-o` expired while connecting.
     Connect(String),
@@ -87,7 +88,7 @@ impl std::error::Error for SpipeError {}
 /// # Errors
 /// [`SpipeError::Key`] when the file (or standard input) cannot be read.
 pub fn load_key(args: &SpipeArgs) -> Result<(KeySet, Vec<KeyWarning>), SpipeError> {
-    daemon::read_keys_with_warnings(std::slice::from_ref(&args.key)).map_err(SpipeError::Key)
+    keyfile::read_startup_keys(std::slice::from_ref(&args.key)).map_err(SpipeError::Key)
 }
 
 /// Runs spipe with `args` and an already loaded key ([`load_key`]) until both directions have
@@ -110,7 +111,7 @@ pub fn run(args: &SpipeArgs, keys: KeySet) -> Result<(), SpipeError> {
 
 /// Connects to the first `-t` address that accepts, bound to `-b` if given, within `deadline`.
 fn connect(args: &SpipeArgs, deadline: Instant) -> Result<Socket, SpipeError> {
-    let failed = |e: DaemonError| SpipeError::Connect(e.to_string());
+    let failed = |e: StartupError| SpipeError::Connect(e.to_string());
     let targets = daemon::resolve(&args.target).map_err(failed)?;
     let bind = match &args.bind {
         Some(spec) => Some(
@@ -159,8 +160,8 @@ fn handshake(
     let timed_out = || SpipeError::Connection("handshake timed out".into());
     let mut nonce = [0u8; NONCE_LEN];
     let mut private = zeroize::Zeroizing::new([0u8; DH_PRIVATE_LEN]);
-    sys::fill_random(&mut nonce)
-        .and_then(|()| sys::fill_random(&mut private[..]))
+    fill_random(&mut nonce)
+        .and_then(|()| fill_random(&mut private[..]))
         .map_err(|e| failed(format!("cannot read random bytes: {e}")))?;
     let exchange = args.pfs.exchange(args.x25519).with_private(*private);
     let mut hs = Handshake::with_exchange(Role::Client, keys, nonce, exchange);

@@ -12,6 +12,9 @@
 //! slices); each block names its invariant in a `// SAFETY:` comment. It is reviewed like a
 //! vendored primitive.
 
+// One of the kernel crates where `unsafe` may live (the workspace denies it elsewhere).
+#![allow(unsafe_code)]
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -1,4 +1,4 @@
-//! Known-answer vectors of the `--x25519` mode (PROTOCOL.md; generated independently by
+//! Known-answer vectors of the `--x25519` mode (docs/protocol.md §6.2; generated independently by
 //! `scripts/x25519-vectors.py` with Python's hashlib and the `cryptography` package), the RFC
 //! 7748 vector of the primitive, and the mode's handshake behaviour: mismatches, padding,
 //! low-order points, and that an unauthenticated client never gets a key pair computed; and, for
