@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::cli::Mode;
 use crate::io::{ConnectError, Errno, SubmitError};
 use crate::proto::crypt::Role;
-use crate::proto::handshake::{Handshake, KeyKind, KeyPair, PeerClosed, Step};
+use crate::proto::handshake::{Handshake, KeyKind, KeyPair, PeerClosed, Session, Step};
 use crate::proto::key::KeySet;
 use crate::proto::packet::sealed_len;
 use crate::proto::stream::{Decoder, Encoder};
@@ -461,6 +461,10 @@ struct Setup {
     authenticated: bool,
     /// A receive is armed on the encrypted side.
     reading: bool,
+    /// The session, once the handshake handed it over while its last send was still in flight
+    /// (the peer's answer can be handled before our send's completion): the pumps must not
+    /// send on the encrypted side before that completion.
+    ready: Option<Box<Session>>,
 }
 
 /// One relayed connection; see the module documentation.
@@ -649,6 +653,7 @@ impl Conn {
             sending: false,
             authenticated: false,
             reading: false,
+            ready: None,
         }));
         self.deadline_armed = true;
         cx.push(Action::ArmDeadline(cx.cfg.timeout));
@@ -698,6 +703,15 @@ impl Conn {
                 return;
             };
             let sending = setup.sending;
+            if setup.ready.is_some() {
+                match setup.ready.take() {
+                    Some(session) if !sending => break Ok(Some(session)),
+                    ready => {
+                        setup.ready = ready;
+                        break Ok(None);
+                    }
+                }
+            }
             match setup.hs.next_step() {
                 Err(e) => break Err(handshake_fault(e)),
                 Ok(Step::Send(bytes)) => {
@@ -739,6 +753,10 @@ impl Conn {
                     }
                     break Ok(None);
                 }
+                Ok(Step::Done(session)) if sending => {
+                    setup.ready = Some(session);
+                    break Ok(None);
+                }
                 Ok(Step::Done(session)) => break Ok(Some(session)),
             }
         };
@@ -767,11 +785,7 @@ impl Conn {
 
     /// The handshake is done and every byte of it sent: takes its session and asks for the key
     /// to be counted ([`Action::ClaimKey`]).
-    fn finish_handshake(
-        &mut self,
-        session: Box<crate::proto::handshake::Session>,
-        cx: &mut Ctx<'_>,
-    ) {
+    fn finish_handshake(&mut self, session: Box<Session>, cx: &mut Ctx<'_>) {
         let Some(setup) = self.setup.take() else {
             return;
         };

@@ -1067,3 +1067,44 @@ fn update_pipe_applies_a_changed_limit_to_the_accept_at_once() {
     let (_, _, a, _) = s.connect();
     assert_eq!(a, addr(1));
 }
+
+/// The server's answer can be handled before the completion of our last handshake send (both
+/// in one batch of events): the pumps, which send on the same socket, wait for that completion.
+#[test]
+fn e_pumps_wait_for_the_last_handshake_send_to_complete() {
+    let mut s = Sim::new(config(Mode::Encrypt));
+    let client = s.accept();
+    let (target, token, _, _) = s.connect();
+    s.connected(token, Ok(()));
+    let mut peer = Peer::new(Role::Server, KEY);
+    let nonce_s = peer.hello();
+    let nonce_c = s.sent(target);
+    assert!(peer.exchange(&nonce_c).expect("nonce").is_empty());
+    s.recv(target, &nonce_s);
+    // y_C ‖ h_C is handed to the driver but its completion is not delivered yet.
+    let (_, y_c, _) = s
+        .io()
+        .sends
+        .iter()
+        .find(|(h, ..)| *h == target)
+        .expect("y_C")
+        .clone();
+    let y_s = peer.exchange(&y_c).expect("y_S");
+    s.recv(target, &y_s);
+    assert_eq!(
+        s.stats().handshakes,
+        0,
+        "not finished while our send is in flight"
+    );
+    assert!(!s.has_recv(client), "no pumps yet");
+    // Now the send completes: the handshake finishes and the pumps start.
+    assert_eq!(s.sent(target), y_c);
+    assert_eq!(s.stats().handshakes, 1);
+    assert!(s.has_recv(client) && s.has_recv(target));
+    s.recv(client, b"after");
+    let sealed = s.sent(target);
+    let (_, dec) = peer.stream.as_mut().expect("session");
+    let mut plain = Vec::new();
+    dec.decode(&sealed, &mut plain).expect("decode");
+    assert_eq!(plain, b"after");
+}
