@@ -11,18 +11,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use spiperelay::cli::{Mode, PfsPolicy};
+use spiperelay::cli::Mode;
 use spiperelay::io::epoll::{Epoll, EpollConfig};
 use spiperelay::io::sys;
 use spiperelay::io::uring::{Uring, UringConfig};
 use spiperelay::io::{Driver, SockAddr};
 use spiperelay::os::limits;
 use spiperelay::proto::crypt::Role;
+use spiperelay::proto::handshake::ExchangePolicy;
 use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair};
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::relay::keys::{KeyRing, RingMode};
 use spiperelay::relay::log::{Logger, Sink};
-use spiperelay::relay::{Relay, RelayConfig};
+use spiperelay::relay::{PipeConfig, Relay};
 
 const KEY_FILE: &[u8] = b"relay_pool test key\n";
 const GARBAGE: usize = 60;
@@ -134,7 +135,7 @@ fn run<D: Driver>(io: D, x25519: bool) {
     let listener = sys::listen_tcp("127.0.0.1:0".parse().expect("addr")).expect("listen");
     let local = sys::local_addr(std::os::fd::AsFd::as_fd(&listener)).expect("local addr");
     let addr = local.as_socket().expect("tcp address");
-    let cfg = RelayConfig {
+    let cfg = PipeConfig {
         mode: Mode::Decrypt,
         targets: vec![SockAddr::from(target)],
         keys: KeyRing::new(
@@ -143,8 +144,11 @@ fn run<D: Driver>(io: D, x25519: bool) {
             RingMode::Decrypt,
         )
         .expect("key ring"),
-        pfs: PfsPolicy::Standard,
-        x25519,
+        exchange: if x25519 {
+            ExchangePolicy::X25519
+        } else {
+            ExchangePolicy::Group14Pfs
+        },
         max_connections: None,
         // Generous: a loaded machine running debug builds must not hit it.
         timeout: Duration::from_secs(30),

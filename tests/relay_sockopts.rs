@@ -8,17 +8,18 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use socket2::SockRef;
-use spiperelay::cli::{Mode, PfsPolicy};
+use spiperelay::cli::Mode;
 use spiperelay::io::SockAddr;
 use spiperelay::io::epoll::{Epoll, EpollConfig};
 use spiperelay::io::sys;
+use spiperelay::proto::handshake::ExchangePolicy;
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::relay::keys::{KeyRing, RingMode};
 use spiperelay::relay::log::{Logger, Sink};
-use spiperelay::relay::{Relay, RelayConfig};
+use spiperelay::relay::{PipeConfig, Relay};
 
-fn config(keepalive: bool) -> RelayConfig {
-    RelayConfig {
+fn config(keepalive: bool) -> PipeConfig {
+    PipeConfig {
         mode: Mode::Decrypt,
         targets: vec![SockAddr::from(
             "127.0.0.1:9".parse::<std::net::SocketAddr>().expect("addr"),
@@ -29,8 +30,7 @@ fn config(keepalive: bool) -> RelayConfig {
             RingMode::Decrypt,
         )
         .expect("key ring"),
-        pfs: PfsPolicy::Disabled,
-        x25519: false,
+        exchange: ExchangePolicy::Group14NoPfs,
         max_connections: None,
         timeout: Duration::from_secs(5),
         keepalive,

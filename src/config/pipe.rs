@@ -6,6 +6,7 @@
 //! Defaults are spiped 1.6's: a [`PipeSpec`] built with [`PipeSpec::new`] behaves exactly as
 //! `spiped -e|-d -s SOURCE -t TARGET -k KEY...` with no other option.
 
+use crate::proto::handshake::ExchangePolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,6 +92,18 @@ impl PfsPolicy {
             Self::Standard => "standard",
             Self::Disabled => "disabled",
             Self::Required => "required",
+        }
+    }
+
+    /// The exchange this policy selects, with `--x25519` or without. X25519 mode always has
+    /// forward secrecy: the command-line parsers and the configuration file refuse `--x25519`
+    /// with `-f` (the one check of that pair), so here `x25519` wins.
+    pub fn exchange(self, x25519: bool) -> ExchangePolicy {
+        match (x25519, self) {
+            (true, _) => ExchangePolicy::X25519,
+            (false, Self::Disabled) => ExchangePolicy::Group14NoPfs,
+            (false, Self::Standard) => ExchangePolicy::Group14Pfs,
+            (false, Self::Required) => ExchangePolicy::Group14RequirePfs,
         }
     }
 }

@@ -16,8 +16,8 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::slots::{Slots, split};
 use super::{Driver, Event, Handle, SockAddr, SubmitError, Token, WaitError, sys};
+use crate::relay::slots::{Slots, split_raw};
 
 /// Settings for a [`Forwarder`].
 #[derive(Clone, Debug)]
@@ -165,7 +165,7 @@ impl<D: Driver> Forwarder<D> {
     }
 
     fn handle(&mut self, ev: Event) {
-        let (slot, generation, tag) = split(ev.token());
+        let (slot, generation, tag) = split_raw(ev.token());
         match ev {
             Event::Accepted { conn, .. } => self.on_accept(conn),
             Event::AcceptFailed { error, armed, .. } => {
@@ -251,7 +251,7 @@ impl<D: Driver> Forwarder<D> {
     }
 
     fn tok(&self, slot: u32, tag: u64) -> Token {
-        self.conns.token(slot, tag)
+        self.conns.raw_token(slot, tag)
     }
 
     fn on_accept(&mut self, client: Handle) {

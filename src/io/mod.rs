@@ -25,17 +25,17 @@
 //! - [`bufring`]: the provided-buffer ring that backs [`RecvBuf`].
 //! - `fdtable`: the generation-checked table of sockets both backends keep their entries in.
 //! - [`sys`]: socket helpers shared by all backends (listeners, stale Unix sockets, options).
-//! - [`slots`]: connection slots and the [`Token`] layout for event loops on a [`Driver`] (the
-//!   relay's and the forwarder's).
-//! - [`forward`]: a plaintext TCP/Unix forwarder on this interface, the test harness the
-//!   encrypted relay will replace.
 
 pub mod any;
 pub mod bufring;
 pub mod epoll;
 mod fdtable;
+/// A plaintext forwarder on the [`Driver`] interface: the floor benchmark of
+/// `examples/plain_forward.rs` and the io tests' harness. Not part of the library's API (hidden
+/// from its documentation, no stability promise); it lives here only because the example and
+/// the integration tests can reach nothing else.
+#[doc(hidden)]
 pub mod forward;
-pub mod slots;
 pub mod sys;
 pub mod uring;
 

@@ -9,15 +9,16 @@
 //!  read y_S ‖ h_S, validate ◀──────────────────── derive keys (§1.7)
 //!  derive keys
 //! ```
-//! The machine does no I/O: the caller sends [`Handshake::output`], feeds what it reads to
-//! [`Handshake::read`] (which never consumes more than the handshake needs, so bytes that follow
-//! the handshake stay with the caller), and calls [`Handshake::finish`] once
-//! [`Handshake::is_done`] and all output is sent. Nonces and DH private values are handed in.
+//! The machine does no I/O. After each call the caller asks [`Handshake::next_step`] for the one
+//! [`Step`] it needs: bytes to send, a key pair, the deferred derivation, more input (fed to
+//! [`Handshake::read`], which never consumes more than the handshake needs, so bytes that
+//! follow the handshake stay with the caller), or the finished [`Session`]. Nonces and DH
+//! private values are handed in; [`ExchangePolicy`] names the exchange a pipe runs.
 //!
 //! Two exchanges share this machine ([`Exchange`]): spiped's group 14 and spiperelay's
 //! `--x25519` mode ([`crate::proto::x25519`]; same messages and lengths, domain-separated
 //! derivations). The key pair may be handed in up front or deferred: a deferred handshake stops
-//! with [`Handshake::wants_key_pair`] where it needs one (a client after the server's nonce, a
+//! with [`Step::NeedKeyPair`] where it needs one (a client after the server's nonce, a
 //! server only after the client's MAC verified) and goes on after
 //! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
 //! derivation is reported as a mode mismatch instead of a wrong key.
@@ -39,7 +40,7 @@ use crate::proto::{DH_PUBLIC_LEN, HANDSHAKE_LEN, HandshakeError, MAC_LEN, NONCE_
 /// Which key exchange a handshake runs, and the local key material it starts with.
 ///
 /// The `Deferred` forms start without a key pair: the handshake asks for one through
-/// [`Handshake::wants_key_pair`] only when it needs it — a client after the server's nonce, a
+/// [`Step::NeedKeyPair`] only when it needs it — a client after the server's nonce, a
 /// server only after the client's MAC verified — so an unauthenticated client never costs a key
 /// generation, let alone a shared-secret computation.
 #[allow(clippy::large_enum_variant)] // moved a few times per handshake; a Box would allocate
@@ -56,6 +57,82 @@ pub enum Exchange {
     X25519(X25519KeyPair),
     /// spiperelay's X25519 mode; the key pair is supplied later.
     X25519Deferred,
+}
+
+/// Which key exchange a pipe runs and with which forward-secrecy rule: the one place where
+/// `-f`, `-g` and `--x25519` meet. X25519 mode always has forward secrecy, so "X25519 without
+/// forward secrecy" (`--x25519` with `-f`) cannot be expressed; the command line refuses that
+/// pair of flags before building one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ExchangePolicy {
+    /// spiped's group 14 with `-f`: no Diffie-Hellman (`y = 1`, §1.6); needs no key pair.
+    Group14NoPfs,
+    /// spiped's group 14 with a fresh key pair per connection (§1.6).
+    #[default]
+    Group14Pfs,
+    /// spiped's group 14 with `-g`: as [`ExchangePolicy::Group14Pfs`], and a peer that sends
+    /// `y = 1` is dropped.
+    Group14RequirePfs,
+    /// spiperelay's X25519 mode (`--x25519`, see [`x25519`]).
+    X25519,
+}
+
+impl ExchangePolicy {
+    /// The kind of key pair each handshake under this policy needs; `None` for
+    /// [`ExchangePolicy::Group14NoPfs`], which needs none.
+    pub fn key_kind(self) -> Option<KeyKind> {
+        match self {
+            Self::Group14NoPfs => None,
+            Self::Group14Pfs | Self::Group14RequirePfs => Some(KeyKind::Group14),
+            Self::X25519 => Some(KeyKind::X25519),
+        }
+    }
+
+    /// The [`Exchange`] of a handshake that asks for its key pair when it needs one
+    /// ([`Step::NeedKeyPair`]); [`ExchangePolicy::Group14NoPfs`] never asks.
+    pub fn deferred(self) -> Exchange {
+        match self {
+            Self::Group14NoPfs => Exchange::Group14(DhMode::NoPfs),
+            Self::Group14Pfs => Exchange::Group14Deferred { require_pfs: false },
+            Self::Group14RequirePfs => Exchange::Group14Deferred { require_pfs: true },
+            Self::X25519 => Exchange::X25519Deferred,
+        }
+    }
+
+    /// The [`Exchange`] of a handshake whose key pair is made now from `private` (32 random
+    /// bytes; unused for [`ExchangePolicy::Group14NoPfs`]): one group-14 exponentiation or one
+    /// X25519 base-point multiplication.
+    pub fn with_private(self, private: [u8; 32]) -> Exchange {
+        match self {
+            Self::Group14NoPfs => Exchange::Group14(DhMode::NoPfs),
+            Self::Group14Pfs => Exchange::Group14(DhMode::Pfs(DhKeyPair::from_private(private))),
+            Self::Group14RequirePfs => {
+                Exchange::Group14(DhMode::RequirePfs(DhKeyPair::from_private(private)))
+            }
+            Self::X25519 => Exchange::X25519(X25519KeyPair::from_private(private)),
+        }
+    }
+}
+
+/// What a handshake needs from its caller next ([`Handshake::next_step`]), in the manner of
+/// boringtun's `TunnResult`: exactly one thing at a time.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Send these bytes to the peer, then mark them sent with [`Handshake::consume_output`]
+    /// (all of them, or as many as were written). Until then `next` returns them again.
+    Send(&'a [u8]),
+    /// Hand in a key pair of this kind with [`Handshake::provide_key_pair`]. Only handshakes
+    /// started with a deferred [`Exchange`] ask; a server asks only after the client's MAC
+    /// verified.
+    NeedKeyPair(KeyKind),
+    /// A server made with [`Handshake::answer_before_deriving`] has handed out its answer and
+    /// waits for [`Handshake::derive`]; call it once the answer is on its way.
+    Derive,
+    /// Feed this many more peer bytes (at most) to [`Handshake::read`].
+    NeedInput(usize),
+    /// The handshake is complete and everything was sent; the session is handed over, and the
+    /// handshake is spent (later calls return [`HandshakeError::UnexpectedKeyPair`]).
+    Done(Box<Session>),
 }
 
 /// The kind of key pair a handshake asks for.
@@ -169,6 +246,18 @@ enum State {
     Done(Box<Session>),
     /// The handshake failed; every later call reports this error.
     Failed(HandshakeError),
+    /// The session was handed out by [`Handshake::next_step`].
+    Finished,
+}
+
+/// What the peer closing the connection in the middle of a handshake means
+/// ([`Handshake::peer_closed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerClosed {
+    /// It closed right after our `y ‖ h`: it rejected our MAC.
+    Rejected,
+    /// It closed before the exchange reached that point.
+    Early,
 }
 
 /// One side of a spiped handshake. See the module documentation for the call sequence.
@@ -297,6 +386,49 @@ impl Handshake {
             .unwrap_or_default()
     }
 
+    /// What the handshake needs next; see [`Step`]. The one question a driver asks after
+    /// each [`Handshake::read`], [`Handshake::provide_key_pair`], [`Handshake::derive`] or
+    /// [`Handshake::consume_output`]. Pending output comes first, so a server's answer is
+    /// handed out before it asks for [`Step::Derive`] and the session is handed over only
+    /// after the last byte is marked sent.
+    ///
+    /// # Errors
+    /// The error of a failed handshake (as [`Handshake::read`] returned it);
+    /// [`HandshakeError::UnexpectedKeyPair`] once the session has been handed out.
+    pub fn next_step(&mut self) -> Result<Step<'_>, HandshakeError> {
+        if let State::Failed(e) = self.state {
+            return Err(e);
+        }
+        if self.output_start < self.output_end {
+            return Ok(Step::Send(self.output()));
+        }
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Done(session) => Ok(Step::Done(session)),
+            State::Finished => Err(HandshakeError::UnexpectedKeyPair),
+            other => {
+                self.state = other;
+                Ok(match self.state {
+                    State::AwaitClientPair | State::AwaitServerPair(_) => {
+                        Step::NeedKeyPair(self.local.kind())
+                    }
+                    State::Answered(_) => Step::Derive,
+                    _ => Step::NeedInput(self.wanted()),
+                })
+            }
+        }
+    }
+
+    /// What the peer closing the connection now means (a client that sent its `y_C ‖ h_C` and
+    /// waits for the server's was rejected: wrong key, or `--x25519` on one end only, since a
+    /// spiped server closes at once on a bad MAC).
+    pub fn peer_closed(&self) -> PeerClosed {
+        if self.awaiting_peer_value() {
+            PeerClosed::Rejected
+        } else {
+            PeerClosed::Early
+        }
+    }
+
     /// Marks the first `n` bytes of [`Handshake::output`] as sent. `n` larger than the pending
     /// output counts as all of it.
     pub fn consume_output(&mut self, n: usize) {
@@ -314,7 +446,8 @@ impl Handshake {
             | State::AwaitServerPair(_)
             | State::Answered(_)
             | State::Done(_)
-            | State::Failed(_) => 0,
+            | State::Failed(_)
+            | State::Finished => 0,
         }
     }
 
@@ -639,6 +772,7 @@ impl std::fmt::Debug for Handshake {
             State::ReadYh => "read-yh",
             State::Done(_) => "done",
             State::Failed(_) => "failed",
+            State::Finished => "finished",
         };
         f.debug_struct("Handshake")
             .field("role", &self.role)
@@ -677,5 +811,106 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("key_index", &self.key_index)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"handshake step test key\n";
+
+    fn start(role: Role, policy: ExchangePolicy, nonce: u8) -> Handshake {
+        let keys = KeySet::single(Key::from_key_file(KEY));
+        Handshake::with_exchange(role, keys, [nonce; NONCE_LEN], policy.deferred())
+            .answer_before_deriving()
+    }
+
+    /// Drives `hs` with `next` alone, handing in pairs and deriving when asked; returns the
+    /// bytes to send and the session once done.
+    fn run(hs: &mut Handshake, seed: u8) -> (Vec<u8>, Option<Box<Session>>) {
+        let mut out = Vec::new();
+        loop {
+            match hs.next_step().expect("step") {
+                Step::Send(bytes) => {
+                    let n = bytes.len();
+                    out.extend_from_slice(bytes);
+                    hs.consume_output(n);
+                }
+                Step::NeedKeyPair(kind) => hs
+                    .provide_key_pair(KeyPair::from_private(kind, [seed; 32]))
+                    .expect("pair"),
+                Step::Derive => hs.derive().expect("derive"),
+                Step::NeedInput(n) => {
+                    assert!(n > 0);
+                    return (out, None);
+                }
+                Step::Done(session) => return (out, Some(session)),
+            }
+        }
+    }
+
+    #[test]
+    fn next_alone_drives_both_roles_to_a_session_under_every_policy() {
+        for policy in [
+            ExchangePolicy::Group14NoPfs,
+            ExchangePolicy::X25519,
+            ExchangePolicy::Group14Pfs,
+        ] {
+            let mut c = start(Role::Client, policy, 1);
+            let mut s = start(Role::Server, policy, 2);
+            let (mut to_s, _) = run(&mut c, 3);
+            let (mut to_c, _) = run(&mut s, 4);
+            let mut sessions = (None, None);
+            for _ in 0..4 {
+                if sessions.0.is_none() {
+                    c.read(&std::mem::take(&mut to_c)).expect("client read");
+                    let (o, done) = run(&mut c, 3);
+                    to_s.extend(o);
+                    sessions.0 = done;
+                }
+                if sessions.1.is_none() {
+                    s.read(&std::mem::take(&mut to_s)).expect("server read");
+                    let (o, done) = run(&mut s, 4);
+                    to_c.extend(o);
+                    sessions.1 = done;
+                }
+            }
+            let (Some(cs), Some(ss)) = sessions else {
+                panic!("{policy:?}: no session");
+            };
+            let (mut enc, _) = cs.into_stream();
+            let (_, mut dec) = ss.into_stream();
+            let mut wire = Vec::new();
+            enc.encode(b"ping", &mut wire).expect("encode");
+            let mut plain = Vec::new();
+            dec.decode(&wire, &mut plain).expect("decode");
+            assert_eq!(plain, b"ping", "{policy:?}");
+            assert_eq!(c.next_step().err(), Some(HandshakeError::UnexpectedKeyPair));
+        }
+    }
+
+    #[test]
+    fn next_asks_for_the_pair_only_where_the_policy_needs_one() {
+        assert_eq!(ExchangePolicy::Group14NoPfs.key_kind(), None);
+        assert_eq!(ExchangePolicy::X25519.key_kind(), Some(KeyKind::X25519));
+        let mut c = start(Role::Client, ExchangePolicy::X25519, 1);
+        assert!(matches!(c.next_step(), Ok(Step::Send(b)) if b.len() == NONCE_LEN));
+        c.consume_output(NONCE_LEN);
+        assert!(matches!(c.next_step(), Ok(Step::NeedInput(NONCE_LEN))));
+        c.read(&[5; NONCE_LEN]).expect("nonce");
+        assert!(matches!(
+            c.next_step(),
+            Ok(Step::NeedKeyPair(KeyKind::X25519))
+        ));
+        assert_eq!(c.peer_closed(), PeerClosed::Early);
+        c.provide_key_pair(KeyPair::from_private(KeyKind::X25519, [7; 32]))
+            .expect("pair");
+        assert!(matches!(c.next_step(), Ok(Step::Send(b)) if b.len() == YH_LEN));
+        c.consume_output(YH_LEN);
+        assert_eq!(c.peer_closed(), PeerClosed::Rejected);
+        // A failed handshake reports its error from `next` too.
+        assert_eq!(c.read(&[0; YH_LEN]), Err(HandshakeError::BadDhMac));
+        assert_eq!(c.next_step().err(), Some(HandshakeError::BadDhMac));
     }
 }

@@ -53,7 +53,7 @@ use crate::os::notify::{self, Notifier};
 use crate::os::{limits, process, signals, user};
 
 use super::control::{Rotation, RotationError};
-use super::engine::{Relay, RelayConfig, RelayError};
+use super::engine::{PipeConfig, Relay, RelayError};
 use super::keyfile::{self, KeyFileError};
 use super::log::{Logger, Sink};
 
@@ -625,12 +625,11 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let _ = limits::raise_nofile_limit();
 
     let shares = connection_shares(args.max_connections, args.threads);
-    let cfg = RelayConfig {
+    let cfg = PipeConfig {
         mode: args.mode,
         targets,
         keys: rotation.ring(),
-        pfs: args.pfs,
-        x25519: args.x25519,
+        exchange: args.pfs.exchange(args.x25519),
         max_connections: shares[0],
         timeout: args.timeout,
         keepalive: !args.no_keepalive,
@@ -641,7 +640,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let mut extra = Vec::with_capacity(shares.len() - 1);
     for share in &shares[1..] {
         let fd = listener.try_clone().map_err(StartupError::DupListener)?;
-        let cfg = RelayConfig {
+        let cfg = PipeConfig {
             max_connections: *share,
             ..cfg.clone()
         };
@@ -779,7 +778,7 @@ fn worker(
     backend: Backend,
     forced: Option<Backend>,
     listener: OwnedFd,
-    cfg: RelayConfig,
+    cfg: PipeConfig,
     mut log: Logger,
     signals: &signals::SignalCounts,
     shared: &Shared,

@@ -1,7 +1,11 @@
 //! The relay: spiped's `-e` / `-d` daemon on the io layer and the protocol core (spec §4).
 //!
-//! - [`engine`]: the per-connection state machine and listener handling over any
-//!   [`Driver`](crate::io::Driver); no process-wide state.
+//! - [`conn`]: one connection as a sans-IO state machine: events and the time in, actions
+//!   out.
+//! - [`engine`]: the event loop over any [`Driver`](crate::io::Driver): pipes (listeners, their
+//!   settings, accept limits and back-off) and the connections they accept, each a
+//!   [`conn::Conn`] whose actions it carries out; no process-wide state.
+//! - `slots`: connection slots and the token layout of the engine's io operations.
 //! - [`daemon`]: startup (keys, addresses, binding, daemonising, pidfile), signals and the event
 //!   loop of the `spiperelay` binary.
 //! - [`keyfile`]: the one key-file reader (startup, reload, rotation, spipe) with its rules
@@ -14,6 +18,7 @@
 //! - [`check_config`]: `spiperelay check-config FILE`, with the daemon's key-file checks.
 
 pub mod check_config;
+pub mod conn;
 pub mod control;
 pub mod daemon;
 pub mod engine;
@@ -21,7 +26,9 @@ pub mod keyfile;
 pub mod keys;
 pub mod log;
 pub mod pool;
+pub(crate) mod slots;
 pub mod spipe;
 
+pub use conn::{DropReason, Side};
 pub use daemon::{DaemonError, RunError, StartupError, run};
-pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};
+pub use engine::{PipeConfig, PipeId, Relay, RelayError, RelayStats};

@@ -25,15 +25,14 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockAddr, Socket};
 
-use crate::cli::{PfsPolicy, SpipeArgs};
+use crate::cli::SpipeArgs;
 use crate::io::sys;
 use crate::os::random::fill_random;
-use crate::proto::crypt::{DhKeyPair, DhMode, Role};
+use crate::proto::crypt::Role;
 use crate::proto::dh::DH_PRIVATE_LEN;
-use crate::proto::handshake::{Exchange, Handshake};
+use crate::proto::handshake::{Handshake, Step};
 use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
-use crate::proto::x25519::X25519KeyPair;
 use crate::proto::{HANDSHAKE_LEN, NONCE_LEN, PACKET_LEN};
 
 use super::daemon::{self, StartupError};
@@ -164,22 +163,12 @@ fn handshake(
     fill_random(&mut nonce)
         .and_then(|()| fill_random(&mut private[..]))
         .map_err(|e| failed(format!("cannot read random bytes: {e}")))?;
-    // `--x25519` (PROTOCOL.md) always has forward secrecy; the parser refuses it with -f.
-    let exchange = match (args.x25519, args.pfs) {
-        (true, _) => Exchange::X25519(X25519KeyPair::from_private(*private)),
-        (false, PfsPolicy::Disabled) => Exchange::Group14(DhMode::NoPfs),
-        (false, PfsPolicy::Standard) => {
-            Exchange::Group14(DhMode::Pfs(DhKeyPair::from_private(*private)))
-        }
-        (false, PfsPolicy::Required) => {
-            Exchange::Group14(DhMode::RequirePfs(DhKeyPair::from_private(*private)))
-        }
-    };
+    let exchange = args.pfs.exchange(args.x25519).with_private(*private);
     let mut hs = Handshake::with_exchange(Role::Client, keys, nonce, exchange);
     let mut stream = sock;
     let mut buf = vec![0u8; HANDSHAKE_LEN + SOCKET_CHUNK];
     let mut leftover = Vec::new();
-    loop {
+    let session = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(timed_out());
@@ -188,30 +177,31 @@ fn handshake(
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
             _ => failed(e.to_string()),
         };
-        if !hs.output().is_empty() {
-            let _ = sock.set_write_timeout(Some(left));
-            let n = stream.write(hs.output()).map_err(timed)?;
-            hs.consume_output(n);
-            continue;
+        match hs.next_step().map_err(|e| failed(e.to_string()))? {
+            Step::Send(out) => {
+                let _ = sock.set_write_timeout(Some(left));
+                let n = stream.write(out).map_err(timed)?;
+                hs.consume_output(n);
+            }
+            Step::NeedInput(_) => {
+                let _ = sock.set_read_timeout(Some(left));
+                let n = stream.read(&mut buf).map_err(timed)?;
+                if n == 0 {
+                    return Err(failed("the server closed the connection".into()));
+                }
+                let used = hs.read(&buf[..n]).map_err(|e| failed(e.to_string()))?;
+                leftover.extend_from_slice(&buf[used..n]);
+            }
+            Step::Done(session) => break session,
+            // The key pair is handed in up front and a client derives at once: neither is
+            // ever asked for here.
+            Step::NeedKeyPair(_) | Step::Derive => {
+                return Err(failed("handshake incomplete".into()));
+            }
         }
-        if hs.is_done() {
-            break;
-        }
-        let _ = sock.set_read_timeout(Some(left));
-        let n = stream.read(&mut buf).map_err(timed)?;
-        if n == 0 {
-            return Err(failed("the server closed the connection".into()));
-        }
-        let used = hs.read(&buf[..n]).map_err(|e| failed(e.to_string()))?;
-        leftover.extend_from_slice(&buf[used..n]);
-    }
-    match hs.finish() {
-        Ok(session) => {
-            let (enc, dec) = session.into_stream();
-            Ok((enc, dec, leftover))
-        }
-        Err(_) => Err(failed("handshake incomplete".into())),
-    }
+    };
+    let (enc, dec) = session.into_stream();
+    Ok((enc, dec, leftover))
 }
 
 /// Which direction finished, for the joining thread.
