@@ -57,3 +57,7 @@ echo "== cargo clippy --all-targets -D warnings" >&2
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked "$@"
+# The interop and tamper tests again with only the reference RustCrypto paths (no kernel crates),
+# so a kernel bug and a relay bug can be told apart (README "Kernels").
+echo "== cargo test (SPIPERELAY_KERNELS=reference): interop, tamper, kernels" >&2
+SPIPERELAY_KERNELS=reference cargo test --locked --test interop --test tamper --test kernels "$@"

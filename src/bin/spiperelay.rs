@@ -9,8 +9,13 @@
 //! | `spiped ARGS` (argv[0]) | the daemon, spiped's command line exactly |
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
+//! | `spiperelay kernels` | prints which implementation of each primitive runs on this CPU |
 //! | `spiperelay --help` | this program's usage, exit 0 |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
+//!
+//! `SPIPERELAY_KERNELS=reference` in the environment (any command) runs only the reference
+//! RustCrypto paths instead of our kernel crates (`spiperelay::proto::kernels`); `fast` (the
+//! default) runs the kernels. Any other value is an error before anything starts.
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
 //! errors, as spiped does) and exit with status 1. Under the names `spiped` and `spipe`, a
@@ -23,6 +28,7 @@ use std::process::ExitCode;
 use spiperelay::cli::{
     SPIPE_USAGE, SPIPED_USAGE, SpipeArgs, SpipeCommand, SpipedArgs, SpipedCommand,
 };
+use spiperelay::proto::kernels::Kernels;
 use spiperelay::relay::{keyfile, spipe};
 
 /// The usage of the subcommands, after spiped's usage text, for `spiperelay --help`.
@@ -31,8 +37,12 @@ const SUBCOMMANDS_USAGE: &str = "\
            [-o <connection timeout>] [-b <bind address>] [--x25519]
        spiperelay keygen [--force] <key file>
        spiperelay keys [--control <socket>] {status | rotate <key file> | set [--force] <key file>}
+       spiperelay kernels
        spiperelay --help
 ";
+
+/// The environment variable that selects the kernel set (`fast` or `reference`).
+const KERNELS_ENV: &str = "SPIPERELAY_KERNELS";
 
 /// The usage of `spiperelay keygen`.
 const KEYGEN_USAGE: &str = "usage: spiperelay keygen [--force] <key file>\n";
@@ -48,6 +58,15 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|| "spiperelay".to_owned());
     let args: Vec<OsString> = argv.collect();
+    if let Some(value) = std::env::var_os(KERNELS_ENV) {
+        match Kernels::parse(&value.to_string_lossy()) {
+            Ok(kernels) => kernels.select(),
+            Err(e) => {
+                eprintln!("{program}: {KERNELS_ENV}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let first = args.first().and_then(|a| a.to_str());
     match (program.as_str(), first) {
         ("spipe", _) => spipe_main("spipe", args, DropIn::Exact),
@@ -60,6 +79,10 @@ fn main() -> ExitCode {
         (_, Some("keygen")) => keygen_main(&program, args.into_iter().skip(1).collect()),
         (_, Some("keys")) => {
             spiperelay::relay::control::keys_main(&program, args.into_iter().skip(1).collect())
+        }
+        (_, Some("kernels")) if args.len() == 1 => {
+            println!("{}", Kernels::current().describe());
+            ExitCode::SUCCESS
         }
         (_, Some("--help" | "-h" | "help")) => {
             print!("{SPIPED_USAGE}{SUBCOMMANDS_USAGE}");

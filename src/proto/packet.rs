@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::proto::crypt::{Role, SecretKey, SessionKeys};
+use crate::proto::kernels::Kernels;
 use crate::proto::{
     CIPHERTEXT_LEN, LENGTH_FIELD_LEN, MAC_LEN, MAX_PAYLOAD, PACKET_LEN, PacketError,
     SESSION_KEY_LEN,
@@ -93,6 +94,9 @@ struct MacKey {
     outer: [u32; 8],
     /// The multi-buffer kernel, detected once per key.
     backend: Backend,
+    /// [`Kernels::Reference`]: the key itself, and every tag through the `hmac` crate instead
+    /// of the states above (which are then unused).
+    reference: Option<SecretKey>,
 }
 
 impl Drop for MacKey {
@@ -103,8 +107,14 @@ impl Drop for MacKey {
 }
 
 impl MacKey {
-    fn new(key: &SecretKey) -> Self {
-        Self::with_backend(key, Backend::detect())
+    fn new(key: &SecretKey, kernels: Kernels) -> Self {
+        match kernels {
+            Kernels::Fast => Self::with_backend(key, Backend::detect()),
+            Kernels::Reference => Self {
+                reference: Some(key.clone()),
+                ..Self::with_backend(key, Backend::portable())
+            },
+        }
     }
 
     fn with_backend(key: &SecretKey, backend: Backend) -> Self {
@@ -121,6 +131,7 @@ impl MacKey {
             inner: keyed(IPAD),
             outer: keyed(OPAD),
             backend,
+            reference: None,
         }
     }
 
@@ -149,6 +160,12 @@ impl MacKey {
         tags: &mut [[u8; MAC_LEN]],
     ) {
         let n = ciphertexts.len().min(pnums.len()).min(tags.len()).min(CAP);
+        if let Some(key) = &self.reference {
+            for ((tag, ct), pnum) in tags.iter_mut().zip(ciphertexts).zip(pnums).take(n) {
+                *tag = reference_tag(key, ct, *pnum);
+            }
+            return;
+        }
         let mut states = [self.inner; CAP];
         let states = &mut states[..n];
         let mut data: [&[u8]; CAP] = [&[]; CAP];
@@ -193,6 +210,17 @@ impl MacKey {
     }
 }
 
+/// HMAC-SHA256(`key`, `ciphertext` ‖ BE64(`pnum`)) by the `hmac` and `sha2` crates alone
+/// ([`Kernels::Reference`]).
+fn reference_tag(key: &SecretKey, ciphertext: &[u8; CIPHERTEXT_LEN], pnum: u64) -> [u8; MAC_LEN] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(ciphertext);
+    mac.update(&pnum.to_be_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// SHA-256's final length field for a message of `len` bytes: BE64 of its length in bits.
 const fn bit_len(len: usize) -> [u8; 8] {
     ((len as u64) * 8).to_be_bytes()
@@ -219,10 +247,15 @@ struct DirectionState {
 }
 
 impl DirectionState {
-    fn new(enc: &SecretKey, mac: &SecretKey) -> Self {
+    fn new(enc: &SecretKey, mac: &SecretKey, kernels: Kernels) -> Self {
+        let aes_backend = match kernels {
+            Kernels::Fast => aes_ctr_x86::Backend::detect(),
+            // The `aes` + `ctr` crates (`ctr::Ctr128BE<Aes256>`), no kernel of ours.
+            Kernels::Reference => aes_ctr_x86::Backend::portable(),
+        };
         Self {
-            aes: Aes256CtrKey::new(enc.as_bytes()),
-            mac: MacKey::new(mac),
+            aes: Aes256CtrKey::with_backend(enc.as_bytes(), aes_backend),
+            mac: MacKey::new(mac, kernels),
             next: Some(0),
         }
     }
@@ -323,11 +356,17 @@ pub struct Sealer(DirectionState);
 
 impl Sealer {
     /// A sealer for the packets that `role` sends, with the keys of `keys` (E_C/H_C for the
-    /// client, E_S/H_S for the server) and packet number 0.
+    /// client, E_S/H_S for the server) and packet number 0, on the process-wide
+    /// [`Kernels::current`] implementations.
     pub fn new(keys: &SessionKeys, role: Role) -> Self {
+        Self::with_kernels(keys, role, Kernels::current())
+    }
+
+    /// Like [`Sealer::new`] on the implementations of `kernels` (the same packets either way).
+    pub fn with_kernels(keys: &SessionKeys, role: Role, kernels: Kernels) -> Self {
         Self(match role {
-            Role::Client => DirectionState::new(&keys.enc_client, &keys.mac_client),
-            Role::Server => DirectionState::new(&keys.enc_server, &keys.mac_server),
+            Role::Client => DirectionState::new(&keys.enc_client, &keys.mac_client, kernels),
+            Role::Server => DirectionState::new(&keys.enc_server, &keys.mac_server, kernels),
         })
     }
 
@@ -468,6 +507,11 @@ impl Opener {
     /// at packet number 0.
     pub fn new(keys: &SessionKeys, peer: Role) -> Self {
         Self(Sealer::new(keys, peer).0)
+    }
+
+    /// Like [`Opener::new`] on the implementations of `kernels` (the same results either way).
+    pub fn with_kernels(keys: &SessionKeys, peer: Role, kernels: Kernels) -> Self {
+        Self(Sealer::with_kernels(keys, peer, kernels).0)
     }
 
     /// Opens one packet into `out` and returns the payload length L; the payload is
@@ -818,6 +862,52 @@ mod tests {
                 Err(PacketError::CounterExhausted)
             );
         }
+    }
+
+    #[test]
+    fn reference_kernels_seal_and_open_exactly_what_the_fast_ones_do() {
+        let key = |b: u8| SecretKey::from_slice(&[b; SESSION_KEY_LEN]);
+        let keys = SessionKeys {
+            enc_client: key(1),
+            mac_client: key(2),
+            enc_server: key(3),
+            mac_server: key(4),
+        };
+        let mut fast = Sealer::with_kernels(&keys, Role::Client, Kernels::Fast);
+        let mut reference = Sealer::with_kernels(&keys, Role::Client, Kernels::Reference);
+        let mut fast_open = Opener::with_kernels(&keys, Role::Client, Kernels::Fast);
+        let mut ref_open = Opener::with_kernels(&keys, Role::Client, Kernels::Reference);
+        // Reads of every size class: single packets, partial and full groups, several groups.
+        for len in [1, 15, 1024, 1025, 5000, 16 * 1024, 17 * 1024 + 3, 40 * 1024] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            fast.seal_append(&plain, &mut a).expect("fast seal");
+            reference
+                .seal_append(&plain, &mut b)
+                .expect("reference seal");
+            assert!(a == b, "{len} bytes: the same packets in both modes");
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            assert_eq!(ref_open.open_append(&a, &mut x), Ok(len));
+            assert_eq!(fast_open.open_append(&b, &mut y), Ok(len));
+            assert!(
+                x == plain && y == plain,
+                "{len} bytes: each mode opens the other's"
+            );
+        }
+        // A tampered packet fails the same way in both modes.
+        let mut wire = Vec::new();
+        fast.seal_append(&[9; 3000], &mut wire).expect("seal");
+        wire[PACKET_LEN + 7] ^= 1;
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        assert_eq!(
+            fast_open.open_append(&wire, &mut x),
+            Err(PacketError::BadMac)
+        );
+        assert_eq!(
+            ref_open.open_append(&wire, &mut y),
+            Err(PacketError::BadMac)
+        );
+        assert_eq!(x, y);
     }
 
     #[test]
