@@ -89,3 +89,37 @@ fn fast_and_reference_kernels_give_byte_identical_sessions() {
         .expect("reference opens fast packets");
     assert!(a == want && b == want);
 }
+
+#[test]
+fn the_binary_reports_and_obeys_spiperelay_kernels() {
+    let run = |value: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spiperelay"));
+        cmd.arg("kernels").env_remove("SPIPERELAY_KERNELS");
+        if let Some(v) = value {
+            cmd.env("SPIPERELAY_KERNELS", v);
+        }
+        cmd.output().expect("run spiperelay kernels")
+    };
+    let fast = run(None);
+    assert!(fast.status.success());
+    let text = String::from_utf8_lossy(&fast.stdout);
+    assert!(text.starts_with("kernels fast: hmac-sha256 "), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&run(Some("fast")).stdout),
+        text,
+        "fast is the default"
+    );
+    let reference = run(Some("reference"));
+    assert!(reference.status.success());
+    assert!(
+        String::from_utf8_lossy(&reference.stdout).starts_with("kernels reference: "),
+        "{reference:?}"
+    );
+    let bad = run(Some("turbo"));
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("SPIPERELAY_KERNELS") && err.contains("\"turbo\""),
+        "{err}"
+    );
+}
