@@ -1,17 +1,27 @@
-//! Multi-buffer SHA-256 compression: the FIPS 180-4 §6.2.2 compression function over 2 or 4
+//! Multi-buffer SHA-256 compression: the FIPS 180-4 §6.2.2 compression function over many
 //! independent streams at once.
 //!
-//! One SHA-256 stream on SHA-NI is latency-bound: each `sha256rnds2` waits for the previous
-//! one. Independent streams (e.g. the HMACs of different spiped packets) have no data
-//! dependency on each other, so running their instruction sequences interleaved in one function
-//! keeps the SHA unit busy. [`Backend::detect`] picks the SHA-NI kernel when the CPU has it
-//! (checked at run time) and otherwise a portable fallback that compresses each stream in turn
-//! with [`sha2::compress256`]; both give bit-identical results (see the tests).
+//! Independent streams (e.g. the HMACs of different spiped packets) have no data dependency on
+//! each other, so they can share the CPU's wide units. Three kernels, chosen at run time by
+//! [`Backend::detect`]:
+//! - `avx512.rs`: 16 streams, one per 32-bit lane of the `zmm` registers (`vprord`,
+//!   `vpternlogd`); on Intel CPUs with AVX-512F and AVX-512BW.
+//! - `x86.rs`: 2 (or 4) streams interleaved on SHA-NI. One stream on SHA-NI is latency-bound
+//!   (each `sha256rnds2` waits for the previous one); interleaving keeps the SHA unit busy.
+//! - `avx2.rs`: 8 streams in the lanes of `ymm` registers, for CPUs with AVX2 but neither of
+//!   the above.
+//!
+//! Otherwise a portable fallback compresses each stream in turn with [`sha2::compress256`].
+//! All give bit-identical results (see the tests: every backend against `sha2` for every
+//! stream count and several lengths). [`Backend::compress_many`] takes any number of streams
+//! and splits them over the kernel's groups; [`Backend::name`] says which kernel runs.
 //!
 //! This crate holds the only `unsafe` of the kernel (x86_64 intrinsics, loads from checked
 //! slices); each block names its invariant in a `// SAFETY:` comment. It is reviewed like a
 //! vendored primitive.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
@@ -52,7 +62,14 @@ enum Kind {
     /// left over when fewer than [`AVX512_MIN_STREAMS`] remain.
     #[cfg(target_arch = "x86_64")]
     Avx512 { sha_ni: bool },
+    /// The 8-lane AVX2 kernel, for CPUs with neither SHA-NI nor AVX-512; constructed only
+    /// after runtime detection.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
 }
+
+/// Streams the AVX2 kernel compresses in one call (one per 32-bit lane of a `ymm`).
+pub const AVX2_LANES: usize = 8;
 
 /// Streams the AVX-512 kernel compresses in one call (one per 32-bit lane of a `zmm`).
 pub const AVX512_LANES: usize = 16;
@@ -69,6 +86,7 @@ impl Backend {
     /// - [`Backend::avx512`] (16 lanes) on Intel CPUs with `avx512f` and `avx512bw`;
     /// - else [`Backend::sha_ni`] (two interleaved streams) with `sha`, `sse2`, `ssse3`,
     ///   `sse4.1`;
+    /// - else [`Backend::avx2`] (8 lanes) with `avx2`;
     /// - else [`Backend::portable`].
     ///
     /// AMD CPUs with AVX-512 (Zen 4 and later) get the SHA-NI kernel: they all have SHA-NI,
@@ -115,16 +133,29 @@ impl Backend {
         None
     }
 
+    /// The 8-lane AVX2 kernel, if `avx2` is detected at run time (x86_64 only). Meant for
+    /// CPUs without SHA-NI: a lone stream goes through [`compress`] (`sha2`).
+    pub fn avx2() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                return Some(Self(Kind::Avx2));
+            }
+        }
+        None
+    }
+
     /// Every backend this CPU supports, portable first (for tests and benchmarks).
     pub fn available() -> Vec<Self> {
         let mut v = vec![Self::portable()];
         v.extend(Self::sha_ni());
+        v.extend(Self::avx2());
         v.extend(Self::avx512());
         v
     }
 
-    /// A short name for logs and `--version`: "portable", "sha-ni x2" or "avx512 x16" (with
-    /// "+ sha-ni" when SHA-NI takes the small groups).
+    /// A short name for logs: "portable", "sha-ni x2", "avx2 x8" or "avx512 x16" (with
+    /// "+ sha-ni x2" when SHA-NI takes the small groups).
     pub const fn name(self) -> &'static str {
         match self.0 {
             Kind::Portable => "portable",
@@ -134,6 +165,8 @@ impl Backend {
             Kind::Avx512 { sha_ni: true } => "avx512 x16 + sha-ni x2",
             #[cfg(target_arch = "x86_64")]
             Kind::Avx512 { sha_ni: false } => "avx512 x16",
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => "avx2 x8",
         }
     }
 
@@ -143,7 +176,7 @@ impl Backend {
     }
 
     /// How many streams a caller should hand [`Backend::compress_many`] at once to use this
-    /// backend fully: 16 for AVX-512, 2 for SHA-NI, 1 for the portable fallback.
+    /// backend fully: 16 for AVX-512, 8 for AVX2, 2 for SHA-NI, 1 for the portable fallback.
     pub const fn lanes(self) -> usize {
         match self.0 {
             Kind::Portable => 1,
@@ -151,6 +184,8 @@ impl Backend {
             Kind::ShaNi => 2,
             #[cfg(target_arch = "x86_64")]
             Kind::Avx512 { .. } => AVX512_LANES,
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => AVX2_LANES,
         }
     }
 
@@ -189,7 +224,8 @@ impl Backend {
     /// Compresses `blocks[i]` into `states[i]` for every i, any number of streams, as separate
     /// calls of [`compress`] would: on AVX-512 16 streams per kernel call (a last group of at
     /// least [`AVX512_MIN_STREAMS`] in a partly empty call, a smaller one in SHA-NI pairs),
-    /// on SHA-NI in pairs, else one by one.
+    /// on AVX2 8 per call (a last 2..7 in a partly empty call), on SHA-NI in pairs, else one
+    /// by one.
     ///
     /// # Panics
     /// If `states` and `blocks` differ in length, or the block slices differ in length or are
@@ -224,6 +260,27 @@ impl Backend {
                 // kernel is compiled for; every block slice holds `len` bytes, a whole number
                 // of blocks (checked above).
                 unsafe { avx512::compress_x16(&mut group, data, len / BLOCK_LEN) };
+                st.copy_from_slice(&group[..n]);
+                (states, blocks) = (rest_st, rest_bl);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Kind::Avx2 = self.0 {
+            // Groups of 8, then a last group of 2..7 in one partly empty call (cheaper than
+            // two streams through software SHA-256); a lone stream goes through `compress`.
+            while blocks.len() >= 2 {
+                let n = blocks.len().min(AVX2_LANES);
+                let (st, rest_st) = states.split_at_mut(n);
+                let (bl, rest_bl) = blocks.split_at(n);
+                let mut group: [[u32; 8]; AVX2_LANES] =
+                    core::array::from_fn(|i| st.get(i).copied().unwrap_or(st[0]));
+                let data: [&[u8]; AVX2_LANES] =
+                    core::array::from_fn(|i| bl.get(i).copied().unwrap_or(bl[0]));
+                // SAFETY: `Kind::Avx2` is only constructed by `Backend::avx2` after
+                // is_x86_feature_detected! reported avx2, the feature the kernel is compiled
+                // for; every block slice holds `len` bytes, a whole number of blocks (checked
+                // above).
+                unsafe { avx2::compress_x8(&mut group, data, len / BLOCK_LEN) };
                 st.copy_from_slice(&group[..n]);
                 (states, blocks) = (rest_st, rest_bl);
             }
@@ -345,7 +402,7 @@ mod tests {
 
     fn backends() -> Vec<Backend> {
         let v = Backend::available();
-        if v.len() < 3 {
+        if v.len() < 4 {
             eprintln!("note: only {:?} on this CPU; the others are not tested", v);
         }
         v
@@ -421,29 +478,37 @@ mod tests {
     }
 
     #[test]
-    fn the_16_lane_kernel_keeps_every_lane_apart() {
-        // One stream differing from fifteen identical ones in one bit of its last block, at
-        // each lane position: only that lane's result may differ.
-        let Some(backend) = Backend::avx512() else {
-            eprintln!("note: no AVX-512 on this CPU; the 16-lane kernel is not tested");
-            return;
-        };
+    fn the_lane_kernels_keep_every_lane_apart() {
+        // One stream differing from the others (all identical) in one bit of its last block,
+        // at each lane position: only that lane's result may differ.
+        let kernels: Vec<(Backend, usize)> = [
+            Backend::avx512().map(|b| (b, AVX512_LANES)),
+            Backend::avx2().map(|b| (b, AVX2_LANES)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if kernels.is_empty() {
+            eprintln!("note: no AVX2 or AVX-512 on this CPU; the lane kernels are not tested");
+        }
         let mut rng = Rng(4);
         let data = rng.bytes(3 * BLOCK_LEN);
         let s0 = rng.state();
-        for lane in 0..AVX512_LANES {
-            let mut other = data.clone();
-            other[3 * BLOCK_LEN - 1 - lane] ^= 0x80;
-            let refs: Vec<&[u8]> = (0..AVX512_LANES)
-                .map(|i| if i == lane { &other[..] } else { &data[..] })
-                .collect();
-            let mut got = vec![s0; AVX512_LANES];
-            backend.compress_many(&mut got, &refs);
-            for (i, g) in got.iter().enumerate() {
-                let want = reference(&s0, refs[i]);
-                assert_eq!(*g, want, "lane {i} with the odd one at {lane}");
+        for (backend, lanes) in kernels {
+            for lane in 0..lanes {
+                let mut other = data.clone();
+                other[3 * BLOCK_LEN - 1 - lane] ^= 0x80;
+                let refs: Vec<&[u8]> = (0..lanes)
+                    .map(|i| if i == lane { &other[..] } else { &data[..] })
+                    .collect();
+                let mut got = vec![s0; lanes];
+                backend.compress_many(&mut got, &refs);
+                for (i, g) in got.iter().enumerate() {
+                    let want = reference(&s0, refs[i]);
+                    assert_eq!(*g, want, "{} lane {i}, odd one at {lane}", backend.name());
+                }
+                assert_ne!(got[lane], got[(lane + 1) % lanes]);
             }
-            assert_ne!(got[lane], got[(lane + 1) % AVX512_LANES]);
         }
     }
 
