@@ -20,9 +20,9 @@
 //!   backend this CPU has (`portable` = the `aes` + `ctr` crates behind the same API).
 //!
 //! - `packet_mac/many_<backend>_g<N>`: `Backend::compress_many` in groups of N packets on
-//!   every backend this CPU has (`avx512_x16…`: the 16-lane AVX-512 kernel, `avx2_x8`: the 8-lane
-//!   AVX2 one; `g12` a partly
-//!   empty 16-lane call each time, `g11` SHA-NI pairs: the two sides of `AVX512_MIN_STREAMS`).
+//!   every backend this CPU has (`avx512_x16…`: the 16-lane AVX-512 kernel, `avx2_x8`: the
+//!   8-lane AVX2 one; `g12`: a partly empty 16-lane call each time, `g11`: SHA-NI pairs, the
+//!   two sides of `AVX512_MIN_STREAMS`).
 //!
 //! The pad-state HMAC here mirrors `packet.rs`'s private `MacKey`; a test-style check at start
 //! asserts every path gives the `hmac` crate's tags. Throughput counts payload bytes.

@@ -77,8 +77,8 @@ pub const AVX512_LANES: usize = 16;
 /// The fewest streams worth a (partly empty) 16-lane AVX-512 call: below this, the SHA-NI
 /// kernel's pairs are cheaper, since the 16-lane kernel costs the same for 1 stream as for 16.
 /// Measured on an Intel Xeon (family 6 model 207, 2026-12-05) with `benches/packet_mac.rs` in
-/// the relay crate: a full 16-lane call cost 0.70× sixteen streams through SHA-NI pairs, so
-/// about as much as 11 streams.
+/// the relay crate: a full 16-lane call cost 0.61–0.82× sixteen streams through SHA-NI pairs
+/// (three runs on a busy machine), so about as much as 10–11 streams.
 pub const AVX512_MIN_STREAMS: usize = 12;
 
 impl Backend {
