@@ -58,8 +58,8 @@ const SHA256_PAD: u8 = 0x80;
 /// Most packets whose MACs are computed together by the multi-buffer kernel: one call of the
 /// 16-lane AVX-512 kernel of `sha256-mb` (two of its 8-lane AVX2 kernel). On CPUs where the
 /// crate prefers SHA-NI it runs such a group as interleaved SHA-NI pairs, so the group size
-/// costs nothing there (`benches/packet_mac.rs`, PERFORMANCE.md). A run's last, smaller group goes
-/// through the same call; a single packet is one SHA-NI stream, as before grouping.
+/// costs nothing there (`benches/packet_mac.rs`, PERFORMANCE.md). A run's last, smaller group
+/// goes through the same call; a single packet is one SHA-NI stream, as before grouping.
 pub const MAC_GROUP: usize = sha256_mb::AVX512_LANES;
 
 // The layout the MAC code relies on: the key fits one block, and the tail of the ciphertext,
