@@ -286,8 +286,8 @@ impl DirectionState {
         tag
     }
 
-    /// The MACs of the whole packets of `group` (1..=[`MAC_GROUP`] of them) under the next
-    /// packet numbers, in `tags[..count]`; `None` if `group` is not 1..=MAC_GROUP whole packets
+    /// The MACs of the whole packets of `group` (2..=[`MAC_GROUP`] of them) under the next
+    /// packet numbers, in `tags[..count]`; `None` if `group` is not 2..=MAC_GROUP whole packets
     /// or fewer numbers remain (the caller then goes one by one, meeting the exhaustion where
     /// the single-packet path does).
     fn group_tags(&self, group: &[u8]) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
@@ -302,12 +302,13 @@ impl DirectionState {
         self.group_tags_at(group, &pnums)
     }
 
-    /// The MACs of the whole packets of `group` (1..=[`MAC_GROUP`] of them) under `pnums`
-    /// (one per packet), in `tags[..count]`, or `None` if `group` is not 1..=MAC_GROUP whole
-    /// packets.
+    /// The MACs of the whole packets of `group` (2..=[`MAC_GROUP`] of them) under `pnums`
+    /// (one per packet), in `tags[..count]`, or `None` if `group` is not 2..=MAC_GROUP whole
+    /// packets. A lone packet (a small message) is left to the caller's one-by-one path, which
+    /// needs no group-sized arrays.
     fn group_tags_at(&self, group: &[u8], pnums: &[u64]) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
         let count = group.len() / PACKET_LEN;
-        if !group.len().is_multiple_of(PACKET_LEN) || count == 0 || count > MAC_GROUP {
+        if !group.len().is_multiple_of(PACKET_LEN) || !(2..=MAC_GROUP).contains(&count) {
             return None;
         }
         let mut ciphertexts = [ciphertext_of(group); MAC_GROUP];
@@ -316,13 +317,8 @@ impl DirectionState {
         }
         let mut tags = [[0u8; MAC_LEN]; MAC_GROUP];
         let (cts, pnums) = (&ciphertexts[..count], pnums.get(..count)?);
-        if count == 1 {
-            // A lone packet (a small message): one stream, no group-sized stack arrays.
-            self.mac.tags_into::<1>(cts, pnums, &mut tags[..1]);
-        } else {
-            self.mac
-                .tags_into::<MAC_GROUP>(cts, pnums, &mut tags[..count]);
-        }
+        self.mac
+            .tags_into::<MAC_GROUP>(cts, pnums, &mut tags[..count]);
         Some(tags)
     }
 }
