@@ -19,6 +19,11 @@
 //!   receiver work through `crates/aes-ctr-x86` (what `src/proto/packet.rs` uses), on each
 //!   backend this CPU has (`portable` = the `aes` + `ctr` crates behind the same API).
 //!
+//! - `packet_mac/many_<backend>_g<N>`: `Backend::compress_many` in groups of N packets on
+//!   every backend this CPU has (`avx512_x16…`: the 16-lane AVX-512 kernel, `avx2_x8`: the
+//!   8-lane AVX2 one; `g12`: a partly empty 16-lane call each time, `g11`: SHA-NI pairs, the
+//!   two sides of `AVX512_MIN_STREAMS`).
+//!
 //! The pad-state HMAC here mirrors `packet.rs`'s private `MacKey`; a test-style check at start
 //! asserts every path gives the `hmac` crate's tags. Throughput counts payload bytes.
 
@@ -131,6 +136,29 @@ fn x4(backend: Backend, p: &Pads, cts: &[Vec<u8>], out: &mut [[u8; 32]]) {
     });
 }
 
+/// Tags of `cts` through `compress_many`, `group` packets per call (the last call may be
+/// smaller), as `src/proto/packet.rs` does for a run.
+fn many(backend: Backend, group: usize, p: &Pads, cts: &[Vec<u8>], out: &mut [[u8; 32]]) {
+    for (g, (chunk, tags)) in cts.chunks(group).zip(out.chunks_mut(group)).enumerate() {
+        let n = chunk.len();
+        let mut st = vec![p.inner; n];
+        let whole: Vec<&[u8]> = chunk.iter().map(|c| &c[..WHOLE]).collect();
+        backend.compress_many(&mut st, &whole);
+        let last: Vec<[u8; BLOCK_LEN]> = (0..n)
+            .map(|i| last_inner_block(&chunk[i], (g * group + i) as u64))
+            .collect();
+        let last_refs: Vec<&[u8]> = last.iter().map(|b| &b[..]).collect();
+        backend.compress_many(&mut st, &last_refs);
+        let ob: Vec<[u8; BLOCK_LEN]> = st.iter().map(outer_block).collect();
+        let ob_refs: Vec<&[u8]> = ob.iter().map(|b| &b[..]).collect();
+        let mut o = vec![p.outer; n];
+        backend.compress_many(&mut o, &ob_refs);
+        for (t, s) in tags.iter_mut().zip(&o) {
+            *t = tag_of(s);
+        }
+    }
+}
+
 fn hmac_crate(key: &Hmac<Sha256>, cts: &[Vec<u8>], out: &mut [[u8; 32]]) {
     for (pnum, (ct, t)) in cts.iter().zip(out).enumerate() {
         let mut m = key.clone();
@@ -163,6 +191,13 @@ fn packet_mac(c: &mut Criterion) {
     assert_eq!(got, want, "x4");
     x4(Backend::portable(), &p, &cts, &mut got);
     assert_eq!(got, want, "portable x4");
+    for backend in Backend::available() {
+        for group in [1, 2, 8, 15, 16] {
+            got.fill([0; 32]);
+            many(backend, group, &p, &cts, &mut got);
+            assert_eq!(got, want, "{} in groups of {group}", backend.name());
+        }
+    }
 
     let mut g = c.benchmark_group("packet_mac");
     g.throughput(Throughput::Bytes(PAYLOAD as u64));
@@ -181,6 +216,22 @@ fn packet_mac(c: &mut Criterion) {
     g.bench_function("pads_interleaved_x4", |b| {
         b.iter(|| x4(fast, &p, black_box(&cts), &mut got));
     });
+    // `compress_many` on every backend this CPU has, in groups of 16 packets (the relay's
+    // MAC_GROUP) and, for the 16-lane kernel, of 12 (AVX512_MIN_STREAMS: the smallest group
+    // that still gets a partly empty 16-lane call) and 11 (the largest that goes to SHA-NI).
+    for backend in Backend::available() {
+        let groups: &[usize] = if backend.lanes() == 16 {
+            &[16, 12, 11]
+        } else {
+            &[16]
+        };
+        for &group in groups {
+            let name = format!("many_{}_g{group}", backend.name().replace(' ', "_"));
+            g.bench_function(name, |b| {
+                b.iter(|| many(backend, group, &p, black_box(&cts), &mut got));
+            });
+        }
+    }
     g.finish();
 }
 

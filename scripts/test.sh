@@ -60,6 +60,11 @@ cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test" >&2
 cargo test --locked "$@"
 
+# The interop and tamper tests again with only the reference RustCrypto paths (no kernel crates),
+# so a kernel bug and a relay bug can be told apart (README "Kernels").
+echo "== cargo test (SPIPERELAY_KERNELS=reference): interop, tamper, kernels" >&2
+SPIPERELAY_KERNELS=reference cargo test --locked --test interop --test tamper --test kernels "$@"
+
 # The Debian package: built, installed with dpkg -i, checked and purged. Only as root (CI runs
 # as root) or under CI=true, where not being able to is a failure.
 if [ "${CI:-}" = true ] || [ "$(id -u)" -eq 0 ]; then

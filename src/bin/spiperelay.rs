@@ -15,7 +15,12 @@
 //! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
 //! | `spiperelay check-config FILE` | checks a configuration file, printing every error |
 //! | `spiperelay --config FILE` | the daemon, with its pipe from a configuration file |
+//! | `spiperelay kernels` | prints which implementation of each primitive runs on this CPU |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
+//!
+//! `SPIPERELAY_KERNELS=reference` in the environment (any command) runs only the reference
+//! RustCrypto paths instead of our kernel crates (`spiperelay::proto::kernels`); `fast` (the
+//! default) runs the kernels. Any other value is an error before anything starts.
 //!
 //! Errors are printed as `<program>: <message>` (plus the usage text for command-line shape
 //! errors, as spiped does) and exit with status 1. Under the names `spiped` and `spipe`, a
@@ -31,12 +36,29 @@ use spiperelay::cli::spiped::DAEMON_OPTIONS;
 use spiperelay::cli::{
     SPIPE_USAGE, SPIPED_USAGE, SpipeArgs, SpipeCommand, SpipedArgs, SpipedCommand,
 };
+use spiperelay::proto::kernels::Kernels;
 use spiperelay::relay::spipe::SpipeError;
 use spiperelay::relay::{keyfile, spipe};
 
 /// The command words after `spiperelay` that run a subcommand (each one of
 /// [`help::COMMANDS`], which documents it and its options).
-const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys", "check-config"];
+const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys", "check-config", "kernels"];
+
+/// The environment variable that selects the kernel set (`fast` or `reference`).
+const KERNELS_ENV: &str = "SPIPERELAY_KERNELS";
+
+/// `spiperelay kernels`: which implementation of each primitive runs here. Takes no argument.
+fn kernels_main(program: &str, args: &[OsString]) -> ExitCode {
+    if let Some(extra) = args.first() {
+        eprintln!(
+            "{program}: kernels takes no argument, not {}",
+            extra.to_string_lossy()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("{}", Kernels::current().describe());
+    ExitCode::SUCCESS
+}
 
 /// The usage of `spiperelay keygen`.
 const KEYGEN_USAGE: &str = "usage: spiperelay keygen [--force] <key file>\n";
@@ -55,6 +77,15 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|| "spiperelay".to_owned());
     let args: Vec<OsString> = argv.collect();
+    if let Some(value) = std::env::var_os(KERNELS_ENV) {
+        match Kernels::parse(&value.to_string_lossy()) {
+            Ok(kernels) => kernels.select(),
+            Err(e) => {
+                eprintln!("{program}: {KERNELS_ENV}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let first = args.first().and_then(|a| a.to_str());
     match (program.as_str(), first) {
         ("spipe", _) => spipe_main("spipe", args, DropIn::Exact),
@@ -72,6 +103,7 @@ fn main() -> ExitCode {
                 "check-config" => {
                     spiperelay::relay::check_config::check_config_main(&program, rest)
                 }
+                "kernels" => kernels_main(&program, &rest),
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }
         }

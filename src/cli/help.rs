@@ -202,9 +202,15 @@ pub const COMMANDS: &[CommandDoc] = &[
         options: &[],
     },
     CommandDoc {
+        name: "kernels",
+        synopsis: &["kernels"],
+        summary: "print which SHA-256, AES and modexp implementation runs on this CPU",
+        options: &[],
+    },
+    CommandDoc {
         name: "help",
         synopsis: &["help [COMMAND]", "--help"],
-        summary: "print this help, or one command's (COMMAND: daemon, spipe, keygen, keys, check-config)",
+        summary: "print this help, or one command's (COMMAND: daemon, spipe, keygen, keys, check-config, kernels)",
         options: &[],
     },
 ];
@@ -235,6 +241,12 @@ pub const ENVIRONMENT: &[EnvDoc] = &[
         help: "control socket for `spiperelay keys` when --control is not given",
         default: "",
         commands: &["keys"],
+    },
+    EnvDoc {
+        name: "SPIPERELAY_KERNELS",
+        help: "fast (our SHA-256/AES/modexp kernels) or reference (RustCrypto only)",
+        default: "fast",
+        commands: &["daemon", "spipe", "kernels"],
     },
 ];
 

@@ -241,6 +241,11 @@ impl<const W: usize> Default for FixedBaseTable<W> {
 }
 
 /// The fixed-base table for [`public_from_private`], built on first use.
+/// The name of the Montgomery arithmetic `kernels` runs on this CPU ("adx" or "portable").
+pub(crate) fn arith_name(kernels: crate::proto::kernels::Kernels) -> &'static str {
+    Arith::for_kernels(kernels).name()
+}
+
 fn keygen_table() -> &'static FixedBaseTable<KEYGEN_WINDOW> {
     static TABLE: OnceLock<FixedBaseTable<KEYGEN_WINDOW>> = OnceLock::new();
     TABLE.get_or_init(FixedBaseTable::new)

@@ -5,6 +5,7 @@
 //! callers hand in key-file bytes, nonces and Diffie-Hellman private values, and move the bytes
 //! this module produces.
 //!
+//! - [`kernels`]: our kernel crates or only the reference RustCrypto paths, chosen at run time.
 //! - [`key`]: `K = SHA-256(key file)` (§1.1).
 //! - [`crypt`]: dk_1, the DH-value MACs and their checks, dk_2 (§1.4–§1.7).
 //! - [`dh`]: RFC 3526 group 14 Diffie-Hellman, constant time (§1.5).
@@ -25,6 +26,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
+pub mod kernels;
 pub mod key;
 pub mod packet;
 pub mod stream;

@@ -13,9 +13,10 @@
 //!
 //! HMAC-SHA256 (RFC 2104) is computed from the two SHA-256 states after the ipad and opad
 //! blocks, precomputed per direction ([`MacKey`]). Every packet's MAC is independent and the
-//! same length (17 inner blocks, 1 outer block), so runs of packets are MAC'd [`MAC_GROUP`] at
-//! a time with the multi-buffer kernel of the `sha256-mb` crate (SHA-NI streams interleaved,
-//! chosen at run time, portable fallback); the tags are those of one-by-one HMAC (tests).
+//! same length (17 inner blocks, 1 outer block), so runs of packets are MAC'd up to
+//! [`MAC_GROUP`] at a time with the multi-buffer kernel of the `sha256-mb` crate (16 streams in
+//! AVX-512 lanes, or SHA-NI streams interleaved, chosen at run time; portable fallback); the
+//! tags are those of one-by-one HMAC (tests).
 
 use aes_ctr_x86::Aes256CtrKey;
 use sha256_mb::Backend;
@@ -23,6 +24,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::proto::crypt::{Role, SecretKey, SessionKeys};
+use crate::proto::kernels::Kernels;
 use crate::proto::{
     CIPHERTEXT_LEN, LENGTH_FIELD_LEN, MAC_LEN, MAX_PAYLOAD, PACKET_LEN, PacketError,
     SESSION_KEY_LEN,
@@ -53,11 +55,12 @@ const OUTER_MSG_LEN: usize = SHA256_BLOCK + MAC_LEN;
 const SHA256_LEN_FIELD: usize = SHA256_BLOCK - 8;
 /// SHA-256's padding marker byte (FIPS 180-4 §5.1.1).
 const SHA256_PAD: u8 = 0x80;
-/// Packets whose MACs are computed together by the multi-buffer kernel. Two SHA-NI streams in
-/// lockstep measured 1.7× one stream; four were slower than two (the 4-way kernel spills the
-/// 16 xmm registers; `benches/packet_mac.rs`, PERFORMANCE.md). A run's odd last packet is MAC'd
-/// alone.
-pub const MAC_GROUP: usize = 2;
+/// Most packets whose MACs are computed together by the multi-buffer kernel: one call of the
+/// 16-lane AVX-512 kernel of `sha256-mb` (two of its 8-lane AVX2 kernel). On CPUs where the
+/// crate prefers SHA-NI it runs such a group as interleaved SHA-NI pairs, so the group size
+/// costs nothing there (`benches/packet_mac.rs`, PERFORMANCE.md). A run's last, smaller group
+/// goes through the same call; a single packet is one SHA-NI stream, as before grouping.
+pub const MAC_GROUP: usize = sha256_mb::AVX512_LANES;
 
 // The layout the MAC code relies on: the key fits one block, and the tail of the ciphertext,
 // the packet number, the marker and the length field fit one last inner block.
@@ -91,6 +94,9 @@ struct MacKey {
     outer: [u32; 8],
     /// The multi-buffer kernel, detected once per key.
     backend: Backend,
+    /// [`Kernels::Reference`]: the key itself, and every tag through the `hmac` crate instead
+    /// of the states above (which are then unused).
+    reference: Option<SecretKey>,
 }
 
 impl Drop for MacKey {
@@ -101,8 +107,14 @@ impl Drop for MacKey {
 }
 
 impl MacKey {
-    fn new(key: &SecretKey) -> Self {
-        Self::with_backend(key, Backend::detect())
+    fn new(key: &SecretKey, kernels: Kernels) -> Self {
+        match kernels {
+            Kernels::Fast => Self::with_backend(key, Backend::detect()),
+            Kernels::Reference => Self {
+                reference: Some(key.clone()),
+                ..Self::with_backend(key, Backend::portable())
+            },
+        }
     }
 
     fn with_backend(key: &SecretKey, backend: Backend) -> Self {
@@ -119,65 +131,94 @@ impl MacKey {
             inner: keyed(IPAD),
             outer: keyed(OPAD),
             backend,
+            reference: None,
         }
     }
 
-    /// HMAC-SHA256(key, `ciphertexts[i]` ‖ BE64(`pnums[i]`)) for each i, `N` streams at once
-    /// (N = 1, 2 or 4 use the kernel's shapes; other N compress one stream at a time).
+    /// HMAC-SHA256(key, `ciphertexts[i]` ‖ BE64(`pnums[i]`)) for each i, all through one
+    /// [`MacKey::tags_into`] with room for exactly `N`.
     fn tags<const N: usize>(
         &self,
         ciphertexts: [&[u8; CIPHERTEXT_LEN]; N],
         pnums: [u64; N],
     ) -> [[u8; MAC_LEN]; N] {
-        let mut inner = [self.inner; N];
-        let whole: [&[u8]; N] = core::array::from_fn(|i| &ciphertexts[i][..INNER_WHOLE]);
-        self.compress(&mut inner, whole);
-        let last: [[u8; SHA256_BLOCK]; N] = core::array::from_fn(|i| {
-            let rest = &ciphertexts[i][INNER_WHOLE..];
-            let mut block = [0u8; SHA256_BLOCK];
+        let mut tags = [[0u8; MAC_LEN]; N];
+        self.tags_into::<N>(&ciphertexts, &pnums, &mut tags);
+        tags
+    }
+
+    /// HMAC-SHA256(key, `ciphertexts[i]` ‖ BE64(`pnums[i]`)) into `tags[i]` for each i: the
+    /// 16 whole inner blocks of every packet, then their last inner blocks, then the outer
+    /// blocks, each step one `compress_many` call over all the packets (so one packet costs
+    /// one SHA-NI stream and a group one kernel call). `CAP` is the room on the stack, at
+    /// least the slices' common length (every caller's fixed layout); entries past the
+    /// shortest slice or past `CAP` are ignored.
+    fn tags_into<const CAP: usize>(
+        &self,
+        ciphertexts: &[&[u8; CIPHERTEXT_LEN]],
+        pnums: &[u64],
+        tags: &mut [[u8; MAC_LEN]],
+    ) {
+        let n = ciphertexts.len().min(pnums.len()).min(tags.len()).min(CAP);
+        if let Some(key) = &self.reference {
+            for ((tag, ct), pnum) in tags.iter_mut().zip(ciphertexts).zip(pnums).take(n) {
+                *tag = reference_tag(key, ct, *pnum);
+            }
+            return;
+        }
+        let mut states = [self.inner; CAP];
+        let states = &mut states[..n];
+        let mut data: [&[u8]; CAP] = [&[]; CAP];
+        for (d, ct) in data.iter_mut().zip(ciphertexts) {
+            *d = &ct[..INNER_WHOLE];
+        }
+        self.backend.compress_many(states, &data[..n]);
+
+        let mut blocks = [[0u8; SHA256_BLOCK]; CAP];
+        for ((block, ct), pnum) in blocks.iter_mut().zip(ciphertexts).zip(pnums) {
+            let rest = &ct[INNER_WHOLE..];
             let (data, pad) = block.split_at_mut(rest.len());
             data.copy_from_slice(rest);
-            pad[..PNUM_LEN].copy_from_slice(&pnums[i].to_be_bytes());
+            pad[..PNUM_LEN].copy_from_slice(&pnum.to_be_bytes());
             pad[PNUM_LEN] = SHA256_PAD;
             block[SHA256_LEN_FIELD..].copy_from_slice(&bit_len(INNER_MSG_LEN));
-            block
-        });
-        self.compress(&mut inner, core::array::from_fn(|i| &last[i][..]));
-        let outer_blocks: [[u8; SHA256_BLOCK]; N] = core::array::from_fn(|i| {
-            let mut block = [0u8; SHA256_BLOCK];
+        }
+        for (d, block) in data.iter_mut().zip(&blocks) {
+            *d = &block[..];
+        }
+        self.backend.compress_many(states, &data[..n]);
+
+        let mut outer_blocks = [[0u8; SHA256_BLOCK]; CAP];
+        for (block, inner) in outer_blocks.iter_mut().zip(states.iter()) {
             let (digest, pad) = block.split_at_mut(MAC_LEN);
-            for (d, w) in digest.chunks_exact_mut(4).zip(inner[i]) {
+            for (d, w) in digest.chunks_exact_mut(4).zip(inner) {
                 d.copy_from_slice(&w.to_be_bytes());
             }
             pad[0] = SHA256_PAD;
             block[SHA256_LEN_FIELD..].copy_from_slice(&bit_len(OUTER_MSG_LEN));
-            block
-        });
-        let mut outer = [self.outer; N];
-        self.compress(&mut outer, core::array::from_fn(|i| &outer_blocks[i][..]));
-        core::array::from_fn(|i| {
-            let mut tag = [0u8; MAC_LEN];
-            for (t, w) in tag.chunks_exact_mut(4).zip(outer[i]) {
+        }
+        for (d, block) in data.iter_mut().zip(&outer_blocks) {
+            *d = &block[..];
+        }
+        states.fill(self.outer);
+        self.backend.compress_many(states, &data[..n]);
+        for (tag, outer) in tags.iter_mut().zip(states.iter()) {
+            for (t, w) in tag.chunks_exact_mut(4).zip(outer) {
                 t.copy_from_slice(&w.to_be_bytes());
-            }
-            tag
-        })
-    }
-
-    /// Compresses `blocks[i]` (equal whole numbers of blocks) into `states[i]`.
-    fn compress<const N: usize>(&self, states: &mut [[u32; 8]; N], blocks: [&[u8]; N]) {
-        match (&mut states[..], &blocks[..]) {
-            ([a, b], [x, y]) => self.backend.compress_x2([a, b], [x, y]),
-            ([a, b, c, d], [w, x, y, z]) => {
-                self.backend.compress_x4([a, b, c, d], [w, x, y, z]);
-            }
-            (states, blocks) => {
-                for (state, data) in states.iter_mut().zip(blocks) {
-                    sha256_mb::compress(state, data);
-                }
             }
         }
     }
+}
+
+/// HMAC-SHA256(`key`, `ciphertext` ‖ BE64(`pnum`)) by the `hmac` and `sha2` crates alone
+/// ([`Kernels::Reference`]).
+fn reference_tag(key: &SecretKey, ciphertext: &[u8; CIPHERTEXT_LEN], pnum: u64) -> [u8; MAC_LEN] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(ciphertext);
+    mac.update(&pnum.to_be_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// SHA-256's final length field for a message of `len` bytes: BE64 of its length in bits.
@@ -206,10 +247,15 @@ struct DirectionState {
 }
 
 impl DirectionState {
-    fn new(enc: &SecretKey, mac: &SecretKey) -> Self {
+    fn new(enc: &SecretKey, mac: &SecretKey, kernels: Kernels) -> Self {
+        let aes_backend = match kernels {
+            Kernels::Fast => aes_ctr_x86::Backend::detect(),
+            // The `aes` + `ctr` crates (`ctr::Ctr128BE<Aes256>`), no kernel of ours.
+            Kernels::Reference => aes_ctr_x86::Backend::portable(),
+        };
         Self {
-            aes: Aes256CtrKey::new(enc.as_bytes()),
-            mac: MacKey::new(mac),
+            aes: Aes256CtrKey::with_backend(enc.as_bytes(), aes_backend),
+            mac: MacKey::new(mac, kernels),
             next: Some(0),
         }
     }
@@ -240,30 +286,40 @@ impl DirectionState {
         tag
     }
 
-    /// The MACs of a group of [`MAC_GROUP`] whole packets (`group` is exactly that many) under
-    /// the next packet numbers, or `None` if `group` is not exactly that many packets or fewer
-    /// numbers remain (the caller then goes one by one, meeting the exhaustion where the
-    /// single-packet path does).
+    /// The MACs of the whole packets of `group` (2..=[`MAC_GROUP`] of them) under the next
+    /// packet numbers, in `tags[..count]`; `None` if `group` is not 2..=MAC_GROUP whole packets
+    /// or fewer numbers remain (the caller then goes one by one, meeting the exhaustion where
+    /// the single-packet path does).
     fn group_tags(&self, group: &[u8]) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
         let first = self.next?;
-        first.checked_add(MAC_GROUP as u64 - 1)?;
-        // No overflow: first + MAC_GROUP - 1 was checked above.
-        self.group_tags_at(group, core::array::from_fn(|i| first + i as u64))
+        let count = group.len() / PACKET_LEN;
+        first.checked_add(count.checked_sub(1)? as u64)?;
+        let mut pnums = [0u64; MAC_GROUP];
+        for (i, p) in pnums.iter_mut().enumerate().take(count) {
+            // No overflow: first + count - 1 was checked above.
+            *p = first + i as u64;
+        }
+        self.group_tags_at(group, &pnums)
     }
 
-    /// The MACs of the [`MAC_GROUP`] whole packets of `group` under `pnums`, or `None` if
-    /// `group` is not exactly that many packets.
-    fn group_tags_at(
-        &self,
-        group: &[u8],
-        pnums: [u64; MAC_GROUP],
-    ) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
-        if group.len() != MAC_GROUP * PACKET_LEN {
+    /// The MACs of the whole packets of `group` (2..=[`MAC_GROUP`] of them) under `pnums`
+    /// (one per packet), in `tags[..count]`, or `None` if `group` is not 2..=MAC_GROUP whole
+    /// packets. A lone packet (a small message) is left to the caller's one-by-one path, which
+    /// needs no group-sized arrays.
+    fn group_tags_at(&self, group: &[u8], pnums: &[u64]) -> Option<[[u8; MAC_LEN]; MAC_GROUP]> {
+        let count = group.len() / PACKET_LEN;
+        if !group.len().is_multiple_of(PACKET_LEN) || !(2..=MAC_GROUP).contains(&count) {
             return None;
         }
-        let mut packets = group.chunks_exact(PACKET_LEN);
-        let ciphertexts = core::array::from_fn(|_| ciphertext_of(packets.next().unwrap_or(&[])));
-        Some(self.mac.tags(ciphertexts, pnums))
+        let mut ciphertexts = [ciphertext_of(group); MAC_GROUP];
+        for (ct, packet) in ciphertexts.iter_mut().zip(group.chunks_exact(PACKET_LEN)) {
+            *ct = ciphertext_of(packet);
+        }
+        let mut tags = [[0u8; MAC_LEN]; MAC_GROUP];
+        let (cts, pnums) = (&ciphertexts[..count], pnums.get(..count)?);
+        self.mac
+            .tags_into::<MAC_GROUP>(cts, pnums, &mut tags[..count]);
+        Some(tags)
     }
 }
 
@@ -296,11 +352,17 @@ pub struct Sealer(DirectionState);
 
 impl Sealer {
     /// A sealer for the packets that `role` sends, with the keys of `keys` (E_C/H_C for the
-    /// client, E_S/H_S for the server) and packet number 0.
+    /// client, E_S/H_S for the server) and packet number 0, on the process-wide
+    /// [`Kernels::current`] implementations.
     pub fn new(keys: &SessionKeys, role: Role) -> Self {
+        Self::with_kernels(keys, role, Kernels::current())
+    }
+
+    /// Like [`Sealer::new`] on the implementations of `kernels` (the same packets either way).
+    pub fn with_kernels(keys: &SessionKeys, role: Role, kernels: Kernels) -> Self {
         Self(match role {
-            Role::Client => DirectionState::new(&keys.enc_client, &keys.mac_client),
-            Role::Server => DirectionState::new(&keys.enc_server, &keys.mac_server),
+            Role::Client => DirectionState::new(&keys.enc_client, &keys.mac_client, kernels),
+            Role::Server => DirectionState::new(&keys.enc_server, &keys.mac_server, kernels),
         })
     }
 
@@ -336,8 +398,8 @@ impl Sealer {
             return Err(PacketError::BadBufferLength { len: out.len() });
         };
         self.0.reserve(packets_for(plaintext.len()))?;
-        // MAC_GROUP packets at a time: encrypt each, then MAC them together. A last group of
-        // fewer packets is MAC'd one by one.
+        // MAC_GROUP packets at a time: encrypt each, then MAC them together (a last, smaller
+        // group too).
         for (payloads, packets) in plaintext
             .chunks(MAC_GROUP * MAX_PAYLOAD)
             .zip(out.chunks_mut(MAC_GROUP * PACKET_LEN))
@@ -351,7 +413,7 @@ impl Sealer {
                 *pnum = self.0.take()?;
                 self.encrypt_one(*pnum, payload, packet);
             }
-            match self.0.group_tags_at(packets, pnums) {
+            match self.0.group_tags_at(packets, &pnums) {
                 Some(tags) => {
                     for (packet, tag) in packets.chunks_exact_mut(PACKET_LEN).zip(tags) {
                         packet[CIPHERTEXT_LEN..].copy_from_slice(&tag);
@@ -443,6 +505,11 @@ impl Opener {
         Self(Sealer::new(keys, peer).0)
     }
 
+    /// Like [`Opener::new`] on the implementations of `kernels` (the same results either way).
+    pub fn with_kernels(keys: &SessionKeys, peer: Role, kernels: Kernels) -> Self {
+        Self(Sealer::with_kernels(keys, peer, kernels).0)
+    }
+
     /// Opens one packet into `out` and returns the payload length L; the payload is
     /// `out[..L]`. Order of checks (§2): MAC (constant time) under the expected packet number,
     /// then decrypt, then L must be in 1..=1024.
@@ -509,7 +576,8 @@ impl Opener {
         // MAC_GROUP packets' MACs at a time (a pure function of the bytes and the expected
         // packet numbers), then each packet in order exactly as `open_one` would: compare,
         // count, decrypt. So the first bad packet stops the run with the same error, output and
-        // counter as the one-by-one path. A shorter last group goes one by one.
+        // counter as the one-by-one path. A group that would outlast the counter goes one by
+        // one.
         for group in packets.chunks(MAC_GROUP * PACKET_LEN) {
             let tags = self.0.group_tags(group);
             for (i, packet) in group.chunks_exact(PACKET_LEN).enumerate() {
@@ -675,21 +743,38 @@ mod tests {
             mac.update(&pnum.to_be_bytes());
             <[u8; MAC_LEN]>::from(mac.finalize().into_bytes())
         };
-        let cts: Vec<[u8; CIPHERTEXT_LEN]> = (0..4u8)
+        let cts: Vec<[u8; CIPHERTEXT_LEN]> = (0..MAC_GROUP as u8)
             .map(|i| core::array::from_fn(|j| (j as u8).wrapping_mul(i + 3) ^ i))
             .collect();
-        let pnums = [0, 1, 0x0102_0304_0506_0708, u64::MAX];
-        let want: Vec<[u8; MAC_LEN]> = (0..4).map(|i| reference(&cts[i], pnums[i])).collect();
-        for backend in [Backend::portable(), Backend::detect()] {
+        let pnums: Vec<u64> = (0..MAC_GROUP as u64)
+            .map(|i| match i {
+                0 => 0,
+                1 => u64::MAX,
+                _ => i.wrapping_mul(0x0102_0304_0506_0708),
+            })
+            .collect();
+        let want: Vec<[u8; MAC_LEN]> = (0..MAC_GROUP)
+            .map(|i| reference(&cts[i], pnums[i]))
+            .collect();
+        for backend in Backend::available() {
             let mac = MacKey::with_backend(&key, backend);
             let [a] = mac.tags([&cts[0]], [pnums[0]]);
             assert_eq!(a, want[0], "{backend:?} x1");
-            let two = mac.tags([&cts[1], &cts[3]], [pnums[1], pnums[3]]);
-            assert_eq!(two, [want[1], want[3]], "{backend:?} x2");
-            let four = mac.tags([&cts[0], &cts[1], &cts[2], &cts[3]], pnums);
-            assert_eq!(&four[..], &want[..], "{backend:?} x4");
             let three = mac.tags([&cts[2], &cts[0], &cts[1]], [pnums[2], pnums[0], pnums[1]]);
             assert_eq!(three, [want[2], want[0], want[1]], "{backend:?} x3");
+            // Every group size, starting at every offset (the lanes see different packets).
+            for count in 1..=MAC_GROUP {
+                for from in 0..=MAC_GROUP - count {
+                    let refs: Vec<&[u8; CIPHERTEXT_LEN]> = cts[from..from + count].iter().collect();
+                    let mut tags = vec![[0u8; MAC_LEN]; count];
+                    mac.tags_into::<MAC_GROUP>(&refs, &pnums[from..from + count], &mut tags);
+                    assert_eq!(
+                        tags,
+                        want[from..from + count],
+                        "{backend:?} {count} from {from}"
+                    );
+                }
+            }
         }
     }
 
@@ -773,6 +858,52 @@ mod tests {
                 Err(PacketError::CounterExhausted)
             );
         }
+    }
+
+    #[test]
+    fn reference_kernels_seal_and_open_exactly_what_the_fast_ones_do() {
+        let key = |b: u8| SecretKey::from_slice(&[b; SESSION_KEY_LEN]);
+        let keys = SessionKeys {
+            enc_client: key(1),
+            mac_client: key(2),
+            enc_server: key(3),
+            mac_server: key(4),
+        };
+        let mut fast = Sealer::with_kernels(&keys, Role::Client, Kernels::Fast);
+        let mut reference = Sealer::with_kernels(&keys, Role::Client, Kernels::Reference);
+        let mut fast_open = Opener::with_kernels(&keys, Role::Client, Kernels::Fast);
+        let mut ref_open = Opener::with_kernels(&keys, Role::Client, Kernels::Reference);
+        // Reads of every size class: single packets, partial and full groups, several groups.
+        for len in [1, 15, 1024, 1025, 5000, 16 * 1024, 17 * 1024 + 3, 40 * 1024] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            fast.seal_append(&plain, &mut a).expect("fast seal");
+            reference
+                .seal_append(&plain, &mut b)
+                .expect("reference seal");
+            assert!(a == b, "{len} bytes: the same packets in both modes");
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            assert_eq!(ref_open.open_append(&a, &mut x), Ok(len));
+            assert_eq!(fast_open.open_append(&b, &mut y), Ok(len));
+            assert!(
+                x == plain && y == plain,
+                "{len} bytes: each mode opens the other's"
+            );
+        }
+        // A tampered packet fails the same way in both modes.
+        let mut wire = Vec::new();
+        fast.seal_append(&[9; 3000], &mut wire).expect("seal");
+        wire[PACKET_LEN + 7] ^= 1;
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        assert_eq!(
+            fast_open.open_append(&wire, &mut x),
+            Err(PacketError::BadMac)
+        );
+        assert_eq!(
+            ref_open.open_append(&wire, &mut y),
+            Err(PacketError::BadMac)
+        );
+        assert_eq!(x, y);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use spiperelay::proto::HandshakeError;
 use spiperelay::proto::crypt::{DhKeyPair, DhMode, Role};
 use spiperelay::proto::handshake::{Handshake, Session};
+use spiperelay::proto::kernels::Kernels;
 use spiperelay::proto::key::{Key, KeySet};
 
 /// Lower-case hex of `bytes`.
@@ -73,7 +74,22 @@ pub fn dh_mode(pfs: Flag, rng: &mut TestRng) -> DhMode {
     }
 }
 
-/// A client and a server handshake with the given keys and flags.
+/// Selects the kernel set named by `SPIPERELAY_KERNELS` (`fast` or `reference`), once per
+/// test binary, so the in-process tests (e.g. tamper.rs) run in reference mode when the
+/// variable says so, as the binary does. Panics on any other value.
+pub fn kernels_from_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(v) = std::env::var_os("SPIPERELAY_KERNELS") {
+            Kernels::parse(&v.to_string_lossy())
+                .expect("SPIPERELAY_KERNELS")
+                .select();
+        }
+    });
+}
+
+/// A client and a server handshake with the given keys and flags, on the kernel set of
+/// [`kernels_from_env`].
 pub fn pair(
     client_key: &[u8],
     server_keys: &[&[u8]],
@@ -81,6 +97,7 @@ pub fn pair(
     server_pfs: Flag,
     rng: &mut TestRng,
 ) -> (Handshake, Handshake) {
+    kernels_from_env();
     let ck = KeySet::single(Key::from_key_file(client_key));
     let sk = KeySet::new(server_keys.iter().map(|k| Key::from_key_file(k)).collect())
         .expect("at least one server key");

@@ -1,12 +1,20 @@
-//! Multi-buffer SHA-256 compression: the FIPS 180-4 §6.2.2 compression function over 2 or 4
+//! Multi-buffer SHA-256 compression: the FIPS 180-4 §6.2.2 compression function over many
 //! independent streams at once.
 //!
-//! One SHA-256 stream on SHA-NI is latency-bound: each `sha256rnds2` waits for the previous
-//! one. Independent streams (e.g. the HMACs of different spiped packets) have no data
-//! dependency on each other, so running their instruction sequences interleaved in one function
-//! keeps the SHA unit busy. [`Backend::detect`] picks the SHA-NI kernel when the CPU has it
-//! (checked at run time) and otherwise a portable fallback that compresses each stream in turn
-//! with [`sha2::compress256`]; both give bit-identical results (see the tests).
+//! Independent streams (e.g. the HMACs of different spiped packets) have no data dependency on
+//! each other, so they can share the CPU's wide units. Three kernels, chosen at run time by
+//! [`Backend::detect`]:
+//! - `avx512.rs`: 16 streams, one per 32-bit lane of the `zmm` registers (`vprord`,
+//!   `vpternlogd`); on Intel CPUs with AVX-512F and AVX-512BW.
+//! - `x86.rs`: 2 (or 4) streams interleaved on SHA-NI. One stream on SHA-NI is latency-bound
+//!   (each `sha256rnds2` waits for the previous one); interleaving keeps the SHA unit busy.
+//! - `avx2.rs`: 8 streams in the lanes of `ymm` registers, for CPUs with AVX2 but neither of
+//!   the above.
+//!
+//! Otherwise a portable fallback compresses each stream in turn with [`sha2::compress256`].
+//! All give bit-identical results (see the tests: every backend against `sha2` for every
+//! stream count and several lengths). [`Backend::compress_many`] takes any number of streams
+//! and splits them over the kernel's groups; [`Backend::name`] says which kernel runs.
 //!
 //! This crate holds the only `unsafe` of the kernel (x86_64 intrinsics, loads from checked
 //! slices); each block names its invariant in a `// SAFETY:` comment. It is reviewed like a
@@ -15,6 +23,10 @@
 // One of the kernel crates where `unsafe` may live (the workspace denies it elsewhere).
 #![allow(unsafe_code)]
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -35,8 +47,9 @@ pub const IV: [u32; 8] = [
     0x5be0_cd19,
 ];
 
-/// Which implementation compresses the streams. Only [`Backend::detect`] can return the SHA-NI
-/// kernel, so holding a `Backend` proves its CPU features were checked.
+/// Which implementation compresses the streams. Only [`Backend::detect`], [`Backend::sha_ni`]
+/// and [`Backend::avx512`] can return a SIMD kernel, and only after checking the CPU, so
+/// holding a `Backend` proves its features were detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backend(Kind);
 
@@ -47,25 +60,44 @@ enum Kind {
     /// The interleaved SHA-NI kernel; constructed only after runtime detection.
     #[cfg(target_arch = "x86_64")]
     ShaNi,
+    /// The 16-lane AVX-512 kernel for groups of streams, constructed only after runtime
+    /// detection; `sha_ni` says whether the SHA-NI kernel (also detected) takes the streams
+    /// left over when fewer than [`AVX512_MIN_STREAMS`] remain.
+    #[cfg(target_arch = "x86_64")]
+    Avx512 { sha_ni: bool },
+    /// The 8-lane AVX2 kernel, for CPUs with neither SHA-NI nor AVX-512; constructed only
+    /// after runtime detection.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
 }
 
+/// Streams the AVX2 kernel compresses in one call (one per 32-bit lane of a `ymm`).
+pub const AVX2_LANES: usize = 8;
+
+/// Streams the AVX-512 kernel compresses in one call (one per 32-bit lane of a `zmm`).
+pub const AVX512_LANES: usize = 16;
+
+/// The fewest streams worth a (partly empty) 16-lane AVX-512 call: below this, the SHA-NI
+/// kernel's pairs are cheaper, since the 16-lane kernel costs the same for 1 stream as for 16.
+/// Measured on an Intel Xeon (family 6 model 207, 2026-12-05) with `benches/packet_mac.rs` in
+/// the relay crate: a full 16-lane call cost 0.61–0.82× sixteen streams through SHA-NI pairs
+/// (three runs on a busy machine), so about as much as 10–11 streams.
+pub const AVX512_MIN_STREAMS: usize = 12;
+
 impl Backend {
-    /// The fastest backend this CPU supports: the interleaved SHA-NI kernel on x86_64 when
-    /// `sha`, `sse2`, `ssse3` and `sse4.1` are detected at run time, else [`Backend::portable`].
-    /// The detection result is cached by the standard library; callers that compress often may
-    /// also keep the returned value.
+    /// The backend this crate prefers on this CPU, checked at run time:
+    /// - [`Backend::avx512`] (16 lanes) on Intel CPUs with `avx512f` and `avx512bw`;
+    /// - else [`Backend::sha_ni`] (two interleaved streams) with `sha`, `sse2`, `ssse3`,
+    ///   `sse4.1`;
+    /// - else [`Backend::avx2`] (8 lanes) with `avx2`;
+    /// - else [`Backend::portable`].
+    ///
+    /// AMD CPUs with AVX-512 (Zen 4 and later) get the SHA-NI kernel: they all have SHA-NI,
+    /// and Zen 4 runs 512-bit operations as two 256-bit halves. The detection result is cached
+    /// by the standard library; callers that compress often may also keep the returned value.
     pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("sha")
-                && std::is_x86_feature_detected!("sse2")
-                && std::is_x86_feature_detected!("ssse3")
-                && std::is_x86_feature_detected!("sse4.1")
-            {
-                return Self(Kind::ShaNi);
-            }
-        }
-        Self::portable()
+        let avx512 = if is_amd() { None } else { Self::avx512() };
+        avx512.or_else(Self::sha_ni).unwrap_or_else(Self::portable)
     }
 
     /// The portable fallback on every CPU (for tests and benchmarks of the fallback path).
@@ -73,9 +105,91 @@ impl Backend {
         Self(Kind::Portable)
     }
 
-    /// Whether this is the interleaved SIMD kernel rather than the portable fallback.
+    /// The interleaved SHA-NI kernel, if `sha`, `sse2`, `ssse3` and `sse4.1` are detected at
+    /// run time (x86_64 only).
+    pub fn sha_ni() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("sha")
+                && std::is_x86_feature_detected!("sse2")
+                && std::is_x86_feature_detected!("ssse3")
+                && std::is_x86_feature_detected!("sse4.1")
+            {
+                return Some(Self(Kind::ShaNi));
+            }
+        }
+        None
+    }
+
+    /// The 16-lane AVX-512 kernel, if `avx512f` and `avx512bw` are detected at run time
+    /// (x86_64 only), whatever the CPU's vendor. Groups of fewer than
+    /// [`AVX512_MIN_STREAMS`] streams go to the SHA-NI kernel when the CPU has it too.
+    pub fn avx512() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                let sha_ni = Self::sha_ni().is_some();
+                return Some(Self(Kind::Avx512 { sha_ni }));
+            }
+        }
+        None
+    }
+
+    /// The 8-lane AVX2 kernel, if `avx2` is detected at run time (x86_64 only). Meant for
+    /// CPUs without SHA-NI: a lone stream goes through [`compress`] (`sha2`).
+    pub fn avx2() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                return Some(Self(Kind::Avx2));
+            }
+        }
+        None
+    }
+
+    /// Every backend this CPU supports, portable first (for tests and benchmarks).
+    pub fn available() -> Vec<Self> {
+        let mut v = vec![Self::portable()];
+        v.extend(Self::sha_ni());
+        v.extend(Self::avx2());
+        v.extend(Self::avx512());
+        v
+    }
+
+    /// A short name for logs: "portable", "sha-ni x2", "avx2 x8" or "avx512 x16" (with
+    /// "+ sha-ni x2" when SHA-NI takes the small groups).
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            Kind::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kind::ShaNi => "sha-ni x2",
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 { sha_ni: true } => "avx512 x16 + sha-ni x2",
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 { sha_ni: false } => "avx512 x16",
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => "avx2 x8",
+        }
+    }
+
+    /// Whether this is a SIMD kernel rather than the portable fallback.
     pub const fn is_interleaved(self) -> bool {
         !matches!(self.0, Kind::Portable)
+    }
+
+    /// How many streams a caller should hand [`Backend::compress_many`] at once to use this
+    /// backend fully: 16 for AVX-512, 8 for AVX2, 2 for SHA-NI, 1 for the portable fallback.
+    pub const fn lanes(self) -> usize {
+        match self.0 {
+            Kind::Portable => 1,
+            #[cfg(target_arch = "x86_64")]
+            Kind::ShaNi => 2,
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 { .. } => AVX512_LANES,
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => AVX2_LANES,
+        }
     }
 
     /// Compresses `blocks[i]` into `states[i]` for both streams, as two separate calls of
@@ -85,36 +199,149 @@ impl Backend {
     /// If the two block slices differ in length or are not a whole number of 64-byte blocks
     /// (the caller's fixed layout, never outside input).
     pub fn compress_x2(self, states: [&mut [u32; 8]; 2], blocks: [&[u8]; 2]) {
-        self.compress_n(states, blocks);
+        let len = check_lengths(&blocks);
+        self.pairs(states, blocks, len);
     }
 
-    /// Like [`Backend::compress_x2`] for four streams.
+    /// Like [`Backend::compress_x2`] for four streams (the SHA-NI kernel interleaves all four).
     ///
     /// # Panics
     /// As for [`Backend::compress_x2`].
     pub fn compress_x4(self, states: [&mut [u32; 8]; 4], blocks: [&[u8]; 4]) {
-        self.compress_n(states, blocks);
+        let len = check_lengths(&blocks);
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kind::ShaNi` is only constructed by `Backend::sha_ni` after
+            // is_x86_feature_detected! reported sha, sse2, ssse3 and sse4.1, the features the
+            // kernel is compiled for; the slice lengths the kernel reads are checked above.
+            Kind::ShaNi => unsafe { x86::compress_interleaved(states, blocks) },
+            _ => {
+                let [a, b, c, d] = states;
+                let [w, x, y, z] = blocks;
+                self.pairs([a, b], [w, x], len);
+                self.pairs([c, d], [y, z], len);
+            }
+        }
     }
 
-    fn compress_n<const N: usize>(self, states: [&mut [u32; 8]; N], blocks: [&[u8]; N]) {
-        let len = blocks[0].len();
-        assert!(
-            len.is_multiple_of(BLOCK_LEN) && blocks.iter().all(|b| b.len() == len),
-            "sha256-mb: every stream needs the same whole number of 64-byte blocks"
+    /// Compresses `blocks[i]` into `states[i]` for every i, any number of streams, as separate
+    /// calls of [`compress`] would: on AVX-512 16 streams per kernel call (a last group of at
+    /// least [`AVX512_MIN_STREAMS`] in a partly empty call, a smaller one in SHA-NI pairs),
+    /// on AVX2 8 per call (a last 2..7 in a partly empty call), on SHA-NI in pairs, else one
+    /// by one.
+    ///
+    /// # Panics
+    /// If `states` and `blocks` differ in length, or the block slices differ in length or are
+    /// not a whole number of 64-byte blocks (the caller's fixed layout, never outside input).
+    pub fn compress_many(self, states: &mut [[u32; 8]], blocks: &[&[u8]]) {
+        assert_eq!(
+            states.len(),
+            blocks.len(),
+            "sha256-mb: one block run per state"
         );
+        let Some(first) = blocks.first() else {
+            return;
+        };
+        let len = first.len();
+        check_lengths(blocks);
+        let (mut states, mut blocks) = (states, blocks);
+        #[cfg(target_arch = "x86_64")]
+        if let Kind::Avx512 { sha_ni } = self.0 {
+            // Full groups of 16, then a last group of at least AVX512_MIN_STREAMS (or any
+            // size without SHA-NI to take it) in one partly empty call.
+            while blocks.len() >= AVX512_MIN_STREAMS || (!sha_ni && !blocks.is_empty()) {
+                let n = blocks.len().min(AVX512_LANES);
+                let (st, rest_st) = states.split_at_mut(n);
+                let (bl, rest_bl) = blocks.split_at(n);
+                // Unused lanes recompute lane 0 (results discarded).
+                let mut group: [[u32; 8]; AVX512_LANES] =
+                    core::array::from_fn(|i| st.get(i).copied().unwrap_or(st[0]));
+                let data: [&[u8]; AVX512_LANES] =
+                    core::array::from_fn(|i| bl.get(i).copied().unwrap_or(bl[0]));
+                // SAFETY: `Kind::Avx512` is only constructed by `Backend::avx512` after
+                // is_x86_feature_detected! reported avx512f and avx512bw, the features the
+                // kernel is compiled for; every block slice holds `len` bytes, a whole number
+                // of blocks (checked above).
+                unsafe { avx512::compress_x16(&mut group, data, len / BLOCK_LEN) };
+                st.copy_from_slice(&group[..n]);
+                (states, blocks) = (rest_st, rest_bl);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Kind::Avx2 = self.0 {
+            // Groups of 8, then a last group of 2..7 in one partly empty call (cheaper than
+            // two streams through software SHA-256); a lone stream goes through `compress`.
+            while blocks.len() >= 2 {
+                let n = blocks.len().min(AVX2_LANES);
+                let (st, rest_st) = states.split_at_mut(n);
+                let (bl, rest_bl) = blocks.split_at(n);
+                let mut group: [[u32; 8]; AVX2_LANES] =
+                    core::array::from_fn(|i| st.get(i).copied().unwrap_or(st[0]));
+                let data: [&[u8]; AVX2_LANES] =
+                    core::array::from_fn(|i| bl.get(i).copied().unwrap_or(bl[0]));
+                // SAFETY: `Kind::Avx2` is only constructed by `Backend::avx2` after
+                // is_x86_feature_detected! reported avx2, the feature the kernel is compiled
+                // for; every block slice holds `len` bytes, a whole number of blocks (checked
+                // above).
+                unsafe { avx2::compress_x8(&mut group, data, len / BLOCK_LEN) };
+                st.copy_from_slice(&group[..n]);
+                (states, blocks) = (rest_st, rest_bl);
+            }
+        }
+        let mut st = states.chunks_exact_mut(2);
+        let mut bl = blocks.chunks_exact(2);
+        for (s, b) in (&mut st).zip(&mut bl) {
+            if let ([s0, s1], [b0, b1]) = (s, b) {
+                self.pairs([s0, s1], [b0, b1], len);
+            }
+        }
+        for (s, b) in st.into_remainder().iter_mut().zip(bl.remainder()) {
+            compress(s, b);
+        }
+    }
+
+    /// Two streams of `len` bytes each (checked by the caller): the SHA-NI kernel if this
+    /// backend has it, else one by one.
+    fn pairs(self, states: [&mut [u32; 8]; 2], blocks: [&[u8]; 2], len: usize) {
+        debug_assert!(blocks.iter().all(|b| b.len() == len));
         match self.0 {
-            Kind::Portable => {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kind::ShaNi` comes only from `Backend::sha_ni` and `Kind::Avx512 {
+            // sha_ni: true }` only from `Backend::avx512` after `Backend::sha_ni` succeeded,
+            // both after is_x86_feature_detected! reported sha, sse2, ssse3 and sse4.1, the
+            // features the kernel is compiled for; the caller checked the slice lengths.
+            Kind::ShaNi | Kind::Avx512 { sha_ni: true } => unsafe {
+                x86::compress_interleaved(states, blocks)
+            },
+            _ => {
                 for (state, data) in states.into_iter().zip(blocks) {
                     compress(state, data);
                 }
             }
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kind::ShaNi` is only constructed by `Backend::detect` after
-            // is_x86_feature_detected! reported sha, sse2, ssse3 and sse4.1, the features the
-            // kernel is compiled for; the slice lengths the kernel reads are asserted above.
-            Kind::ShaNi => unsafe { x86::compress_interleaved(states, blocks) },
         }
     }
+}
+
+/// Whether the CPU is AMD's (x86_64 `cpuid` leaf 0 vendor string "AuthenticAMD").
+fn is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let r = core::arch::x86_64::__cpuid(0);
+        (r.ebx, r.edx, r.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Asserts that every block slice has the first one's length, a whole number of blocks, and
+/// returns it.
+fn check_lengths(blocks: &[&[u8]]) -> usize {
+    let len = blocks.first().map_or(0, |b| b.len());
+    assert!(
+        len.is_multiple_of(BLOCK_LEN) && blocks.iter().all(|b| b.len() == len),
+        "sha256-mb: every stream needs the same whole number of 64-byte blocks"
+    );
+    len
 }
 
 /// Compresses `blocks` (a whole number of 64-byte blocks) into `state`: one stream, through
@@ -177,11 +404,9 @@ mod tests {
     }
 
     fn backends() -> Vec<Backend> {
-        let mut v = vec![Backend::portable()];
-        if Backend::detect().is_interleaved() {
-            v.push(Backend::detect());
-        } else {
-            eprintln!("note: no SHA-NI on this CPU; only the portable backend is tested");
+        let v = Backend::available();
+        if v.len() < 4 {
+            eprintln!("note: only {:?} on this CPU; the others are not tested", v);
         }
         v
     }
@@ -224,6 +449,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn compress_many_matches_compress256_for_every_stream_count_and_length() {
+        // Every stream count from 0 to past two full 16-lane groups (so every size of a
+        // last partial group, on both sides of AVX512_MIN_STREAMS), several block counts.
+        let mut rng = Rng(3);
+        for backend in backends() {
+            for streams in 0..=2 * AVX512_LANES + 3 {
+                for nblocks in [0, 1, 2, 17, 18] {
+                    let init: Vec<[u32; 8]> = (0..streams).map(|_| rng.state()).collect();
+                    let data: Vec<Vec<u8>> = (0..streams)
+                        .map(|_| rng.bytes(nblocks * BLOCK_LEN))
+                        .collect();
+                    let want: Vec<[u32; 8]> = (0..streams)
+                        .map(|i| reference(&init[i], &data[i]))
+                        .collect();
+                    let mut got = init.clone();
+                    let refs: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
+                    backend.compress_many(&mut got, &refs);
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} streams={streams} n={nblocks}",
+                        backend.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lane_kernels_keep_every_lane_apart() {
+        // One stream differing from the others (all identical) in one bit of its last block,
+        // at each lane position: only that lane's result may differ.
+        let kernels: Vec<(Backend, usize)> = [
+            Backend::avx512().map(|b| (b, AVX512_LANES)),
+            Backend::avx2().map(|b| (b, AVX2_LANES)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if kernels.is_empty() {
+            eprintln!("note: no AVX2 or AVX-512 on this CPU; the lane kernels are not tested");
+        }
+        let mut rng = Rng(4);
+        let data = rng.bytes(3 * BLOCK_LEN);
+        let s0 = rng.state();
+        for (backend, lanes) in kernels {
+            for lane in 0..lanes {
+                let mut other = data.clone();
+                other[3 * BLOCK_LEN - 1 - lane] ^= 0x80;
+                let refs: Vec<&[u8]> = (0..lanes)
+                    .map(|i| if i == lane { &other[..] } else { &data[..] })
+                    .collect();
+                let mut got = vec![s0; lanes];
+                backend.compress_many(&mut got, &refs);
+                for (i, g) in got.iter().enumerate() {
+                    let want = reference(&s0, refs[i]);
+                    assert_eq!(*g, want, "{} lane {i}, odd one at {lane}", backend.name());
+                }
+                assert_ne!(got[lane], got[(lane + 1) % lanes]);
+            }
+        }
+    }
+
+    #[test]
+    fn detect_names_a_backend_this_cpu_has() {
+        let d = Backend::detect();
+        assert!(Backend::available().contains(&d), "{d:?}");
+        assert!(d.lanes() >= 1 && d.lanes() <= AVX512_LANES);
+        assert!(!d.name().is_empty());
     }
 
     #[test]

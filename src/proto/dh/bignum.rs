@@ -22,6 +22,7 @@
 
 use super::GROUP14_P;
 use crate::proto::DH_PUBLIC_LEN;
+use crate::proto::kernels::Kernels;
 use mont2048_x86::{Kernel, Modulus, sub_borrow};
 
 /// Number of 64-bit limbs in a 2048-bit number.
@@ -114,10 +115,19 @@ pub enum Arith {
 }
 
 impl Arith {
-    /// The kernel if this CPU has BMI2 and ADX (detection cached by the standard library),
-    /// else [`Arith::Portable`].
+    /// [`Arith::for_kernels`] of the process-wide [`Kernels::current`] mode.
     pub fn detect() -> Self {
-        Kernel::detect().map_or(Arith::Portable, Arith::Adx)
+        Self::for_kernels(Kernels::current())
+    }
+
+    /// With [`Kernels::Fast`], the kernel if this CPU has BMI2 and ADX (detection cached by
+    /// the standard library), else [`Arith::Portable`]; with [`Kernels::Reference`], always
+    /// [`Arith::Portable`].
+    pub fn for_kernels(kernels: Kernels) -> Self {
+        match kernels {
+            Kernels::Fast => Kernel::detect().map_or(Arith::Portable, Arith::Adx),
+            Kernels::Reference => Arith::Portable,
+        }
     }
 
     /// Every implementation this CPU supports, portable first (for tests and benchmarks).
