@@ -348,10 +348,10 @@ impl Cx<'_, '_> {
                     self.error(span, format!("pipe.{name}"), ErrorKind::DuplicatePipe(name));
                     continue;
                 }
-                if let Some(header_line) = in_duplicate_pipe {
-                    if !self.header_between(header_line, loc.line) {
-                        continue;
-                    }
+                if let Some(header_line) = in_duplicate_pipe
+                    && !self.header_between(header_line, loc.line)
+                {
+                    continue;
                 }
                 self.error(span, "toml", ErrorKind::DuplicateKey(key));
             } else {
@@ -536,10 +536,10 @@ impl Cx<'_, '_> {
                 RawLog::Syslog => LogTarget::Syslog,
             };
         }
-        if let Some(t) = raw.threads {
-            if let Some(n) = self.int(&t, "process.threads", 1, MAX_THREADS, "1 to 64") {
-                s.threads = n;
-            }
+        if let Some(t) = raw.threads
+            && let Some(n) = self.int(&t, "process.threads", 1, MAX_THREADS, "1 to 64")
+        {
+            s.threads = n;
         }
         s.daemonize = raw.daemonize.is_some_and(|d| *d.get_ref());
         if let Some(p) = raw.pidfile {
@@ -729,41 +729,41 @@ impl Cx<'_, '_> {
         if let Some(k) = &raw.keepalive {
             p.keepalive = *k.get_ref();
         }
-        if let Some(n) = &raw.max_connections {
-            if let Some(n) = self.int(
+        if let Some(n) = &raw.max_connections
+            && let Some(n) = self.int(
                 n,
                 &f("max_connections"),
                 0,
                 MAX_CONNECTIONS,
                 "0 (unlimited) to 500000",
-            ) {
-                p.max_connections = (n > 0).then_some(n);
+            )
+        {
+            p.max_connections = (n > 0).then_some(n);
+        }
+        if let Some(h) = &raw.handshake_limit
+            && let Some(n) = self.int(h, &f("handshake_limit"), 1, MAX_CONNECTIONS, "1 to 500000")
+        {
+            match p.max_connections {
+                Some(max) if n > max => self.error(
+                    h.span(),
+                    f("handshake_limit"),
+                    ErrorKind::DoesNotFit(format!(
+                        "handshake_limit {n} is more than max_connections {max}"
+                    )),
+                ),
+                _ => p.handshake_limit = Some(n),
             }
         }
-        if let Some(h) = &raw.handshake_limit {
-            if let Some(n) = self.int(h, &f("handshake_limit"), 1, MAX_CONNECTIONS, "1 to 500000") {
-                match p.max_connections {
-                    Some(max) if n > max => self.error(
-                        h.span(),
-                        f("handshake_limit"),
-                        ErrorKind::DoesNotFit(format!(
-                            "handshake_limit {n} is more than max_connections {max}"
-                        )),
-                    ),
-                    _ => p.handshake_limit = Some(n),
-                }
-            }
-        }
-        if let Some(t) = &raw.timeout {
-            if let Some(d) = self.seconds(
+        if let Some(t) = &raw.timeout
+            && let Some(d) = self.seconds(
                 t,
                 &f("timeout"),
                 false,
                 MAX_INTERVAL,
                 "more than 0, at most 86400 seconds",
-            ) {
-                p.timeout = d;
-            }
+            )
+        {
+            p.timeout = d;
         }
         let mut interval = Some(DEFAULT_RTIME);
         if let Some(r) = &raw.resolve_interval {
@@ -775,19 +775,19 @@ impl Cx<'_, '_> {
                 "more than 0, at most 86400 seconds",
             );
         }
-        if let Some(rr) = &raw.re_resolve {
-            if !*rr.get_ref() {
-                if let Some(r) = &raw.resolve_interval {
-                    self.error(
-                        r.span(),
-                        f("resolve_interval"),
-                        ErrorKind::DoesNotFit(
-                            "resolve_interval does not fit re_resolve = false (-r with -R)".into(),
-                        ),
-                    );
-                }
-                interval = None;
+        if let Some(rr) = &raw.re_resolve
+            && !*rr.get_ref()
+        {
+            if let Some(r) = &raw.resolve_interval {
+                self.error(
+                    r.span(),
+                    f("resolve_interval"),
+                    ErrorKind::DoesNotFit(
+                        "resolve_interval does not fit re_resolve = false (-r with -R)".into(),
+                    ),
+                );
             }
+            interval = None;
         }
         p.resolve_interval = interval;
         let Legs {
@@ -796,25 +796,25 @@ impl Cx<'_, '_> {
             source_tcp,
             target_tcp,
         } = legs;
-        if let Some(b) = &raw.bind {
-            if let Some(addr) = self.address(b, &f("bind")) {
-                if matches!(addr, SockAddrSpec::Unix(_)) {
-                    self.error(
-                        b.span(),
-                        f("bind"),
-                        ErrorKind::DoesNotFit(
-                            "bind must be an IP address and port (host:0 for any port)".into(),
-                        ),
-                    );
-                } else if target_unix == Some(true) {
-                    self.error(
-                        b.span(),
-                        f("bind"),
-                        ErrorKind::DoesNotFit("bind applies only to a TCP target".into()),
-                    );
-                } else {
-                    p.bind = Some(addr);
-                }
+        if let Some(b) = &raw.bind
+            && let Some(addr) = self.address(b, &f("bind"))
+        {
+            if matches!(addr, SockAddrSpec::Unix(_)) {
+                self.error(
+                    b.span(),
+                    f("bind"),
+                    ErrorKind::DoesNotFit(
+                        "bind must be an IP address and port (host:0 for any port)".into(),
+                    ),
+                );
+            } else if target_unix == Some(true) {
+                self.error(
+                    b.span(),
+                    f("bind"),
+                    ErrorKind::DoesNotFit("bind applies only to a TCP target".into()),
+                );
+            } else {
+                p.bind = Some(addr);
             }
         }
         // The Unix listener's file.
@@ -1118,18 +1118,18 @@ impl Cx<'_, '_> {
                 distinct.push(k);
             }
         }
-        if let Some(max) = max_keys {
-            if distinct.len() > max {
-                self.error(
-                    list.span(),
-                    field.to_owned(),
-                    ErrorKind::TooManyKeys {
-                        given: distinct.len(),
-                        max,
-                    },
-                );
-                ok = false;
-            }
+        if let Some(max) = max_keys
+            && distinct.len() > max
+        {
+            self.error(
+                list.span(),
+                field.to_owned(),
+                ErrorKind::TooManyKeys {
+                    given: distinct.len(),
+                    max,
+                },
+            );
+            ok = false;
         }
         ok.then_some(keys)
     }

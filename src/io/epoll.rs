@@ -334,11 +334,11 @@ impl Epoll {
 
     /// Queues `h` for the next pass over sockets with work.
     fn queue(&mut self, h: Handle) {
-        if let Some(e) = self.fds.get_mut(h) {
-            if !e.queued {
-                e.queued = true;
-                self.dirty.push(h);
-            }
+        if let Some(e) = self.fds.get_mut(h)
+            && !e.queued
+        {
+            e.queued = true;
+            self.dirty.push(h);
         }
     }
 
@@ -691,11 +691,11 @@ impl Epoll {
                 return;
             };
             let Some(id) = self.pool.free.pop() else {
-                if let Some(e) = self.fds.get_mut(h) {
-                    if !e.starved {
-                        e.starved = true;
-                        self.starved.push_back(h);
-                    }
+                if let Some(e) = self.fds.get_mut(h)
+                    && !e.starved
+                {
+                    e.starved = true;
+                    self.starved.push_back(h);
                 }
                 return;
             };
@@ -709,12 +709,11 @@ impl Epoll {
                     // A short read drained the socket: new data brings a new edge, so skip
                     // the receive that would only return EAGAIN (unless the peer hung up,
                     // whose EOF may already be pending without another edge).
-                    if (r as usize) < self.pool.size {
-                        if let Some(e) = self.fds.get_mut(h) {
-                            if !e.hangup {
-                                e.readable = false;
-                            }
-                        }
+                    if (r as usize) < self.pool.size
+                        && let Some(e) = self.fds.get_mut(h)
+                        && !e.hangup
+                    {
+                        e.readable = false;
                     }
                     self.pool.lent[usize::from(id)] = true;
                     Event::Received {

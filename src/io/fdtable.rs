@@ -32,14 +32,14 @@ impl<E> FdTable<E> {
     /// Stores `entry` in a free slot (reusing the most recently freed one) and returns its
     /// handle.
     pub(crate) fn insert(&mut self, entry: E) -> Handle {
-        if let Some(index) = self.free.pop() {
-            if let Some(slot) = self.slots.get_mut(index as usize) {
-                slot.entry = Some(entry);
-                return Handle {
-                    index,
-                    generation: slot.generation,
-                };
-            }
+        if let Some(index) = self.free.pop()
+            && let Some(slot) = self.slots.get_mut(index as usize)
+        {
+            slot.entry = Some(entry);
+            return Handle {
+                index,
+                generation: slot.generation,
+            };
         }
         // More than 2^32 sockets cannot be open (the descriptor limit is far lower).
         let index = self.slots.len() as u32;

@@ -973,11 +973,12 @@ impl Driver for Uring {
 
     fn shutdown_write(&mut self, handle: Handle, token: Token) -> Result<(), SubmitError> {
         self.usable(handle)?;
-        if let Some(e) = self.fds.get_mut(handle) {
-            if e.sends > 0 && e.pending_shutdown.is_none() {
-                e.pending_shutdown = Some(token);
-                return Ok(());
-            }
+        if let Some(e) = self.fds.get_mut(handle)
+            && e.sends > 0
+            && e.pending_shutdown.is_none()
+        {
+            e.pending_shutdown = Some(token);
+            return Ok(());
         }
         self.submit_shutdown(handle, token);
         Ok(())
@@ -1030,12 +1031,11 @@ impl Driver for Uring {
             kind: OpKind::Timer { cancelled, .. },
             ..
         }) = self.op_mut(id.0)
+            && !*cancelled
         {
-            if !*cancelled {
-                *cancelled = true;
-                let sqe = opcode::TimeoutRemove::new(id.0).build().user_data(IGNORE);
-                self.push(sqe, None);
-            }
+            *cancelled = true;
+            let sqe = opcode::TimeoutRemove::new(id.0).build().user_data(IGNORE);
+            self.push(sqe, None);
         }
     }
 

@@ -72,11 +72,11 @@ impl Schedule {
             ping: false,
             status: false,
         };
-        if let (Some(at), Some(every)) = (self.next_ping, self.ping_every) {
-            if now >= at {
-                due.ping = true;
-                self.next_ping = Some(now + every);
-            }
+        if let (Some(at), Some(every)) = (self.next_ping, self.ping_every)
+            && now >= at
+        {
+            due.ping = true;
+            self.next_ping = Some(now + every);
         }
         if now >= self.next_status {
             due.status = true;

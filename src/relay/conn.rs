@@ -861,11 +861,11 @@ impl Conn {
                 let pump = &mut self.pump[dir.index()];
                 pump.reading = false;
                 pump.eof = true;
-                if dir == Dir::Dec {
-                    if let Some(Err(e)) = self.decoder.as_ref().map(Decoder::finish) {
-                        self.fail(DropReason::BadStream(e), cx);
-                        return;
-                    }
+                if dir == Dir::Dec
+                    && let Some(Err(e)) = self.decoder.as_ref().map(Decoder::finish)
+                {
+                    self.fail(DropReason::BadStream(e), cx);
+                    return;
                 }
                 self.push_output(dir, cx);
             }

@@ -876,27 +876,27 @@ fn event_loop(
         if terms_seen > 0 && relay.active() == 0 {
             return Ok(());
         }
-        if let (Some(start), Some(limit)) = (drain_started, shared.drain_limit) {
-            if start.elapsed() >= limit {
-                let cut = relay.active();
-                relay.log().always(format_args!(
-                    "SIGTERM: shutdown timeout of {} s reached; closing the {cut} connections \
+        if let (Some(start), Some(limit)) = (drain_started, shared.drain_limit)
+            && start.elapsed() >= limit
+        {
+            let cut = relay.active();
+            relay.log().always(format_args!(
+                "SIGTERM: shutdown timeout of {} s reached; closing the {cut} connections \
                      still open",
-                    limit.as_secs_f64()
-                ));
-                return Ok(());
-            }
+                limit.as_secs_f64()
+            ));
+            return Ok(());
         }
-        if let (Some(at), Some(d)) = (next_resolve, duties.as_ref()) {
-            if Instant::now() >= at {
-                match resolve(d.target) {
-                    Ok(addrs) => shared.publish(addrs),
-                    Err(e) => relay
-                        .log()
-                        .warn(format_args!("{e}; keeping the old addresses")),
-                }
-                next_resolve = d.reresolve.map(|every| Instant::now() + every);
+        if let (Some(at), Some(d)) = (next_resolve, duties.as_ref())
+            && Instant::now() >= at
+        {
+            match resolve(d.target) {
+                Ok(addrs) => shared.publish(addrs),
+                Err(e) => relay
+                    .log()
+                    .warn(format_args!("{e}; keeping the old addresses")),
             }
+            next_resolve = d.reresolve.map(|every| Instant::now() + every);
         }
         let g = shared.generation.load(Acquire);
         if g != generation {

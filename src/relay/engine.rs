@@ -724,10 +724,10 @@ impl<D: Driver> Relay<D> {
             Action::ArmDeadline(after) => {
                 let t = self.conns.token(slot, Op::Deadline);
                 let id = self.io.timer(after, t);
-                if let Some(entry) = self.conns.get_mut(slot) {
-                    if let Some(old) = entry.deadline.replace(id) {
-                        self.io.cancel_timer(old);
-                    }
+                if let Some(entry) = self.conns.get_mut(slot)
+                    && let Some(old) = entry.deadline.replace(id)
+                {
+                    self.io.cancel_timer(old);
                 }
             }
             Action::CancelDeadline => {

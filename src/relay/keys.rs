@@ -359,17 +359,17 @@ impl KeyRing {
         if !ring.accepted.iter().any(|e| same(&e.key, &key)) {
             return Err(KeyRingError::NotRotatedIn(fp));
         }
-        if ring.mode == RingMode::Decrypt && !force {
-            if let Some(e) = ring
+        if ring.mode == RingMode::Decrypt
+            && !force
+            && let Some(e) = ring
                 .accepted
                 .iter()
                 .find(|e| !same(&e.key, &key) && e.live > 0)
-            {
-                return Err(KeyRingError::InUse {
-                    fingerprint: e.fingerprint.to_string(),
-                    live: e.live,
-                });
-            }
+        {
+            return Err(KeyRingError::InUse {
+                fingerprint: e.fingerprint.to_string(),
+                live: e.live,
+            });
         }
         let removed: Vec<String> = ring
             .accepted

@@ -137,11 +137,11 @@ impl<C> Slots<C> {
     /// Puts `conn` in a free slot (the most recently released one, else a new one) and
     /// returns the slot index.
     pub(crate) fn insert(&mut self, conn: C) -> u32 {
-        if let Some(slot) = self.free.pop() {
-            if let Some(entry) = self.conns.get_mut(slot as usize) {
-                *entry = Some(conn);
-                return slot;
-            }
+        if let Some(slot) = self.free.pop()
+            && let Some(entry) = self.conns.get_mut(slot as usize)
+        {
+            *entry = Some(conn);
+            return slot;
         }
         // One slot per connection: far fewer than 2^32 (each holds descriptors).
         let slot = self.conns.len() as u32;

@@ -293,10 +293,10 @@ fn sqr_column<const K: usize>(a: &Limbs, carry: u128) -> Acc {
         i += 1;
     }
     let mut acc = off.double_plus(carry);
-    if K.is_multiple_of(2) {
-        if let Some(&d) = a.get(K / 2) {
-            acc.mac(d, d);
-        }
+    if K.is_multiple_of(2)
+        && let Some(&d) = a.get(K / 2)
+    {
+        acc.mac(d, d);
     }
     acc
 }
