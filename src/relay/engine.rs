@@ -44,15 +44,22 @@ use super::keys::{KeyRing, KeyUse};
 use super::log::Logger;
 use super::pool::{KeyPool, PoolStats};
 
-/// A pump stops reading while this many bytes wait to be written to the other side
-/// (backpressure, as spiped's one-buffer pumps provide).
-pub const HIGH_WATER: usize = 256 * 1024;
+/// A pump stops reading while this many bytes of output, in flight to the other side and
+/// waiting behind that send together, are not yet written (backpressure, as spiped's
+/// one-buffer pumps provide). With the two directions this bounds a pumping connection's
+/// buffers to about `4 * PUMP_BUFFER` bytes.
+pub const HIGH_WATER: usize = 16 * 1024;
 
-/// Spare send buffers kept for reuse across connections.
-const SPARE_BUFFERS: usize = 256;
+/// Capacity of a pump buffer: [`HIGH_WATER`] plus the output of the one receive that may cross
+/// it (a sealed 4 KiB read, or the plaintext of one read of packets), so it never grows.
+const PUMP_BUFFER: usize = HIGH_WATER + 8 * 1024;
+
+/// Spare send buffers kept for reuse across connections (at most this many times
+/// [`SPARE_MAX_CAPACITY`] bytes stay allocated after a burst).
+const SPARE_BUFFERS: usize = 64;
 
 /// Spare buffers larger than this are dropped rather than kept.
-const SPARE_MAX_CAPACITY: usize = 2 * HIGH_WATER;
+const SPARE_MAX_CAPACITY: usize = PUMP_BUFFER;
 
 /// Nonce bytes drawn from the OS RNG at a time: one `getrandom` per 32 handshakes instead of
 /// one per handshake.
@@ -292,6 +299,8 @@ struct Pump {
     pending: Vec<u8>,
     /// Bytes of output at the start of `pending`.
     filled: usize,
+    /// Bytes of the send in flight (0 when `writing` is false).
+    in_flight: usize,
     /// The source reached EOF.
     eof: bool,
     /// The destination's write side has been shut down (or the shutdown is pending).
@@ -404,7 +413,9 @@ fn transform_into(
 ) -> Result<(), StreamError> {
     let pump = &mut c.pump[dir];
     if pump.pending.capacity() == 0 {
-        pump.pending = spare.pop().unwrap_or_default();
+        pump.pending = spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(PUMP_BUFFER));
     }
     let written = if dir == ENC {
         match c.encoder.as_mut() {
@@ -786,7 +797,11 @@ impl<D: Driver> Relay<D> {
     /// Keeps a sent buffer for reuse. Its contents stay (the pumps overwrite them in place,
     /// see [`Pump::pending`]); [`Relay::take_spare`] empties it for other uses.
     fn keep_spare(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_CAPACITY {
+        // Only pump-sized buffers: a small one (a handshake message) would grow, doubling,
+        // past PUMP_BUFFER the first time a pump used it.
+        if self.spare.len() < SPARE_BUFFERS
+            && (PUMP_BUFFER..=SPARE_MAX_CAPACITY).contains(&buf.capacity())
+        {
             self.spare.push(buf);
         }
     }
@@ -1221,6 +1236,7 @@ impl<D: Driver> Relay<D> {
         if pump.filled > 0 {
             let mut out = std::mem::take(&mut pump.pending);
             out.truncate(pump.filled);
+            pump.in_flight = pump.filled;
             pump.filled = 0;
             pump.writing = true;
             let t = self.tok(slot, TAG_SEND + dst as u64);
@@ -1259,7 +1275,7 @@ impl<D: Driver> Relay<D> {
         if c.phase == Phase::Pumping {
             // Side PLAIN feeds direction ENC, side CRYPT feeds DEC.
             let pump = &mut c.pump[side];
-            if pump.reading || pump.eof || pump.filled >= HIGH_WATER {
+            if pump.reading || pump.eof || pump.filled + pump.in_flight >= HIGH_WATER {
                 return;
             }
             pump.reading = true;
@@ -1300,6 +1316,7 @@ impl<D: Driver> Relay<D> {
         // A send to `side` belongs to the direction that writes `side`.
         let dir = if side == CRYPT { ENC } else { DEC };
         c.pump[dir].writing = false;
+        c.pump[dir].in_flight = 0;
         self.push_output(slot, dir);
         // The source side of `dir` has the same index as `dir`.
         self.recv(slot, dir);
