@@ -37,5 +37,8 @@ fn short_soak_passes_on_every_backend() {
         "scripts/soak.sh --short failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains("PASS"), "no result table:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("PASS"),
+        "no result table:\n{stdout}\n{stderr}"
+    );
 }
