@@ -17,6 +17,10 @@
 //!   only once a buffer is recycled; after EOF or an error not by itself (the result is
 //!   delivered first). When `QUEUE_LIMIT` results wait unasked for, the multishot is
 //!   cancelled, so a socket the caller does not read cannot take the pool.
+//! - Accepts are multishot; a listener has at most one live at a time. An accept requested
+//!   while the previous one is still ending (cancelled, final CQE not reaped) is submitted
+//!   when that CQE arrives: accepts poll as exclusive waiters, and a cancelled one still on
+//!   the listener's wait queue would take a new client's wake-up (see [`Driver::accept`]).
 //! - The ring is `SINGLE_ISSUER | DEFER_TASKRUN` (see `build_ring`): completions are
 //!   produced in one batch while the owning thread waits, not by interrupting it.
 //! - Internal operations whose results do not matter (cancels, timer removals) use the
