@@ -44,6 +44,12 @@ use super::{
 /// cannot starve the connections already open.
 pub const ACCEPT_BATCH: usize = 64;
 
+/// Most receives completed per [`Driver::wait`]. The pool's free list is a stack, so this also
+/// bounds how many of its buffers are ever touched (resident) when many sockets are readable
+/// at once: at most this many are lent per turn, and the caller recycles them before the next.
+/// Sockets past it keep their readiness and are served first in the next turn.
+pub const RECV_BATCH: usize = 64;
+
 /// How often a connect to a Unix socket whose backlog is full is retried.
 pub const CONNECT_RETRY: Duration = Duration::from_millis(10);
 
@@ -213,6 +219,8 @@ pub struct Epoll {
     dirty: Vec<Handle>,
     /// Readable sockets with a receive pending that found the pool empty, oldest first.
     starved: VecDeque<Handle>,
+    /// Receives this [`Driver::wait`] may still complete (see [`RECV_BATCH`]).
+    recv_budget: usize,
     /// Sockets whose `close` was called, to be closed in the next wait.
     to_close: Vec<Handle>,
     timers: BTreeMap<(Instant, u64), TimerKind>,
@@ -294,6 +302,7 @@ impl Epoll {
             fds: FdTable::new(),
             dirty: Vec::new(),
             starved: VecDeque::new(),
+            recv_budget: RECV_BATCH,
             to_close: Vec::new(),
             timers: BTreeMap::new(),
             timer_at: HashMap::new(),
@@ -690,6 +699,11 @@ impl Epoll {
             let Some((token, fd)) = self.readable_op(h, |e| e.recv) else {
                 return;
             };
+            if self.recv_budget == 0 {
+                // This turn's receives are used up: try again next turn.
+                self.queue(h);
+                return;
+            }
             let Some(id) = self.pool.free.pop() else {
                 if let Some(e) = self.fds.get_mut(h)
                     && !e.starved
@@ -742,6 +756,8 @@ impl Epoll {
             if r <= 0 {
                 self.pool.free.push(id);
                 self.wake_starved();
+            } else {
+                self.recv_budget -= 1;
             }
             if let Some(e) = self.fds.get_mut(h) {
                 e.recv = None;
@@ -1002,6 +1018,7 @@ impl Driver for Epoll {
         timeout: Option<Duration>,
     ) -> Result<usize, WaitError> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        self.recv_budget = RECV_BATCH;
         loop {
             self.finish_closes();
             self.run_dirty();

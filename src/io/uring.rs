@@ -17,6 +17,10 @@
 //!   only once a buffer is recycled; after EOF or an error not by itself (the result is
 //!   delivered first). When `QUEUE_LIMIT` results wait unasked for, the multishot is
 //!   cancelled, so a socket the caller does not read cannot take the pool.
+//! - Accepts are multishot; a listener has at most one live at a time. An accept requested
+//!   while the previous one is still ending (cancelled, final CQE not reaped) is submitted
+//!   when that CQE arrives: accepts poll as exclusive waiters, and a cancelled one still on
+//!   the listener's wait queue would take a new client's wake-up (see [`Driver::accept`]).
 //! - The ring is `SINGLE_ISSUER | DEFER_TASKRUN` (see `build_ring`): completions are
 //!   produced in one batch while the owning thread waits, not by interrupting it.
 //! - Internal operations whose results do not matter (cancels, timer removals) use the
@@ -193,6 +197,11 @@ struct FdEntry {
     closing: Option<Token>,
     /// A `shutdown_write` waiting for the sends in flight to finish.
     pending_shutdown: Option<Token>,
+    /// The `user_data` of the multishot accept on this (listening) fd, until its final CQE.
+    accept: Option<u64>,
+    /// The token of an accept requested while the previous one was still being cancelled: it
+    /// is submitted only once that one's final CQE is reaped (see `Uring::complete_accept`).
+    accept_next: Option<Token>,
 }
 
 /// One result of a multishot receive, kept until the caller asks for it.
@@ -213,8 +222,12 @@ impl Received {
 }
 
 enum OpKind {
+    /// A multishot accept on the listener `h`.
     Accept {
         h: Handle,
+        /// A cancel was submitted for it ([`Driver::cancel_accept`]): when it ends it is not
+        /// re-armed, whatever its last result.
+        cancelled: bool,
     },
     /// Finished when both its own CQE and its linked timeout's CQE have been reaped, because
     /// only the timeout's result tells a deadline apart from other errors (an interrupted
@@ -560,7 +573,9 @@ impl Uring {
         };
         let token = op.token;
         match op.kind {
-            OpKind::Accept { h } => self.complete_accept(ud, token, h, res, flags),
+            OpKind::Accept { h, cancelled } => {
+                self.complete_accept(ud, token, h, cancelled, res, flags)
+            }
             OpKind::Connect { res: ref mut r, .. } => {
                 *r = Some(res);
                 self.finish_connect(ud);
@@ -628,7 +643,23 @@ impl Uring {
         self.dec_inflight(h);
     }
 
-    fn complete_accept(&mut self, ud: u64, token: Token, h: Handle, res: i32, flags: u32) {
+    /// A CQE of the multishot accept `ud` on the listener `h`.
+    ///
+    /// An accepted descriptor always becomes an [`Event::Accepted`] (or is closed if the
+    /// listener is closing), even after a cancel: the kernel took it off the backlog, so the
+    /// caller must see it. Without `IORING_CQE_F_MORE` the accept has ended: after a success
+    /// (CQ overflow) it is re-armed unless it was cancelled; otherwise its end is reported as
+    /// [`Event::AcceptFailed`] (a cancelled one as `ECANCELED`), and an accept requested
+    /// meanwhile (`FdEntry::accept_next`) is submitted now that the old one is gone.
+    fn complete_accept(
+        &mut self,
+        ud: u64,
+        token: Token,
+        h: Handle,
+        cancelled: bool,
+        res: i32,
+        flags: u32,
+    ) {
         let more = cqueue::more(flags);
         let closing = self.is_closing(h);
         if res >= 0 {
@@ -641,28 +672,90 @@ impl Uring {
                 let conn = self.adopt(fd);
                 self.ready.push_back(Event::Accepted { token, conn });
             }
-            if !more {
-                if closing {
-                    self.free_op(ud);
-                    self.dec_inflight(h);
-                } else if let Some(e) = self.fds.get(h) {
-                    // The multishot ended without an error (e.g. CQ overflow): re-arm it.
-                    let raw = e.fd.as_raw_fd();
-                    self.submit_accept(raw, ud);
-                }
+            if more {
+                return;
             }
-            return;
+            if !closing
+                && !cancelled
+                && let Some(e) = self.fds.get(h)
+            {
+                // The multishot ended without an error (e.g. CQ overflow): re-arm it.
+                let raw = e.fd.as_raw_fd();
+                self.submit_accept(raw, ud);
+                return;
+            }
         }
-        if !closing {
+        if !closing && !more {
+            let error = if res >= 0 {
+                Errno(libc::ECANCELED)
+            } else {
+                Errno(-res)
+            };
+            self.ready.push_back(Event::AcceptFailed {
+                token,
+                error,
+                armed: false,
+            });
+        } else if !closing {
             self.ready.push_back(Event::AcceptFailed {
                 token,
                 error: Errno(-res),
-                armed: more,
+                armed: true,
             });
         }
-        if !more {
-            self.free_op(ud);
-            self.dec_inflight(h);
+        if more {
+            return;
+        }
+        self.free_op(ud);
+        let next = match self.fds.get_mut(h) {
+            Some(e) => {
+                if e.accept == Some(ud) {
+                    e.accept = None;
+                }
+                e.accept_next.take()
+            }
+            None => None,
+        };
+        self.dec_inflight(h);
+        if let Some(next) = next
+            && !self.is_closing(h)
+        {
+            self.arm_accept(h, next);
+        }
+    }
+
+    /// Submits a new multishot accept on the listener `h` (open, not closing, none live).
+    fn arm_accept(&mut self, h: Handle, token: Token) {
+        let Some(raw) = self.fds.get(h).map(|e| e.fd.as_raw_fd()) else {
+            return;
+        };
+        let ud = self.alloc_op(
+            token,
+            OpKind::Accept {
+                h,
+                cancelled: false,
+            },
+        );
+        if let Some(e) = self.fds.get_mut(h) {
+            e.inflight += 1;
+            e.accept = Some(ud);
+        }
+        self.submit_accept(raw, ud);
+    }
+
+    /// Submits a cancel of the live accept `ud` unless one was submitted already.
+    fn cancel_accept_op(&mut self, ud: u64) {
+        if let Some(Op {
+            kind: OpKind::Accept { cancelled, .. },
+            ..
+        }) = self.op_mut(ud)
+        {
+            if *cancelled {
+                return;
+            }
+            *cancelled = true;
+            let cancel = opcode::AsyncCancel::new(ud).build().user_data(IGNORE);
+            self.push(cancel, None);
         }
     }
 
@@ -830,6 +923,8 @@ impl Driver for Uring {
             starved: false,
             closing: None,
             pending_shutdown: None,
+            accept: None,
+            accept_next: None,
         };
         self.fds.insert(entry)
     }
@@ -842,29 +937,53 @@ impl Driver for Uring {
         Some(e.fd.as_fd())
     }
 
+    /// Arms a multishot accept. If the previous accept on `listener` is still live (cancelled
+    /// but its final CQE not yet reaped), the new one is submitted only after that CQE: an
+    /// accept polls its listener as an *exclusive* waiter, so while a cancelled accept's wait
+    /// entry is still queued (its cancel completes in our task work, i.e. at the next wait) it
+    /// would take a new client's wake-up and end with `ECANCELED`, and the new accept would
+    /// sleep with clients in the backlog until the next one arrived. Submitted after the old
+    /// one has gone, the new accept first tries to accept at once, so it finds those clients.
     fn accept(&mut self, listener: Handle, token: Token) -> Result<(), SubmitError> {
-        let fd = self.usable(listener)?;
-        let ud = self.alloc_op(token, OpKind::Accept { h: listener });
-        self.inc_inflight(listener);
-        self.submit_accept(fd, ud);
+        self.usable(listener)?;
+        let live = self.fds.get(listener).and_then(|e| e.accept);
+        let Some(old) = live else {
+            self.arm_accept(listener, token);
+            return Ok(());
+        };
+        self.cancel_accept_op(old);
+        let replaced = self
+            .fds
+            .get_mut(listener)
+            .and_then(|e| e.accept_next.replace(token));
+        if let Some(t) = replaced {
+            self.ready.push_back(Event::AcceptFailed {
+                token: t,
+                error: Errno(libc::ECANCELED),
+                armed: false,
+            });
+        }
         Ok(())
     }
 
     fn cancel_accept(&mut self, listener: Handle) {
-        let armed = self
-            .ops
-            .iter()
-            .enumerate()
-            .find_map(|(index, slot)| match &slot.op {
-                Some(Op {
-                    kind: OpKind::Accept { h },
-                    ..
-                }) if *h == listener => Some(user_data(index as u32, slot.generation)),
-                _ => None,
+        if self.is_closing(listener) {
+            return;
+        }
+        let Some(e) = self.fds.get_mut(listener) else {
+            return;
+        };
+        // An accept not submitted yet ends here, as a cancelled one would.
+        if let Some(t) = e.accept_next.take() {
+            self.ready.push_back(Event::AcceptFailed {
+                token: t,
+                error: Errno(libc::ECANCELED),
+                armed: false,
             });
-        if let Some(ud) = armed {
-            let cancel = opcode::AsyncCancel::new(ud).build().user_data(IGNORE);
-            self.push(cancel, None);
+            return;
+        }
+        if let Some(ud) = e.accept {
+            self.cancel_accept_op(ud);
         }
     }
 
