@@ -23,11 +23,6 @@ const TOP_FILES: &[&str] = &["README.md", "FUZZING.md", "PERFORMANCE.md"];
 /// Directories never walked: build output, the fuzz corpus (binary inputs), git metadata.
 const SKIP_DIRS: &[&str] = &["target", "corpus", "artifacts", "coverage", ".git"];
 
-/// Directories still being rewritten elsewhere when the document moved in; the file-name check
-/// (not the section check) skips them until their stale references are renamed. Empty this
-/// list once `src/relay/` and `src/io/` cite `docs/protocol.md`.
-const PENDING_RENAME: &[&str] = &["src/relay", "src/io"];
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -171,9 +166,6 @@ fn no_file_cites_the_protocol_notes_outside_the_repository() {
     ];
     let mut hits = Vec::new();
     for (path, text) in sources() {
-        if PENDING_RENAME.iter().any(|d| path.starts_with(d)) {
-            continue;
-        }
         for (i, line) in text.lines().enumerate() {
             for s in &stale {
                 if line.contains(s.as_str()) {

@@ -186,7 +186,7 @@ pub struct PipeSpec {
     pub keys: Vec<KeySource>,
     /// `-f` / `-g` / neither.
     pub pfs: PfsPolicy,
-    /// `--x25519`: spiperelay's X25519 handshake (both ends must use it; PROTOCOL.md). Never
+    /// `--x25519`: spiperelay's X25519 handshake (both ends must use it; docs/protocol.md §5). Never
     /// together with [`PfsPolicy::Disabled`].
     pub x25519: bool,
     /// TCP keep-alives on both legs; `false` is `-j`.

@@ -1,4 +1,5 @@
-//! A pool of ready handshake key pairs, refilled by a background thread (issue 7).
+//! A pool of ready handshake key pairs, refilled by a background thread, so
+//! that a connection's handshake does not wait for its key generation.
 //!
 //! Key generation (`2^x mod p` for group 14, a base-point multiplication for X25519) is the
 //! part of a handshake that does not depend on the peer, so a worker thread computes pairs ahead
