@@ -210,7 +210,7 @@ pub const COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "help",
         synopsis: &["help [COMMAND]", "--help"],
-        summary: "print this help, or one command's (COMMAND: daemon, spipe, keygen, keys, check-config, kernels)",
+        summary: "print this help, or one command's (daemon, spipe, keygen, keys, check-config, kernels)",
         options: &[],
     },
 ];
