@@ -244,7 +244,7 @@ pub const ENVIRONMENT: &[EnvDoc] = &[
     },
     EnvDoc {
         name: "SPIPERELAY_KERNELS",
-        help: "fast (our SHA-256/AES/modexp kernels) or reference (RustCrypto only)",
+        help: "fast (our own crypto kernels) or reference (RustCrypto only)",
         default: "fast",
         commands: &["daemon", "spipe", "kernels"],
     },
