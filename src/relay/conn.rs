@@ -40,9 +40,18 @@ use crate::proto::{HandshakeError, NONCE_LEN, StreamError};
 use super::engine::PipeConfig;
 use super::keys::KeyUse;
 
-/// A pump stops reading while this many bytes wait to be written to the other side
-/// (backpressure, as spiped's one-buffer pumps provide).
-pub const HIGH_WATER: usize = 256 * 1024;
+/// A pump stops reading while this many bytes of output, in flight to the other side and
+/// waiting behind that send together, are not yet written (backpressure, as spiped's
+/// one-buffer pumps provide). With the two directions this bounds a pumping connection's
+/// buffers to about `4 * PUMP_BUFFER` bytes.
+pub const HIGH_WATER: usize = 16 * 1024;
+
+/// Capacity of a pump buffer: just under [`HIGH_WATER`] of output plus the output of the one
+/// receive that may cross it, so it never grows as long as a receive is at most
+/// [`HIGH_WATER`] bytes (the daemon's receive buffers are that size): the sealed packets of a
+/// plaintext read are the larger of the two outputs (the plaintext of a read of packets is
+/// smaller than the read).
+pub const PUMP_BUFFER: usize = HIGH_WATER + sealed_len(HIGH_WATER);
 
 /// The two sockets of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -427,6 +436,8 @@ struct Pump {
     pending: Vec<u8>,
     /// Bytes of output at the start of `pending`.
     filled: usize,
+    /// Bytes of the send in flight (0 when `writing` is false).
+    in_flight: usize,
     /// The source reached EOF.
     eof: bool,
     /// The destination's write side has been shut down (or the shutdown is pending).
@@ -902,7 +913,9 @@ impl Conn {
             return;
         }
         let dir = Dir::writing(side);
-        self.pump[dir.index()].writing = false;
+        let pump = &mut self.pump[dir.index()];
+        pump.writing = false;
+        pump.in_flight = 0;
         self.push_output(dir, cx);
         self.recv(dir.source(), cx);
     }
@@ -947,7 +960,9 @@ impl Conn {
     ) -> Result<(), StreamError> {
         let pump = &mut self.pump[dir.index()];
         if pump.pending.capacity() == 0 {
-            pump.pending = spare.pop().unwrap_or_default();
+            pump.pending = spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(PUMP_BUFFER));
         }
         let written = match dir {
             Dir::Enc => match self.encoder.as_mut() {
@@ -980,6 +995,7 @@ impl Conn {
         if pump.filled > 0 {
             let mut buf = std::mem::take(&mut pump.pending);
             buf.truncate(pump.filled);
+            pump.in_flight = pump.filled;
             pump.filled = 0;
             pump.writing = true;
             cx.push(Action::Send {
@@ -1005,10 +1021,10 @@ impl Conn {
     }
 
     /// Arms a receive on `side` unless one is pending, its direction ended or its pump's output
-    /// is above [`HIGH_WATER`].
+    /// (pending and in flight) is at [`HIGH_WATER`] or above.
     fn recv(&mut self, side: Side, cx: &mut Ctx<'_>) {
         let pump = &mut self.pump[Dir::reading(side).index()];
-        if pump.reading || pump.eof || pump.filled >= HIGH_WATER {
+        if pump.reading || pump.eof || pump.filled + pump.in_flight >= HIGH_WATER {
             return;
         }
         pump.reading = true;

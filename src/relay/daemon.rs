@@ -66,16 +66,25 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// With `-D`, how often a failed lookup is retried.
 const DNS_RETRY: Duration = Duration::from_secs(1);
 
-/// Receive buffers in the provided-buffer pool, and their size. A bulk transfer costs one
-/// receive, one send and one `io_uring_enter` per buffer filled: 16 KiB buffers did that every
-/// 16 KiB, 128 KiB ones cut the relay's CPU per GiB by about 18 % (PERFORMANCE.md, "Data path
-/// CPU per GiB"). The pool stays 32 MiB (pages are touched only as buffers get used). A buffer
-/// is lent only from a receive's completion until the same loop turn recycles it, so the count
-/// bounds the receives completed per turn, not the connections. Public so that the
-/// `plain_forward` benchmark example runs the same pool.
-pub const RECV_BUFFERS: u16 = 256;
+/// Receive buffers in the provided-buffer pool, and their size. The size bounds the memory of
+/// a streaming connection: each receive's output joins the pump buffers of
+/// [`conn::HIGH_WATER`](super::conn::HIGH_WATER), so a connection streaming both ways holds at
+/// most four [`conn::PUMP_BUFFER`](super::conn::PUMP_BUFFER)s; 256 such connections measured
+/// 19 KiB (epoll) and 41 KiB (io_uring, which touches the whole 8 MiB pool over time) per
+/// connection and end at their peak (`scripts/mem-per-conn.sh`). 128 KiB receives cut the
+/// relay's CPU per GiB by about 18 % against 16 KiB ones (PERFORMANCE.md, "Data path CPU per
+/// GiB") but cost 160-370 KiB per streaming connection: the memory bound won (PERFORMANCE.md,
+/// "Memory per streaming connection"). Must stay at most `HIGH_WATER` (see `PUMP_BUFFER`).
+/// Pages are touched only as buffers get used. A buffer is lent only from a receive's
+/// completion until the same loop turn recycles it, so the count bounds the receives completed
+/// per turn, not the connections. Public so that the `plain_forward` benchmark example runs the
+/// same pool.
+pub const RECV_BUFFERS: u16 = 512;
 /// The size of each receive buffer in the pool (see [`RECV_BUFFERS`]).
-pub const RECV_BUFFER_SIZE: u32 = 128 * 1024;
+pub const RECV_BUFFER_SIZE: u32 = 16 * 1024;
+
+// A receive larger than the pumps' high-water mark would overflow a pump buffer.
+const _: () = assert!(RECV_BUFFER_SIZE as usize <= super::conn::HIGH_WATER);
 
 /// Readiness events taken per `epoll_wait` by the epoll backend.
 const EPOLL_EVENTS: u32 = 1024;

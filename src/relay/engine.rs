@@ -27,17 +27,15 @@ use crate::os::random::fill_random;
 use crate::proto::NONCE_LEN;
 use crate::proto::handshake::{ExchangePolicy, KeyKind, KeyPair};
 
-use super::conn::{Action, Conn, Ctx, DropReason, Env, HIGH_WATER, KeyPairError, Side};
+use super::conn::{Action, Conn, Ctx, DropReason, Env, KeyPairError, PUMP_BUFFER, Side};
 use super::keys::KeyRing;
 use super::log::Logger;
 use super::pool::{KeyPool, PoolStats};
 use super::slots::{Op, Slots, split, token};
 
-/// Spare send buffers kept for reuse across connections.
-const SPARE_BUFFERS: usize = 256;
-
-/// Spare buffers larger than this are dropped rather than kept.
-const SPARE_MAX_CAPACITY: usize = 2 * HIGH_WATER;
+/// Spare send buffers kept for reuse across connections (at most this many times
+/// [`PUMP_BUFFER`] bytes stay allocated after a burst).
+const SPARE_BUFFERS: usize = 64;
 
 /// Nonce bytes drawn from the OS RNG at a time: one `getrandom` per 32 handshakes instead of
 /// one per handshake.
@@ -860,7 +858,10 @@ impl<D: Driver> Relay<D> {
 
     /// Keeps a sent buffer for reuse. Its contents stay (the pumps overwrite them in place).
     fn keep_spare(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < SPARE_BUFFERS && buf.capacity() <= SPARE_MAX_CAPACITY {
+        // Only pump-sized buffers: a small one (a handshake message) would grow, doubling,
+        // past PUMP_BUFFER the first time a pump used it, and a larger one holds memory the
+        // pumps never need.
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() == PUMP_BUFFER {
             self.spare.push(buf);
         }
     }
