@@ -3,9 +3,10 @@
 //!
 //! - **SIGHUP** re-reads the `-k` files given on the command line and makes the running key set
 //!   exactly those keys (repeats merged). The command line stays the persistent configuration:
-//!   a reload also undoes earlier `keys rotate` / `keys set` changes. A `-k -` key cannot be
-//!   read again and keeps the value read at startup. Key files are read by the rules of
-//!   [`super::keyfile`] (regular files only, never blocking on a FIFO), as at startup. A
+//!   a reload also undoes earlier `keys rotate` / `keys set` changes. A `-k -` key, and a FIFO
+//!   or character device read once at startup, cannot be read again and keep the value read
+//!   then. Other key files are read by the rules of [`super::keyfile`] (regular files only,
+//!   never blocking on a FIFO). A
 //!   reload that fails (a missing or unreadable file, a directory or FIFO, more keys than
 //!   `--max-keys`) logs why and changes nothing.
 //! - **`--control PATH`** serves a Unix stream socket, created with mode 0600 and removed on
@@ -163,7 +164,8 @@ impl Rotation {
         };
         Ok(Self {
             ring,
-            sources: args.keys.clone(),
+            // A FIFO or character device was read once at startup and keeps that key.
+            sources: keyfile::once_as_stdin(&args.keys),
             startup: keys.clone(),
             listener,
             socket_file,

@@ -262,7 +262,7 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, KeyFileError> {
 /// # Errors
 /// The first source's [`KeyFileError`]; [`KeyFileError::NoSources`] for an empty list.
 pub fn read_startup_keys(sources: &[KeySource]) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
-    read_sources(sources, |_, source| {
+    read_sources(sources, true, |_, source| {
         let mut buf = Zeroizing::new(Vec::new());
         match source {
             KeySource::Stdin => {
@@ -285,17 +285,40 @@ pub fn read_startup_keys(sources: &[KeySource]) -> Result<(KeySet, Vec<KeyWarnin
 }
 
 /// Re-reads the `-k` sources for a reload (`SIGHUP`), in order, with the warnings for the files
-/// read. A source that can be read only once (`-k -`, a FIFO, a character device) keeps the key
-/// read at startup, `startup[i]` for source `i` (`startup` is the set [`read_startup_keys`]
-/// returned for `sources`).
+/// read. A `-k -` source keeps the key read at startup, `startup[i]` for source `i` (`startup`
+/// is the set [`read_startup_keys`] returned for `sources`); pass the sources through
+/// [`once_as_stdin`] first so that a FIFO or character device read at startup does too. Any
+/// other path must be a regular file now: one that has become a FIFO is refused, never read.
 ///
 /// # Errors
-/// As [`read_startup_keys`].
+/// As [`read_key_file`], naming the first source that failed.
 pub fn read_reload_keys(
     sources: &[KeySource],
     startup: &KeySet,
 ) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
-    read_sources(sources, |i, _| Ok(startup.as_slice().get(i).cloned()))
+    read_sources(sources, false, |i, _| {
+        Ok(startup.as_slice().get(i).cloned())
+    })
+}
+
+/// `sources` as a reload sees them: a path that is a FIFO or a character device now (read once
+/// at startup by [`read_startup_keys`]) becomes [`KeySource::Stdin`], a source whose startup
+/// key is kept. Only the file type is looked at (`stat`, which never blocks).
+pub fn once_as_stdin(sources: &[KeySource]) -> Vec<KeySource> {
+    sources
+        .iter()
+        .map(|source| match source {
+            KeySource::File(path)
+                if fs::metadata(path).is_ok_and(|m| {
+                    let t = m.file_type();
+                    t.is_fifo() || t.is_char_device()
+                }) =>
+            {
+                KeySource::Stdin
+            }
+            other => other.clone(),
+        })
+        .collect()
 }
 
 /// True for the key sources the command line reads only once: `-k -`, and a path that is a
@@ -311,9 +334,10 @@ fn is_read_once(error: &KeyFileError) -> bool {
 }
 
 /// Reads `sources` in order, asking `once(i, source)` for the key of a source at index `i` that
-/// can be read only once (`-k -`, or a path [`is_read_once`] holds for).
+/// can be read only once: `-k -`, and with `files_once` a path [`is_read_once`] holds for.
 fn read_sources(
     sources: &[KeySource],
+    files_once: bool,
     mut once: impl FnMut(usize, &KeySource) -> Result<Option<Key>, KeyFileError>,
 ) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
     let mut keys = Vec::with_capacity(sources.len());
@@ -325,7 +349,7 @@ fn read_sources(
                     warnings.extend(k.warnings);
                     keys.push(k.key);
                 }
-                Err(e) if is_read_once(&e) => keys.extend(once(i, source)?),
+                Err(e) if files_once && is_read_once(&e) => keys.extend(once(i, source)?),
                 Err(e) => return Err(e),
             },
             KeySource::Stdin => keys.extend(once(i, source)?),
@@ -612,12 +636,19 @@ mod tests {
             Key::from_key_file(&[7u8; KEYGEN_LEN]).fingerprint()
         );
         // No writer now: a reload must not block on the FIFO, and keeps the startup key.
-        let (again, _) = read_reload_keys(&sources, &set).expect("reload");
+        let (again, _) = read_reload_keys(&once_as_stdin(&sources), &set).expect("reload");
         assert_eq!(
             again.as_slice()[0].fingerprint(),
             set.as_slice()[0].fingerprint()
         );
         assert_eq!(again.as_slice().len(), 2);
+        // A path that was a regular file at startup and is a FIFO now is refused, never read.
+        let e = read_reload_keys(&[sources[1].clone(), KeySource::File(fifo.clone())], &set)
+            .expect_err("a FIFO where a file was");
+        assert!(
+            e.to_string().contains("is a FIFO, not a regular file"),
+            "{e}"
+        );
         // /dev/null, a character device, is read once too: an empty key.
         let (null, _) = read_startup_keys(&[KeySource::File("/dev/null".into())]).expect("null");
         assert_eq!(
