@@ -48,9 +48,9 @@ use crate::io::epoll::{Epoll, EpollConfig, EpollError};
 use crate::io::sys::{self, Reclaimed, SocketAccess, UnixListenError};
 use crate::io::uring::{self, SetupError, Uring, UringConfig};
 use crate::io::{Errno, SockAddr, WaitError};
-use crate::os::{limits, process, signals, user};
 use crate::os::activation::{ActivationError, Inherited};
 use crate::os::notify::{self, Notifier};
+use crate::os::{limits, process, signals, user};
 
 use super::control::{Rotation, RotationError};
 use super::engine::{Relay, RelayConfig, RelayError};

@@ -11,6 +11,8 @@
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
+//! - [`metrics`]: per-event-loop counters, their sum at scrape time, the Prometheus encoding
+//!   and the `GET /metrics` server.
 
 pub mod control;
 pub mod daemon;
@@ -18,6 +20,7 @@ pub mod engine;
 pub mod keyfile;
 pub mod keys;
 pub mod log;
+pub mod metrics;
 pub mod pool;
 pub mod spipe;
 
