@@ -11,9 +11,11 @@
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
+//! - [`audit`]: the audit log, one JSON line per closed connection.
 //! - [`metrics`]: per-event-loop counters, their sum at scrape time, the Prometheus encoding
 //!   and the `GET /metrics` server.
 
+pub mod audit;
 pub mod control;
 pub mod daemon;
 pub mod engine;
