@@ -10,6 +10,7 @@
 //! | `spiped ARGS` (argv[0]) | the daemon, spiped's command line exactly |
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
+//! | `spiperelay status [--json]` | asks a running daemon for its pipes, connections and keys |
 //! | `spiperelay --help`, `spiperelay help [COMMAND]` | the help (`spiperelay::cli::help`) |
 //! | `spiperelay COMMAND --help` | that command's help |
 //! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
@@ -34,7 +35,7 @@ use spiperelay::relay::{keyfile, spipe};
 
 /// The command words after `spiperelay` that run a subcommand (each one of
 /// [`help::COMMANDS`], which documents it and its options).
-const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys"];
+const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys", "status"];
 
 /// The usage of `spiperelay keygen`.
 const KEYGEN_USAGE: &str = "usage: spiperelay keygen [--force] <key file>\n";
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
             match word {
                 "spipe" => spipe_main("spipe", rest, DropIn::Explained),
                 "keygen" => keygen_main(&program, rest),
+                "status" => spiperelay::relay::status::status_main(&program, rest),
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }
         }

@@ -12,6 +12,7 @@
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
 //! - [`audit`]: the audit log, one JSON line per closed connection.
+//! - [`status`]: `spiperelay status`, the control socket's `report`, text or JSON.
 //! - [`metrics`]: per-event-loop counters, their sum at scrape time, the Prometheus encoding
 //!   and the `GET /metrics` server.
 
@@ -25,6 +26,7 @@ pub mod log;
 pub mod metrics;
 pub mod pool;
 pub mod spipe;
+pub mod status;
 
 pub use daemon::{DaemonError, RunError, StartupError, run};
 pub use engine::{DropReason, Relay, RelayConfig, RelayError, RelayStats};
