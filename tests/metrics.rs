@@ -282,3 +282,131 @@ fn http_over_a_unix_socket() {
     drop(server);
     assert!(!path.exists(), "the socket file is removed with the server");
 }
+
+/// `spiperelay status --json` against a running `-d` daemon, polled until `check` holds
+/// (bounded: 10 s); returns the last report.
+fn status_until(
+    control: &std::path::Path,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    for _ in 0..200 {
+        let out = bin_common::run_bounded(
+            &bin_common::relay_bin(),
+            &bin_common::args([
+                "status".into(),
+                "--json".into(),
+                std::ffi::OsString::from("--control"),
+                control.as_os_str().to_owned(),
+            ]),
+            b"",
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.code(), Some(0), "status failed: {out:?}");
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&last).expect("status --json is JSON");
+        if check(&v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("status never showed {what}: {last}");
+}
+
+#[test]
+fn status_of_a_running_daemon() {
+    use bin_common::{Echo, Fam, Reply, relay_bin, start_end};
+    let dir = TempDir::new("status");
+    let key = dir.key("k");
+    let control = dir.sock_path("ctl");
+    let echo = Echo::start(Fam::Unix, &dir, Reply::Stream);
+    let ctl = control.to_str().expect("utf-8 path").to_owned();
+    let dec = start_end(
+        &dir,
+        "dec",
+        &relay_bin(),
+        "-d",
+        Fam::Unix,
+        &echo.addr,
+        &key,
+        &["--control", &ctl],
+    );
+    let enc = start_end(
+        &dir,
+        "enc",
+        &relay_bin(),
+        "-e",
+        Fam::Unix,
+        dec.addr(),
+        &key,
+        &[],
+    );
+    let fp = Key::from_key_file(&std::fs::read(&key).expect("key")).fingerprint();
+
+    let v = status_until(&control, "the idle pipe", |v| {
+        v["pipes"][0]["connections"]["active"] == 0
+    });
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["backend"] == "io_uring" || v["backend"] == "epoll", "{v}");
+    let p = &v["pipes"][0];
+    assert_eq!(p["name"], "default");
+    assert_eq!(p["mode"], "decrypt");
+    assert_eq!(p["listen"][0], dec.addr().spiped().as_str());
+    assert_eq!(p["target"], echo.addr.spiped().as_str());
+    assert_eq!(p["keys"][0]["fingerprint"], fp.as_str());
+    assert_eq!(p["keys"][0]["state"], "accepted");
+    // The start-up probes (connections to the `-e` end) may have made handshakes already.
+    let before = p["keys"][0]["handshakes"].as_u64().expect("handshakes");
+
+    // One connection through both ends, held open: it shows as active, on its key.
+    let mut conn = enc.addr().connect().expect("connect");
+    conn.set_timeouts(IO).expect("timeouts");
+    conn.write_all(b"ping").expect("send");
+    let mut got = [0u8; 4];
+    conn.read_exact(&mut got).expect("echo");
+    assert_eq!(&got, b"ping");
+    status_until(&control, "one live connection", |v| {
+        v["pipes"][0]["connections"]["active"] == 1 && v["pipes"][0]["keys"][0]["live"] == 1
+    });
+    drop(conn);
+    let v = status_until(&control, "the connection gone", |v| {
+        v["pipes"][0]["connections"]["active"] == 0 && v["pipes"][0]["keys"][0]["live"] == 0
+    });
+    let after = v["pipes"][0]["keys"][0]["handshakes"]
+        .as_u64()
+        .expect("handshakes");
+    assert!(after > before, "handshakes {before} -> {after}");
+
+    // A SIGHUP reload is counted.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dec.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    status_until(&control, "one reload", |v| v["reloads"]["ok"] == 1);
+
+    // The text form says the same.
+    let out = bin_common::run_bounded(
+        &relay_bin(),
+        &bin_common::args(["status", "--control", &ctl]),
+        b"",
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "\npipe default (-d): listening on {}",
+            dec.addr().spiped()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("  key {fp} accepted live=0 handshakes={after}")),
+        "{text}"
+    );
+}
