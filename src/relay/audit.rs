@@ -27,6 +27,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -178,6 +179,18 @@ impl<'a> AuditRecord<'a> {
         line.push_str("}\n");
         line
     }
+}
+
+/// The peer address of the connected socket `fd` for [`AuditRecord::peer`]: `ip:port` (`[ip]:port`
+/// for IPv6), a Unix peer's path if it bound one, else `None` (the usual unnamed Unix client,
+/// or a socket whose peer is gone). One `getpeername` call: make it at accept, and only with
+/// the audit log on.
+pub fn peer_of(fd: BorrowedFd<'_>) -> Option<String> {
+    let addr = socket2::SockRef::from(&fd).peer_addr().ok()?;
+    if let Some(a) = addr.as_socket() {
+        return Some(a.to_string());
+    }
+    addr.as_pathname().map(|p| p.display().to_string())
 }
 
 /// `t` as RFC 3339 in UTC with milliseconds: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -342,6 +355,7 @@ impl AuditLog {
 mod tests {
     use super::*;
     use crate::proto::key::Key;
+    use std::os::fd::AsFd;
 
     fn temp_dir() -> PathBuf {
         let mut n = [0u8; 8];
@@ -522,6 +536,17 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text.lines().count(), n);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn peers_are_named_by_address() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (s, from) = l.accept().expect("accept");
+        assert_eq!(peer_of(s.as_fd()), Some(from.to_string()));
+        drop(c);
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("pair");
+        assert_eq!(peer_of(a.as_fd()), None, "an unnamed Unix peer");
     }
 
     #[test]

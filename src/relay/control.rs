@@ -638,8 +638,7 @@ mod tests {
         // `report` needs the metrics board; `report` with another argument is unknown.
         let e = execute(b"report", &ring, None).0.expect_err("no board");
         assert!(e.contains("no status report"), "{e}");
-        let board =
-            crate::relay::metrics::Board::new(crate::relay::metrics::ProcessInfo::new("epoll"));
+        let board = Board::new(crate::relay::metrics::ProcessInfo::new("epoll"));
         let text = execute(b"report", &ring, Some(&board)).0.expect("report");
         assert!(
             text.starts_with("spiperelay ") && text.contains("no pipes"),
