@@ -332,3 +332,27 @@ mod encoding {
         assert!(text.contains("spiperelay_connections_accepted_total{pipe=\"redis\"} 3"));
     }
 }
+
+#[test]
+fn label_lists_are_consistent() {
+    let mut all: Vec<&str> = CLOSE_REASONS.to_vec();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        CLOSE_REASONS.len(),
+        "a close reason is listed twice"
+    );
+    for r in HANDSHAKE_FAILURE_REASONS {
+        assert!(CLOSE_REASONS.contains(&r), "{r} is not a close reason");
+    }
+    assert!(!HANDSHAKE_FAILURE_REASONS.contains(&CLEAN));
+    // Prometheus label values we emit are plain lower-case words.
+    for r in CLOSE_REASONS.iter().chain(SIDES.iter()) {
+        assert!(
+            r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        );
+    }
+    assert!(DURATION_BUCKETS_NANOS.windows(2).all(|w| w[0] < w[1]));
+}
