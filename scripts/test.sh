@@ -13,12 +13,13 @@ fi
 
 # Debian packages the black-box tests drive (tests/interop.rs, tests/cli.rs, tests/redis.rs;
 # systemd for systemd-analyze and systemd-socket-activate in tests/dist_units.rs and
-# tests/systemd.rs; groff-base and man-db for the man-page checks):
+# tests/systemd.rs; groff-base and man-db for the man-page checks; prometheus for promtool in
+# tests/metrics.rs):
 # the reference spiped/spipe, socat, and redis. Installed only if missing, and only as root or
 # with passwordless sudo; otherwise those tests print SKIP (or fail under CI=true).
 # SPIPERELAY_NO_APT=1 skips this step.
 install_test_packages() {
-	local pkgs=(spiped socat redis-server redis-tools systemd groff-base man-db) missing=() p sudo=()
+	local pkgs=(spiped socat redis-server redis-tools systemd groff-base man-db prometheus) missing=() p sudo=()
 	command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 || {
 		echo "== not a Debian system; install ${pkgs[*]} yourself" >&2
 		return 0

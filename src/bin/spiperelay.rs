@@ -10,6 +10,7 @@
 //! | `spiped ARGS` (argv[0]) | the daemon, spiped's command line exactly |
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
+//! | `spiperelay status [--json]` | asks a running daemon for its pipes, connections and keys |
 //! | `spiperelay --help`, `spiperelay help [COMMAND]` | the help (`spiperelay::cli::help`) |
 //! | `spiperelay COMMAND --help` | that command's help |
 //! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
@@ -42,7 +43,14 @@ use spiperelay::relay::{keyfile, spipe};
 
 /// The command words after `spiperelay` that run a subcommand (each one of
 /// [`help::COMMANDS`], which documents it and its options).
-const SUBCOMMANDS: &[&str] = &["spipe", "keygen", "keys", "check-config", "kernels"];
+const SUBCOMMANDS: &[&str] = &[
+    "spipe",
+    "keygen",
+    "keys",
+    "status",
+    "check-config",
+    "kernels",
+];
 
 /// The environment variable that selects the kernel set (`fast` or `reference`).
 const KERNELS_ENV: &str = "SPIPERELAY_KERNELS";
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
                     spiperelay::relay::check_config::check_config_main(&program, rest)
                 }
                 "kernels" => kernels_main(&program, &rest),
+                "status" => spiperelay::relay::status::status_main(&program, rest),
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }
         }

@@ -2,7 +2,8 @@
 //! built from the same option tables the parsers scan with.
 //!
 //! Each program's options are one table of [`OptDoc`] rows ([`super::spiped::DAEMON_OPTIONS`],
-//! [`super::spipe::SPIPE_OPTIONS`], [`KEYGEN_OPTIONS`], [`KEYS_OPTIONS`]): the option as the
+//! [`super::spipe::SPIPE_OPTIONS`], [`KEYGEN_OPTIONS`], [`KEYS_OPTIONS`],
+//! [`STATUS_OPTIONS`]): the option as the
 //! scanner reads it, its placeholder, its group, one line saying what it does, and its default.
 //! The parsers take their scanner specs from those tables ([`specs`]), so an option cannot be
 //! accepted without being documented. [`COMMANDS`] lists the programs and subcommands and
@@ -152,6 +153,22 @@ pub const KEYS_OPTIONS: &[OptDoc] = &[
     ),
 ];
 
+/// `spiperelay status`'s options (parsed in [`crate::relay::status`]).
+pub const STATUS_OPTIONS: &[OptDoc] = &[
+    OptDoc::own(
+        "--control",
+        "SOCKET",
+        "the daemon's --control socket",
+        "$SPIPERELAY_CONTROL",
+    ),
+    OptDoc::own(
+        "--json",
+        "",
+        "print one JSON object (for scripts) instead of text",
+        "",
+    ),
+];
+
 /// A program or subcommand of the binary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CommandDoc {
@@ -208,9 +225,15 @@ pub const COMMANDS: &[CommandDoc] = &[
         options: &[],
     },
     CommandDoc {
+        name: "status",
+        synopsis: &["status [--control SOCKET] [--json]"],
+        summary: "show a running daemon's pipes, listeners, connections, bytes and keys",
+        options: STATUS_OPTIONS,
+    },
+    CommandDoc {
         name: "help",
         synopsis: &["help [COMMAND]", "--help"],
-        summary: "print this help, or one command's (daemon, spipe, keygen, keys, check-config, kernels)",
+        summary: "print this help, or the help of COMMAND (any command above)",
         options: &[],
     },
 ];
@@ -238,9 +261,9 @@ pub const ENVIRONMENT: &[EnvDoc] = &[
     },
     EnvDoc {
         name: "SPIPERELAY_CONTROL",
-        help: "control socket for `spiperelay keys` when --control is not given",
+        help: "control socket for `spiperelay keys` and `status` without --control",
         default: "",
-        commands: &["keys"],
+        commands: &["keys", "status"],
     },
     EnvDoc {
         name: "SPIPERELAY_KERNELS",

@@ -17,6 +17,9 @@
 //!   file itself, so no key material crosses the socket.
 //! - **`spiperelay keys [--control PATH] status | rotate FILE | set [--force] FILE`** is the
 //!   client ([`keys_main`]); without `--control` it uses `$SPIPERELAY_CONTROL`.
+//! - **`report`** and **`report json`** answer `spiperelay status`
+//!   ([`super::status`]) from the metrics board, once the daemon has handed one over
+//!   ([`Rotation::set_board`]).
 //!
 //! Every change is logged by the daemon (`log.always`), naming keys only by fingerprint.
 //! Established connections are never interrupted by any of this.
@@ -28,7 +31,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{KeySource, Mode, SpipedArgs};
@@ -36,8 +39,10 @@ use crate::io::sys::{self, Reclaimed, SocketAccess, UnixListenError};
 use crate::proto::key::{Key, KeySet};
 
 use super::keyfile::{self, KeyWarning};
-use super::keys::{KeyRing, KeyRingError, KeyStatus, RingMode};
+use super::keys::{KeyRing, KeyRingError, RingMode};
 use super::log::Logger;
+use super::metrics::Board;
+use super::status;
 
 /// How long the daemon waits for a control client to send its request or take the answer,
 /// and how long the client waits for the answer.
@@ -130,6 +135,7 @@ pub struct Rotation {
     stale_removed: bool,
     log_rx: Option<mpsc::Receiver<String>>,
     hups_seen: usize,
+    board: Option<Arc<Board>>,
 }
 
 impl fmt::Debug for Rotation {
@@ -172,6 +178,7 @@ impl Rotation {
             stale_removed: reclaimed == Reclaimed::StaleSocket,
             log_rx: None,
             hups_seen: 0,
+            board: None,
         })
     }
 
@@ -189,6 +196,12 @@ impl Rotation {
         self.ring.clone()
     }
 
+    /// Lets the control socket answer `report` (`spiperelay status`) from `board`. Call it
+    /// before [`Rotation::start`].
+    pub fn set_board(&mut self, board: Arc<Board>) {
+        self.board = Some(board);
+    }
+
     /// Starts serving the control socket (if any) on its own thread, which blocks `SIGTERM`,
     /// `SIGINT` and `SIGHUP` so they reach the event loop. Call it after daemonising.
     ///
@@ -200,9 +213,10 @@ impl Rotation {
         };
         let (tx, rx) = mpsc::channel();
         let ring = self.ring.clone();
+        let board = self.board.clone();
         std::thread::Builder::new()
             .name("spiperelay-control".into())
-            .spawn(move || serve_control(&listener, &ring, &tx))
+            .spawn(move || serve_control(&listener, &ring, board.as_deref(), &tx))
             .map_err(RotationError::Thread)?;
         self.log_rx = Some(rx);
         Ok(())
@@ -250,7 +264,12 @@ impl Rotation {
 }
 
 /// The control thread: one request per connection, one connection at a time.
-fn serve_control(listener: &UnixListener, ring: &KeyRing, log: &mpsc::Sender<String>) {
+fn serve_control(
+    listener: &UnixListener,
+    ring: &KeyRing,
+    board: Option<&Board>,
+    log: &mpsc::Sender<String>,
+) {
     let _ = crate::os::signals::block_daemon_signals_in_thread();
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else {
@@ -262,7 +281,7 @@ fn serve_control(listener: &UnixListener, ring: &KeyRing, log: &mpsc::Sender<Str
         let _ = conn.set_write_timeout(Some(CONTROL_TIMEOUT));
         let (ok, text) = match read_request(&mut conn) {
             Some(req) => {
-                let (result, audit) = execute(&req, ring);
+                let (result, audit) = execute(&req, ring, board);
                 if let Some(line) = audit {
                     let _ = log.send(line);
                 }
@@ -296,11 +315,21 @@ fn read_request(conn: &mut UnixStream) -> Option<Vec<u8>> {
 }
 
 /// Runs one request: the answer text (`Err` for a refusal) and the log line to write.
-fn execute(req: &[u8], ring: &KeyRing) -> (Result<String, String>, Option<String>) {
+fn execute(
+    req: &[u8],
+    ring: &KeyRing,
+    board: Option<&Board>,
+) -> (Result<String, String>, Option<String>) {
     let (cmd, arg) = match req.iter().position(|&b| b == b' ') {
         Some(i) => (&req[..i], Some(&req[i + 1..])),
         None => (req, None),
     };
+    if cmd == b"report" && (arg.is_none() || arg == Some(&b"json"[..])) {
+        return match board {
+            Some(b) => (Ok(status::answer(b, arg.is_some())), None),
+            None => (Err("this daemon keeps no status report".to_owned()), None),
+        };
+    }
     let path = arg.map(|a| PathBuf::from(OsStr::from_bytes(a)));
     let mut warnings = Vec::new();
     let (name, result) = match (cmd, path) {
@@ -348,37 +377,7 @@ fn read_then(
 /// where state is `accepted` (`-d`), `current`/`standby` (`-e`), or `removed` (no longer
 /// accepted; listed until its last live connection ends).
 pub fn render_status(ring: &KeyRing, now: SystemTime) -> String {
-    let mode = ring.mode();
-    let lines: Vec<KeyStatus> = ring.status();
-    let accepted = lines.iter().filter(|s| s.accepted).count();
-    let mut out = format!(
-        "{} end: {accepted} key(s) accepted, at most {} (--max-keys)",
-        match mode {
-            RingMode::Encrypt => "-e",
-            RingMode::Decrypt => "-d",
-        },
-        ring.max_keys()
-    );
-    for s in &lines {
-        let state = match (s.accepted, s.primary, mode) {
-            (false, _, _) => "removed",
-            (true, _, RingMode::Decrypt) => "accepted",
-            (true, true, RingMode::Encrypt) => "current",
-            (true, false, RingMode::Encrypt) => "standby",
-        };
-        let used = match s.last_used {
-            None => "never".to_owned(),
-            Some(t) => {
-                let ago = now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
-                format!("{} ({ago} s ago)", utc_text(t))
-            }
-        };
-        out.push_str(&format!(
-            "\nkey {} {state} live={} handshakes={} last_used={used}",
-            s.fingerprint, s.live, s.handshakes
-        ));
-    }
-    out
+    status::render_key_table(ring.mode(), ring.max_keys(), &ring.status(), now)
 }
 
 /// `t` as `YYYY-MM-DDTHH:MM:SSZ` (UTC; times before 1970 print as 1970-01-01T00:00:00Z).
@@ -487,7 +486,7 @@ fn parse_keys_args(
 }
 
 /// Sends one request line and returns the daemon's verdict and text.
-fn request(control: &Path, line: &[u8]) -> Result<(bool, String), String> {
+pub(crate) fn request(control: &Path, line: &[u8]) -> Result<(bool, String), String> {
     let mut conn = UnixStream::connect(control).map_err(|e| {
         format!(
             "cannot connect to control socket {}: {e} (is the daemon running with --control?)",
@@ -624,7 +623,7 @@ mod tests {
     fn requests_are_executed_against_the_ring() {
         let set = KeySet::single(Key::from_key_file(b"old"));
         let ring = KeyRing::new(set, 2, RingMode::Decrypt).expect("ring");
-        let (r, audit) = execute(b"status", &ring);
+        let (r, audit) = execute(b"status", &ring, None);
         let text = r.expect("status");
         assert!(text.contains("1 key(s) accepted, at most 2"), "{text}");
         assert!(
@@ -635,10 +634,27 @@ mod tests {
             "{text}"
         );
         assert!(audit.is_none());
-        let (r, audit) = execute(b"rotate /nonexistent/key", &ring);
+        let (r, audit) = execute(b"rotate /nonexistent/key", &ring, None);
         assert!(r.is_err() && audit.is_some_and(|a| a.contains("refused")));
-        assert!(execute(b"frobnicate", &ring).0.is_err());
-        assert!(execute(b"rotate", &ring).0.is_err());
+        assert!(execute(b"frobnicate", &ring, None).0.is_err());
+        // `report` needs the metrics board; `report` with another argument is unknown.
+        let e = execute(b"report", &ring, None).0.expect_err("no board");
+        assert!(e.contains("no status report"), "{e}");
+        let board = Board::new(crate::relay::metrics::ProcessInfo::new("epoll"));
+        let text = execute(b"report", &ring, Some(&board)).0.expect("report");
+        assert!(
+            text.starts_with("spiperelay ") && text.contains("no pipes"),
+            "{text}"
+        );
+        let json = execute(b"report json", &ring, Some(&board))
+            .0
+            .expect("json");
+        assert!(
+            json.starts_with('{') && json.contains("\"pipes\":[]"),
+            "{json}"
+        );
+        assert!(execute(b"report xml", &ring, Some(&board)).0.is_err());
+        assert!(execute(b"rotate", &ring, None).0.is_err());
         assert_eq!(ring.len(), 1);
     }
 
@@ -658,7 +674,7 @@ mod tests {
         let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
-        let (r, audit) = execute(format!("rotate {}", fifo.display()).as_bytes(), &ring);
+        let (r, audit) = execute(format!("rotate {}", fifo.display()).as_bytes(), &ring, None);
         let e = r.expect_err("a FIFO is refused");
         assert!(e.contains("is a FIFO, not a regular file"), "{e}");
         assert!(audit.is_some_and(|a| a.contains("refused")));
@@ -666,7 +682,11 @@ mod tests {
         // A short key: accepted, with the warning in the answer and in the one audit line.
         let short = dir.join("short");
         std::fs::write(&short, b"tiny").expect("write");
-        let (r, audit) = execute(format!("rotate {}", short.display()).as_bytes(), &ring);
+        let (r, audit) = execute(
+            format!("rotate {}", short.display()).as_bytes(),
+            &ring,
+            None,
+        );
         let text = r.expect("rotated");
         assert!(text.contains("\nwarning: key file"), "{text}");
         assert!(text.contains("holds only 4 bytes"), "{text}");

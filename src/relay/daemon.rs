@@ -39,7 +39,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::cli::{SockAddrSpec, SpipedArgs, UserGroup};
@@ -56,9 +56,13 @@ use super::control::{Rotation, RotationError};
 use super::engine::{PipeConfig, Relay, RelayError};
 use super::keyfile::{self, KeyFileError};
 use super::log::{Logger, Sink};
+use super::metrics::{Board, LoopSnapshot, PipeDescription, PipeSample, ProcessInfo};
 
 /// How long the event loop sleeps at most between checks of signals and re-resolution.
 const TICK: Duration = Duration::from_millis(250);
+
+/// The name of the command line's one pipe in `spiperelay status` and the metrics.
+const PIPE_NAME: &str = "default";
 
 /// How long to wait before re-arming an accept that failed with `EMFILE`/`ENFILE`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -657,8 +661,30 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     }
     let io = new_driver(&mut log, backend, forced)?;
     let mut relay = Relay::new(io, listener, cfg, log).map_err(StartupError::Relay)?;
+    // The status report (`spiperelay status`): the command line's one pipe, its open
+    // connections and its keys, published by every loop.
+    let board = Board::new(ProcessInfo::new(match backend {
+        Backend::Uring => "io_uring",
+        Backend::Epoll => "epoll",
+    }));
+    board.describe_pipes(vec![PipeDescription {
+        name: PIPE_NAME.into(),
+        listen: vec![spec_text(&args.source)],
+        target: spec_text(&args.target),
+    }]);
+    rotation.set_board(Arc::clone(&board));
     let shared = Shared {
         drain_limit: args.shutdown_timeout,
+        report: Some((
+            board,
+            PipeSample {
+                name: PIPE_NAME.into(),
+                mode: args.mode,
+                active: 0,
+                counters: None,
+                keys: Some(rotation.ring()),
+            },
+        )),
         ..Shared::default()
     };
     let duties = Duties {
@@ -754,6 +780,8 @@ struct Shared {
     /// `--shutdown-timeout`: how long each loop drains after `SIGTERM` before it closes the
     /// connections left; `None` waits for them all.
     drain_limit: Option<Duration>,
+    /// Where each loop publishes its status ([`super::metrics`]), and the pipe it serves.
+    report: Option<(Arc<Board>, PipeSample)>,
 }
 
 impl Shared {
@@ -834,6 +862,7 @@ fn event_loop(
     let mut terms_seen = 0;
     let mut generation = 0;
     let mut drain_started = None;
+    let mut publisher = shared.report.as_ref().map(|(board, _)| board.publisher());
     if let Some(d) = duties.as_mut() {
         // Listening, keys loaded, every loop started: READY=1.
         notify_sent(relay, d.notify.ready(&notify::status_text(1, 0)));
@@ -846,6 +875,9 @@ fn event_loop(
                 notify_sent(relay, d.notify.reloading());
             }
             if let Some(outcome) = d.rotation.tick(hups, relay.log()) {
+                if let Some((board, _)) = &shared.report {
+                    board.reload_done(outcome.is_ok());
+                }
                 let outcome = outcome.as_deref().map_err(String::as_str);
                 notify_sent(relay, d.notify.reloaded(outcome));
             }
@@ -856,6 +888,22 @@ fn event_loop(
                 None => notify::status_text(1, live),
             });
             notify_sent(relay, sent);
+        }
+        if let (Some(p), Some((_, pipe))) = (publisher.as_mut(), &shared.report) {
+            let now = Instant::now();
+            if p.due(now) {
+                let pipe = PipeSample {
+                    active: relay.active() as u64,
+                    ..pipe.clone()
+                };
+                p.publish(
+                    now,
+                    LoopSnapshot {
+                        pipes: vec![pipe],
+                        pools: Vec::new(),
+                    },
+                );
+            }
         }
         if signals.int.load(Relaxed) > 0 || shared.failed.load(Relaxed) {
             return Ok(());

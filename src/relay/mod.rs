@@ -16,7 +16,12 @@
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
 //! - [`check_config`]: `spiperelay check-config FILE`, with the daemon's key-file checks.
+//! - [`audit`]: the audit log, one JSON line per closed connection.
+//! - [`status`]: `spiperelay status`, the control socket's `report`, text or JSON.
+//! - [`metrics`]: per-event-loop counters, their sum at scrape time, the Prometheus encoding
+//!   and the `GET /metrics` server.
 
+pub mod audit;
 pub mod check_config;
 pub mod conn;
 pub mod control;
@@ -25,9 +30,11 @@ pub mod engine;
 pub mod keyfile;
 pub mod keys;
 pub mod log;
+pub mod metrics;
 pub mod pool;
 pub(crate) mod slots;
 pub mod spipe;
+pub mod status;
 
 pub use conn::{DropReason, Side};
 pub use daemon::{DaemonError, RunError, StartupError, run};
