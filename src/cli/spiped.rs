@@ -103,7 +103,7 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
     OptDoc::own("--control", "SOCKET", "Unix socket for `spiperelay keys` (key rotation)", ""),
     OptDoc::own("--max-keys", "N", "most keys accepted at once, 1-16", "2"),
     OptDoc::own("--shutdown-timeout", "SECS", "after SIGTERM, cut what is still open after SECS", "no limit"),
-    OptDoc::own("--keepalive", "IDLE[,INTVL[,CNT]]", "TCP keep-alive probes after IDLE s idle, every INTVL s, CNT", "kernel's"),
+    OptDoc::own("--keepalive", "IDLE[,INTVL[,CNT]]", "TCP keep-alive: probe after IDLE s, every INTVL s, CNT", "kernel's"),
     OptDoc::own("--user-timeout", "SECS", "TCP_USER_TIMEOUT: drop if sent data stays unacked SECS s", "kernel's"),
 ];
 

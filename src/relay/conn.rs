@@ -386,7 +386,8 @@ pub enum Action {
     /// Cancel the armed setup deadline.
     CancelDeadline,
     /// Set `TCP_NODELAY` and the pipe's `SO_KEEPALIVE` on both sockets (they fail harmlessly
-    /// on Unix sockets, as spiped's do, §4).
+    /// on Unix sockets, as spiped's do, §4), and each leg's keep-alive timing and
+    /// `TCP_USER_TIMEOUT` ([`PipeConfig::tcp_options`]) on its socket.
     SetSockOpts,
     /// The handshake is done: count this connection against key `index` of `keys` (the set
     /// the handshake ran with) in the pipe's key ring and report the outcome with
