@@ -19,7 +19,7 @@ fi
 # with passwordless sudo; otherwise those tests print SKIP (or fail under CI=true).
 # SPIPERELAY_NO_APT=1 skips this step.
 install_test_packages() {
-	local pkgs=(spiped socat redis-server redis-tools systemd groff-base man-db prometheus) missing=() p sudo=()
+	local pkgs=(spiped socat redis-server redis-tools systemd groff-base man-db prometheus iproute2) missing=() p sudo=()
 	command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 || {
 		echo "== not a Debian system; install ${pkgs[*]} yourself" >&2
 		return 0

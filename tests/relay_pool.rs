@@ -155,6 +155,8 @@ fn run<D: Driver>(io: D, x25519: bool) {
         keepalive: true,
         accept_backoff: Duration::from_millis(100),
         bind: None,
+        source_tcp: Default::default(),
+        target_tcp: Default::default(),
     };
     let mut relay = Relay::new(io, listener, cfg, Logger::new("t", Sink::Discard)).expect("relay");
     let kind = if x25519 {

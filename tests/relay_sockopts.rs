@@ -36,6 +36,8 @@ fn config(keepalive: bool) -> PipeConfig {
         keepalive,
         accept_backoff: Duration::from_millis(100),
         bind: None,
+        source_tcp: Default::default(),
+        target_tcp: Default::default(),
     }
 }
 

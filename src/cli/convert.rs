@@ -11,11 +11,12 @@ impl SpipedArgs {
     /// in one field: `-e`/`-d` → [`PipeSpec::mode`], `-s`, `-t`, `-k`, `-b` → `source`,
     /// `target`, `keys`, `bind`; `-f`/`-g` → `pfs`; `-j` → `keepalive = false`; `-n` →
     /// `max_connections`; `-o` → `timeout`; `-r`/`-R` → `resolve_interval`; `--x25519`,
-    /// `--max-keys` → `x25519`, `max_keys`. `-F` → [`Settings::daemonize`]` = false` and no
+    /// `--max-keys` → `x25519`, `max_keys`; `--keepalive`, `--user-timeout` → `source_tcp` and
+    /// `target_tcp` (each TCP leg). `-F` → [`Settings::daemonize`]` = false` and no
     /// pidfile, else `-p` (or its default) → `pidfile`; `-D` → `wait_for_dns`; `--syslog` →
     /// `log`; `-u` → `user`; `--control`, `--threads`, `--shutdown-timeout` → `control`, `threads`, `shutdown_timeout`. The options
     /// the command line has no flag for keep spiped's behaviour (no handshake limit, no
-    /// socket or TCP options, no metrics, no audit log). Never fails.
+    /// socket-file options, no metrics, no audit log). Never fails.
     pub fn to_config(&self) -> (Settings, PipeSpec) {
         let settings = Settings {
             control: self.control.clone(),
@@ -48,6 +49,8 @@ impl SpipedArgs {
         pipe.resolve_interval = self.resolve_interval;
         pipe.bind = self.bind.clone();
         pipe.max_keys = self.max_keys;
+        pipe.source_tcp = self.source_tcp;
+        pipe.target_tcp = self.target_tcp;
         (settings, pipe)
     }
 
@@ -110,7 +113,7 @@ mod tests {
         let args = run(
             "-e -D -F -j -f -s /tmp/s.sock -t [::1]:80 -k /k1 -k - -n 0 -o 2.5 \
              -p /run/x.pid -r 10 -b h:0 --syslog -u nobody:nogroup --control /run/c.sock \
-             --max-keys 3 --threads 4 --shutdown-timeout 2.5",
+             --max-keys 3 --threads 4 --shutdown-timeout 2.5 --user-timeout 2",
         );
         let (s, p) = args.to_config();
         assert_eq!(p.name, "default");
@@ -132,7 +135,14 @@ mod tests {
         assert_eq!(p.handshake_limit, None);
         assert_eq!(p.unix_socket, UnixSocketOptions::default());
         assert_eq!(p.source_tcp, TcpOptions::default());
-        assert_eq!(p.target_tcp, TcpOptions::default());
+        assert_eq!(
+            p.target_tcp,
+            TcpOptions {
+                user_timeout: Some(Duration::from_secs(2)),
+                ..TcpOptions::default()
+            },
+            "the TCP target gets the user timeout, the Unix source nothing"
+        );
         // -F: foreground, and no pidfile even with -p (as spiped).
         assert!(!s.daemonize);
         assert_eq!(s.pidfile, None);
@@ -149,7 +159,15 @@ mod tests {
         assert_eq!(s.threads, 4);
         assert_eq!(s.shutdown_timeout, Some(Duration::from_millis(2500)));
 
-        let (s, p) = run("-d -g --x25519 -R -n 7 -p /run/y.pid -s /a -t h:1 -k k").to_config();
+        let (s, p) =
+            run("-d -g --x25519 -R -n 7 -p /run/y.pid -s [::1]:9 -t h:1 -k k --keepalive 9,3")
+                .to_config();
+        let ka = TcpOptions {
+            keepalive_idle: Some(9),
+            keepalive_interval: Some(3),
+            ..TcpOptions::default()
+        };
+        assert_eq!((p.source_tcp, p.target_tcp), (ka, ka));
         assert_eq!(p.pfs, PfsPolicy::Required);
         assert!(p.x25519 && p.keepalive);
         assert_eq!(p.resolve_interval, None);

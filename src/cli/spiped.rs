@@ -23,6 +23,13 @@
 //! - `--shutdown-timeout <seconds>` bounds the `SIGTERM` drain: connections still open that
 //!   long after the first `SIGTERM` are closed (default: wait for them all, as before); not in
 //!   the usage text.
+//! - `--keepalive <idle>[,<interval>[,<count>]]` (whole seconds, 1 to
+//!   [`MAX_KEEPALIVE_SECS`]; probes, 1 to [`MAX_KEEPALIVE_COUNT`]) and `--user-timeout <seconds>`
+//!   (`TCP_USER_TIMEOUT`, 0 to [`MAX_USER_TIMEOUT_MS`] ms) set the kernel's dead-peer detection
+//!   on both TCP legs (a Unix leg has none): a peer that vanishes is then dropped within that
+//!   time instead of after the kernel's defaults (hours idle, or about 15 minutes of
+//!   retransmissions). Unset, the kernel's defaults apply, as in spiped. `--keepalive` is
+//!   refused with `-j`. Not in the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
@@ -58,11 +65,13 @@ usage: spiped {-e | -d} -s <source socket> -t <target socket> -k <key file>
        spiped -v
 ";
 
+use crate::config::TcpOptions;
 /// The defaults and limits of the options, defined with the pipe description and settings
 /// they fill in.
 pub use crate::config::pipe::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEYS, DEFAULT_RTIME, DEFAULT_TIMEOUT, MAX_KEYS_LIMIT, Mode,
 };
+pub use crate::config::pipe::{MAX_KEEPALIVE_COUNT, MAX_KEEPALIVE_SECS, MAX_USER_TIMEOUT_MS};
 pub use crate::config::settings::MAX_THREADS;
 
 /// Every option of the daemon's command line: the one table the scanner takes its specs from
@@ -94,6 +103,8 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
     OptDoc::own("--control", "SOCKET", "Unix socket for `spiperelay keys` (key rotation)", ""),
     OptDoc::own("--max-keys", "N", "most keys accepted at once, 1-16", "2"),
     OptDoc::own("--shutdown-timeout", "SECS", "after SIGTERM, cut what is still open after SECS", "no limit"),
+    OptDoc::own("--keepalive", "IDLE[,INTVL[,CNT]]", "TCP keep-alive: probe after IDLE s, every INTVL s, CNT", "kernel's"),
+    OptDoc::own("--user-timeout", "SECS", "TCP_USER_TIMEOUT: drop if sent data stays unacked SECS s", "kernel's"),
 ];
 
 /// The scanner's view of [`DAEMON_OPTIONS`].
@@ -157,6 +168,11 @@ pub struct SpipedArgs {
     /// `--shutdown-timeout`: how long the `SIGTERM` drain may last before the connections
     /// still open are closed; `None` (the default) waits for them all.
     pub shutdown_timeout: Option<Duration>,
+    /// `--keepalive` and `--user-timeout` as they apply to the accepted connections: all
+    /// `None` (the kernel's defaults) unless given, and always for a Unix source.
+    pub source_tcp: TcpOptions,
+    /// The same for the connections to the target: always all `None` for a Unix target.
+    pub target_tcp: TcpOptions,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -196,6 +212,14 @@ pub enum SpipedArgsError {
     /// A `--shutdown-timeout` argument that is not a number of seconds above zero. Holds the
     /// text.
     ShutdownTimeout(String),
+    /// A `--keepalive` argument that is not `IDLE[,INTVL[,CNT]]` with each in range. Holds the
+    /// text.
+    Keepalive(String),
+    /// A `--user-timeout` argument that is not a number of seconds from 0 to
+    /// [`MAX_USER_TIMEOUT_MS`] milliseconds. Holds the text.
+    UserTimeout(String),
+    /// `--keepalive` together with `-j` (keep-alives off).
+    KeepaliveWithoutKeepalives,
     /// A `-s`, `-t` or `-b` address that does not parse.
     Address {
         /// The option: `-s`, `-t` or `-b`.
@@ -216,6 +240,9 @@ impl SpipedArgsError {
             | Self::MaxKeys(_)
             | Self::Threads(_)
             | Self::ShutdownTimeout(_)
+            | Self::Keepalive(_)
+            | Self::UserTimeout(_)
+            | Self::KeepaliveWithoutKeepalives
             | Self::X25519WithoutPfs => None,
             _ => Some(SPIPED_USAGE),
         }
@@ -263,6 +290,19 @@ impl fmt::Display for SpipedArgsError {
                 f,
                 "--shutdown-timeout {text}: must be a number of seconds above zero"
             ),
+            Self::Keepalive(text) => write!(
+                f,
+                "--keepalive {text}: must be IDLE[,INTVL[,CNT]]: idle time and interval 1 to \
+                 {MAX_KEEPALIVE_SECS} seconds, count 1 to {MAX_KEEPALIVE_COUNT} probes"
+            ),
+            Self::UserTimeout(text) => write!(
+                f,
+                "--user-timeout {text}: must be a number of seconds from 0 to {}",
+                MAX_USER_TIMEOUT_MS / 1000
+            ),
+            Self::KeepaliveWithoutKeepalives => {
+                f.write_str("--keepalive cannot be combined with -j, which turns keep-alives off")
+            }
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
         }
     }
@@ -322,6 +362,7 @@ impl SpipedArgs {
         let mut max_keys = DEFAULT_MAX_KEYS;
         let mut threads = 1;
         let mut shutdown_timeout = None;
+        let mut tcp = TcpOptions::default();
         let mut flags = Flags::default();
 
         while let Some(opt) = getopt.next_opt()? {
@@ -369,6 +410,13 @@ impl SpipedArgs {
                 "--max-keys" => max_keys = parse_max_keys(&arg)?,
                 "--threads" => threads = parse_threads(&arg)?,
                 "--shutdown-timeout" => shutdown_timeout = Some(parse_shutdown_timeout(&arg)?),
+                "--keepalive" => {
+                    let (idle, interval, count) = parse_keepalive(&arg)?;
+                    tcp.keepalive_idle = Some(idle);
+                    tcp.keepalive_interval = interval;
+                    tcp.keepalive_count = count;
+                }
+                "--user-timeout" => tcp.user_timeout = Some(parse_user_timeout(&arg)?),
                 "-v" => return Ok(SpipedCommand::Version),
                 "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
@@ -385,6 +433,9 @@ impl SpipedArgs {
         }
         if flags.x25519 && pfs_f {
             return Err(SpipedArgsError::X25519WithoutPfs);
+        }
+        if flags.no_keepalive && tcp.sets_keepalive() {
+            return Err(SpipedArgsError::KeepaliveWithoutKeepalives);
         }
         if keys.is_empty() {
             return Err(SpipedArgsError::MissingOption("-k"));
@@ -408,6 +459,12 @@ impl SpipedArgs {
         let source = address("-s", &source_text)?;
         let target = address("-t", &target_text)?;
         let bind = bind.map(|b| address("-b", &b)).transpose()?;
+        // The TCP options apply to the TCP legs only.
+        let leg = |a: &SockAddrSpec| match a {
+            SockAddrSpec::Unix(_) => TcpOptions::default(),
+            _ => tcp,
+        };
+        let (source_tcp, target_tcp) = (leg(&source), leg(&target));
         let pidfile = pidfile.unwrap_or_else(|| {
             let mut p = source_text.clone();
             p.push(".pid");
@@ -435,6 +492,8 @@ impl SpipedArgs {
             x25519: flags.x25519,
             threads,
             shutdown_timeout,
+            source_tcp,
+            target_tcp,
         })))
     }
 }
@@ -470,6 +529,57 @@ fn parse_shutdown_timeout(arg: &std::ffi::OsStr) -> Result<Duration, SpipedArgsE
             .filter(|d| !d.is_zero())
             .ok_or(SpipedArgsError::ShutdownTimeout(text)),
         _ => Err(SpipedArgsError::ShutdownTimeout(text)),
+    }
+}
+
+/// `--keepalive IDLE[,INTVL[,CNT]]`: decimal whole seconds (1 to [`MAX_KEEPALIVE_SECS`]) and
+/// a probe count (1 to [`MAX_KEEPALIVE_COUNT`]); the ones left out stay the kernel's.
+fn parse_keepalive(
+    arg: &std::ffi::OsStr,
+) -> Result<(u32, Option<u32>, Option<u32>), SpipedArgsError> {
+    let text = lossy_os(arg);
+    let bad = || SpipedArgsError::Keepalive(text.clone());
+    let number = |word: &str, max: u32| -> Result<u32, SpipedArgsError> {
+        if word.is_empty() || word.len() > 6 || !word.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        match word.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(bad()),
+        }
+    };
+    let mut words = text.split(',');
+    let idle = number(words.next().unwrap_or_default(), MAX_KEEPALIVE_SECS)?;
+    let interval = words
+        .next()
+        .map(|w| number(w, MAX_KEEPALIVE_SECS))
+        .transpose()?;
+    let count = words
+        .next()
+        .map(|w| number(w, MAX_KEEPALIVE_COUNT))
+        .transpose()?;
+    if words.next().is_some() {
+        return Err(bad());
+    }
+    Ok((idle, interval, count))
+}
+
+/// `--user-timeout SECS`: seconds (decimal, fractions allowed), rounded to the millisecond, 0
+/// (the kernel's default) to [`MAX_USER_TIMEOUT_MS`] milliseconds.
+fn parse_user_timeout(arg: &std::ffi::OsStr) -> Result<Duration, SpipedArgsError> {
+    let text = lossy_os(arg);
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 && !text.starts_with(['+', '-']) => {
+            // The option's unit is the millisecond; a nonzero time never rounds to 0 ("off").
+            let ms = (secs * 1000.0).round();
+            let ms = if ms == 0.0 && secs > 0.0 { 1.0 } else { ms };
+            if ms <= f64::from(MAX_USER_TIMEOUT_MS) {
+                Ok(Duration::from_millis(ms as u64))
+            } else {
+                Err(SpipedArgsError::UserTimeout(text))
+            }
+        }
+        _ => Err(SpipedArgsError::UserTimeout(text)),
     }
 }
 
@@ -556,7 +666,84 @@ mod tests {
                 x25519: false,
                 threads: 1,
                 shutdown_timeout: None,
+                source_tcp: TcpOptions::default(),
+                target_tcp: TcpOptions::default(),
             }
+        );
+    }
+
+    #[test]
+    fn tcp_options_apply_to_the_tcp_legs() {
+        let a = run(&format!("{BASE} --keepalive 30,5,4 --user-timeout 20"));
+        let both = TcpOptions {
+            keepalive_idle: Some(30),
+            keepalive_interval: Some(5),
+            keepalive_count: Some(4),
+            user_timeout: Some(Duration::from_secs(20)),
+        };
+        assert_eq!((a.source_tcp, a.target_tcp), (both, both));
+        // A Unix leg gets none.
+        let a = run("-e -s /tmp/s.sock -t h:1 -k k --keepalive=7 --user-timeout=0.25");
+        let tcp = TcpOptions {
+            keepalive_idle: Some(7),
+            user_timeout: Some(Duration::from_millis(250)),
+            ..TcpOptions::default()
+        };
+        assert_eq!((a.source_tcp, a.target_tcp), (TcpOptions::default(), tcp));
+        let a = run("-d -s [::1]:1 -t /tmp/t.sock -k k --keepalive 7,1");
+        assert_eq!(a.source_tcp.keepalive_interval, Some(1));
+        assert_eq!(a.target_tcp, TcpOptions::default());
+        // -j with a user timeout is fine; with --keepalive it is a contradiction.
+        let a = run(&format!("{BASE} -j --user-timeout 3"));
+        assert!(a.no_keepalive && a.source_tcp.user_timeout == Some(Duration::from_secs(3)));
+        let e = err(&format!("{BASE} -j --keepalive 3"));
+        assert_eq!(e, SpipedArgsError::KeepaliveWithoutKeepalives);
+        assert!(e.usage().is_none() && e.to_string().contains("-j"));
+        // The limits are the kernel's.
+        let a = run(&format!(
+            "{BASE} --keepalive 32767,32767,127 --user-timeout 2147483.647"
+        ));
+        assert_eq!(a.source_tcp.keepalive_count, Some(MAX_KEEPALIVE_COUNT));
+        assert_eq!(
+            a.target_tcp.user_timeout,
+            Some(Duration::from_millis(u64::from(MAX_USER_TIMEOUT_MS)))
+        );
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+5",
+            "x",
+            "5,",
+            ",5",
+            "5,0",
+            "5,1,0",
+            "5,1,128",
+            "32768",
+            "5,32768",
+            "1,2,3,4",
+            "5.5",
+            "5;1",
+            "99999999999",
+        ] {
+            let e = err(&format!("{BASE} --keepalive={bad}"));
+            assert_eq!(e, SpipedArgsError::Keepalive(bad.into()), "{bad:?}");
+            assert!(e.usage().is_none() && e.to_string().contains("IDLE[,INTVL[,CNT]]"));
+        }
+        for bad in ["", "-1", "+1", "x", "inf", "NaN", "2147483.648", "1e30"] {
+            let e = err(&format!("{BASE} --user-timeout={bad}"));
+            assert_eq!(e, SpipedArgsError::UserTimeout(bad.into()), "{bad:?}");
+            assert!(e.usage().is_none() && e.to_string().contains("from 0 to 2147483"));
+        }
+        assert_eq!(
+            run(&format!("{BASE} --user-timeout 0"))
+                .source_tcp
+                .user_timeout,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            err(&format!("{BASE} --keepalive 1 --keepalive 2")),
+            SpipedArgsError::Repeated("--keepalive")
         );
     }
 

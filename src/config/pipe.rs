@@ -149,6 +149,31 @@ impl TcpOptions {
     }
 }
 
+/// The options set, as `check-config` prints them: `keepalive IDLE/INTVL/CNT` (a `-` for each
+/// left at the kernel's default) and `user timeout SECSs`, joined by `, `; empty when none is
+/// set.
+impl std::fmt::Display for TcpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sets_keepalive() {
+            let part = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            write!(
+                f,
+                "keepalive {}/{}/{}",
+                part(self.keepalive_idle),
+                part(self.keepalive_interval),
+                part(self.keepalive_count)
+            )?;
+            if self.user_timeout.is_some() {
+                f.write_str(", ")?;
+            }
+        }
+        if let Some(t) = self.user_timeout {
+            write!(f, "user timeout {}s", t.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
 /// Who may connect to a Unix-socket source: the socket file's permissions and owner. `None`
 /// everywhere is spiped's behaviour: the process's umask, user and group.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -277,6 +302,11 @@ impl PipeSpec {
         if let Some(b) = &self.bind {
             s.push_str(&format!(", bind {b}"));
         }
+        for (leg, o) in [("source", &self.source_tcp), ("target", &self.target_tcp)] {
+            if o.is_set() {
+                s.push_str(&format!(", {leg} TCP {o}"));
+            }
+        }
         s
     }
 }
@@ -304,6 +334,30 @@ mod tests {
         assert_eq!(
             p.summary(),
             "x: encrypt /tmp/a -> h:1, 1 key, max 100 connections"
+        );
+    }
+
+    #[test]
+    fn summary_names_the_tcp_options_of_each_leg() {
+        let mut p = PipeSpec::new(
+            "r",
+            Mode::Decrypt,
+            SockAddrSpec::parse("[::1]:1").unwrap(),
+            SockAddrSpec::parse("h:1").unwrap(),
+            vec![KeySource::File("/k".into())],
+        );
+        p.source_tcp.keepalive_idle = Some(30);
+        p.source_tcp.keepalive_count = Some(3);
+        p.target_tcp.user_timeout = Some(Duration::from_millis(2500));
+        assert_eq!(
+            p.summary(),
+            "r: decrypt [::1]:1 -> h:1, 1 key, max 100 connections, \
+             source TCP keepalive 30/-/3, target TCP user timeout 2.5s"
+        );
+        p.target_tcp.keepalive_interval = Some(5);
+        assert!(
+            p.summary()
+                .ends_with("target TCP keepalive -/5/-, user timeout 2.5s")
         );
     }
 

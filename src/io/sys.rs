@@ -163,6 +163,54 @@ pub fn set_keepalive(fd: BorrowedFd<'_>, on: bool) -> Result<(), SysError> {
         .map_err(|e| SysError::SetOption(errno_of(&e)))
 }
 
+/// Turns `SO_KEEPALIVE` on and sets the keep-alive timing: `TCP_KEEPIDLE` (`idle`, whole
+/// seconds), `TCP_KEEPINTVL` (`interval`, whole seconds) and `TCP_KEEPCNT` (`count`); each
+/// `None` keeps the kernel's default.
+///
+/// # Errors
+/// [`SysError::SetOption`] with the first failing call's error: `EOPNOTSUPP` on a Unix
+/// socket, `EINVAL` for a value the kernel refuses (0, or more than 32767 s / 127 probes).
+pub fn set_keepalive_timing(
+    fd: BorrowedFd<'_>,
+    idle: Option<Duration>,
+    interval: Option<Duration>,
+    count: Option<u32>,
+) -> Result<(), SysError> {
+    let mut k = socket2::TcpKeepalive::new();
+    if let Some(t) = idle {
+        k = k.with_time(t);
+    }
+    if let Some(t) = interval {
+        k = k.with_interval(t);
+    }
+    if let Some(n) = count {
+        k = k.with_retries(n);
+    }
+    SockRef::from(&fd)
+        .set_tcp_keepalive(&k)
+        .map_err(|e| SysError::SetOption(errno_of(&e)))
+}
+
+/// Sets `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged (and, with
+/// keep-alives, how long the peer may stay silent once probing started) before the kernel
+/// drops the connection with `ETIMEDOUT`. Zero restores the kernel's default behaviour; a
+/// nonzero time under a millisecond counts as one millisecond (the option's unit), so it
+/// never turns into "off".
+///
+/// # Errors
+/// [`SysError::SetOption`]: `EOPNOTSUPP` on a Unix socket, `EINVAL` for more than
+/// `i32::MAX` milliseconds.
+pub fn set_user_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> Result<(), SysError> {
+    let timeout = if timeout.is_zero() {
+        None
+    } else {
+        Some(timeout.max(Duration::from_millis(1)))
+    };
+    SockRef::from(&fd)
+        .set_tcp_user_timeout(timeout)
+        .map_err(|e| SysError::SetOption(errno_of(&e)))
+}
+
 /// `shutdown(fd, SHUT_WR)`: sends FIN once everything queued before it (spec §4, teardown).
 /// Never blocks on a stream socket, so the io_uring backend calls it directly instead of
 /// submitting `IORING_OP_SHUTDOWN`, which the kernel always hands to an io-wq worker thread

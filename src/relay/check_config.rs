@@ -215,7 +215,7 @@ impl std::error::Error for NotYet {}
 /// # Errors
 /// [`NotYet`] naming the first pipe count or setting the daemon cannot run yet: more or
 /// fewer than one pipe; `handshake_limit`, `socket_mode`/`socket_owner`/`socket_group`,
-/// `source_tcp`, `target_tcp`, `metrics`, `audit_log`; a pidfile without
+/// `metrics`, `audit_log`; a pidfile without
 /// daemonising or the reverse; syslog in the foreground.
 pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
     let [p] = config.pipes.as_slice() else {
@@ -228,12 +228,6 @@ pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
     }
     if p.unix_socket.is_set() {
         return Err(pipe_field("socket_mode/socket_owner/socket_group"));
-    }
-    if p.source_tcp.is_set() {
-        return Err(pipe_field("source_tcp"));
-    }
-    if p.target_tcp.is_set() {
-        return Err(pipe_field("target_tcp"));
     }
     for (set, name) in [
         (s.metrics.is_some(), "metrics"),
@@ -271,6 +265,8 @@ pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
         x25519: p.x25519,
         threads: s.thread_count(),
         shutdown_timeout: s.shutdown_timeout,
+        source_tcp: p.source_tcp,
+        target_tcp: p.target_tcp,
     })
 }
 
@@ -387,7 +383,8 @@ mod tests {
         for line in [
             "-e -s [127.0.0.1]:1 -t h:2 -k /k -p /run/x.pid -n 0 -o 3 -R -f -j --syslog",
             "-d -D -s /tmp/s.sock -t [::1]:80 -k /k -k /k2 -p /p -r 9 -b h:0 -u a:b \
-             --control /c --max-keys 3 --x25519 -g --threads 2",
+             --control /c --max-keys 3 --x25519 -g --threads 2 --user-timeout 4",
+            "-e -s [::1]:1 -t h:2 -k /k -p /p --keepalive 5,2,3 --user-timeout 0.5",
         ] {
             let Ok(SpipedCommand::Run(args)) = SpipedArgs::parse(line.split_whitespace()) else {
                 panic!("{line}");
@@ -413,7 +410,6 @@ mod tests {
         for (extra, words) in [
             ("handshake_limit = 3", "pipe.a.handshake_limit"),
             ("socket_mode = \"0600\"", "pipe.a.socket_mode"),
-            ("target_tcp = { keepalive_idle = 3 }", "pipe.a.target_tcp"),
             ("[process]\nmetrics = \"/m.sock\"", "process.metrics"),
             ("[process]\naudit_log = \"stderr\"", "process.audit_log"),
             ("[process]\npidfile = \"/p\"", "process.pidfile"),
@@ -428,6 +424,13 @@ mod tests {
             assert!(e.contains(words), "{extra}: {e}");
         }
         let a = run("[process]\ndaemonize = true\npidfile = \"/p\"\nlog = \"syslog\"").unwrap();
+        let tcp = run("target_tcp = { keepalive_idle = 3, user_timeout = 2.5 }").unwrap();
+        assert_eq!(tcp.target_tcp.keepalive_idle, Some(3));
+        assert_eq!(
+            tcp.target_tcp.user_timeout,
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert_eq!(tcp.source_tcp, crate::config::TcpOptions::default());
         let t = run("[process]\nshutdown_timeout = 3").unwrap();
         assert_eq!(t.shutdown_timeout, Some(std::time::Duration::from_secs(3)));
         assert!(!a.foreground && a.syslog);

@@ -193,9 +193,12 @@ pub enum DropReason {
     TargetConnect(ConnectError),
     /// A socket for the target connection could not be created (e.g. `EMFILE`).
     TargetSocket(Errno),
-    /// Reading from a socket failed, e.g. `ECONNRESET`.
+    /// Reading from a socket failed, e.g. `ECONNRESET`, or `ETIMEDOUT` when the keep-alive
+    /// probes or `TCP_USER_TIMEOUT` found the peer gone (kind `peer_timeout`; `EHOSTUNREACH`
+    /// and `ENETUNREACH` there are `peer_unreachable`).
     Recv(Side, Errno),
-    /// Writing to a socket failed, e.g. `EPIPE`.
+    /// Writing to a socket failed, e.g. `EPIPE`; `ETIMEDOUT`, `EHOSTUNREACH` and
+    /// `ENETUNREACH` as for [`DropReason::Recv`].
     Send(Side, Errno),
     /// An encrypted packet failed to verify or had a bad length field, or the encrypted
     /// stream ended inside a packet.
@@ -236,6 +239,12 @@ impl DropReason {
             DropReason::TargetConnect(ConnectError::Os(_)) => "target_unreachable",
             DropReason::TargetSocket(_) => "target_socket",
             DropReason::Recv(_, e) if e.0 == libc::ECONNRESET => "peer_reset",
+            DropReason::Recv(_, e) | DropReason::Send(_, e) if e.0 == libc::ETIMEDOUT => {
+                "peer_timeout"
+            }
+            DropReason::Recv(_, e) | DropReason::Send(_, e) if gave_up_unreachable(*e) => {
+                "peer_unreachable"
+            }
             DropReason::Recv(..) => "recv_failed",
             DropReason::Send(..) => "send_failed",
             DropReason::BadStream(StreamError::Truncated { .. }) => "truncated_stream",
@@ -278,6 +287,20 @@ impl fmt::Display for DropReason {
             DropReason::Recv(side, e) if e.0 == libc::ECONNRESET => {
                 write!(f, "{side} peer reset the connection")
             }
+            DropReason::Recv(side, e) | DropReason::Send(side, e) if e.0 == libc::ETIMEDOUT => {
+                write!(
+                    f,
+                    "{side} peer unreachable: timed out (no answer to keep-alive probes, or \
+                     data unacknowledged past TCP_USER_TIMEOUT or the retransmission limit)"
+                )
+            }
+            DropReason::Recv(side, e) | DropReason::Send(side, e) if gave_up_unreachable(*e) => {
+                write!(
+                    f,
+                    "{side} peer unreachable: {e} (the kernel gave up on the connection: \
+                     keep-alive probes, TCP_USER_TIMEOUT or retransmissions)"
+                )
+            }
             DropReason::Recv(side, e) => write!(f, "reading from the {side} socket failed: {e}"),
             DropReason::Send(side, e) => write!(f, "writing to the {side} socket failed: {e}"),
             DropReason::BadStream(StreamError::Truncated { have }) => write!(
@@ -294,6 +317,15 @@ impl fmt::Display for DropReason {
             DropReason::Internal(bug) => write!(f, "internal error (a bug in spiperelay): {bug}"),
         }
     }
+}
+
+/// Whether a receive or send error on an established connection means the kernel gave up on
+/// an unreachable peer: on Linux a route failure (`EHOSTUNREACH`, `ENETUNREACH`, from ICMP or
+/// from our own routing table once the link is gone) is only a soft error on such a socket, and
+/// surfaces in place of `ETIMEDOUT` when the keep-alive probes, `TCP_USER_TIMEOUT` or the
+/// retransmissions run out.
+fn gave_up_unreachable(e: Errno) -> bool {
+    e.0 == libc::EHOSTUNREACH || e.0 == libc::ENETUNREACH
 }
 
 /// Why an [`Env`] could not hand out a key pair.
@@ -354,7 +386,8 @@ pub enum Action {
     /// Cancel the armed setup deadline.
     CancelDeadline,
     /// Set `TCP_NODELAY` and the pipe's `SO_KEEPALIVE` on both sockets (they fail harmlessly
-    /// on Unix sockets, as spiped's do, §4).
+    /// on Unix sockets, as spiped's do, §4), and each leg's keep-alive timing and
+    /// `TCP_USER_TIMEOUT` ([`PipeConfig::tcp_options`]) on its socket.
     SetSockOpts,
     /// The handshake is done: count this connection against key `index` of `keys` (the set
     /// the handshake ran with) in the pipe's key ring and report the outcome with

@@ -648,6 +648,8 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         keepalive: !args.no_keepalive,
         accept_backoff: ACCEPT_BACKOFF,
         bind: bind_from,
+        source_tcp: args.source_tcp,
+        target_tcp: args.target_tcp,
     };
     // The other loops' listeners, duplicated before the main relay adopts the socket.
     let mut extra = Vec::with_capacity(shares.len() - 1);

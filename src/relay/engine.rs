@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::Mode;
+use crate::config::TcpOptions;
 use crate::io::{
     Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, WaitError, sys,
 };
@@ -32,6 +33,7 @@ use super::keys::KeyRing;
 use super::log::Logger;
 use super::pool::{KeyPool, PoolStats};
 use super::slots::{Op, Slots, split, token};
+use super::tcp_opts;
 
 /// Spare send buffers kept for reuse across connections (at most this many times
 /// [`PUMP_BUFFER`] bytes stay allocated after a burst).
@@ -154,6 +156,23 @@ pub struct PipeConfig {
     pub accept_backoff: Duration,
     /// `-b`: the local address outgoing connections are bound to, if any.
     pub bind: Option<SockAddr>,
+    /// Keep-alive timing and `TCP_USER_TIMEOUT` of the accepted sockets (the source leg),
+    /// set with [`Action::SetSockOpts`]; the default (all `None`) leaves the kernel's.
+    pub source_tcp: TcpOptions,
+    /// The same for the sockets connected to the target (the target leg).
+    pub target_tcp: TcpOptions,
+}
+
+impl PipeConfig {
+    /// The TCP options of the socket on `side` of a connection of this pipe: `source_tcp`
+    /// for the accepted side, `target_tcp` for the target side.
+    pub fn tcp_options(&self, side: Side) -> &TcpOptions {
+        if side == Side::accepted(self.mode) {
+            &self.source_tcp
+        } else {
+            &self.target_tcp
+        }
+    }
 }
 
 /// Counters describing what a pipe (or a whole [`Relay`]) has done.
@@ -743,14 +762,24 @@ impl<D: Driver> Relay<D> {
                     .map(|_| Side::accepted(mode));
                 let keepalive = entry.cfg.keepalive;
                 for side in Side::BOTH {
-                    if Some(side) == skip {
-                        // Set on the listener already (see `Relay::add_pipe`).
+                    let Some(fd) = entry.sock[side.index()].and_then(|h| self.io.fd(h)) else {
                         continue;
-                    }
-                    if let Some(fd) = entry.sock[side.index()].and_then(|h| self.io.fd(h)) {
-                        // These fail harmlessly on Unix sockets; spiped ignores the errors too.
+                    };
+                    if Some(side) != skip {
+                        // (Else set on the listener already: see `Relay::add_pipe`.) These
+                        // fail harmlessly on Unix sockets; spiped ignores the errors too.
                         let _ = sys::set_nodelay(fd, true);
                         let _ = sys::set_keepalive(fd, keepalive);
+                    }
+                    // The pipe's per-leg options, per socket (not inherited from the listener,
+                    // so a changed pipe applies to its new connections). Unix legs have none,
+                    // and a Unix socket refusing them is not worth a line.
+                    if let Err(e) = tcp_opts::apply(fd, entry.cfg.tcp_options(side))
+                        && !tcp_opts::is_not_tcp(&e)
+                    {
+                        self.log.warn(format_args!(
+                            "cannot set the {side} socket's TCP options: {e}"
+                        ));
                     }
                 }
             }

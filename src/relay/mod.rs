@@ -15,6 +15,7 @@
 //! - [`log`]: spiped-style warning lines, rate-limited, to standard error or syslog.
 //! - [`keys`]: the running key set of key rotation, with per-key use counters.
 //! - [`control`]: `SIGHUP` reload, the `--control` socket and the `spiperelay keys` client.
+//! - [`tcp_opts`]: a pipe leg's keep-alive timing and `TCP_USER_TIMEOUT` on a socket.
 //! - [`check_config`]: `spiperelay check-config FILE`, with the daemon's key-file checks.
 //! - [`audit`]: the audit log, one JSON line per closed connection.
 //! - [`status`]: `spiperelay status`, the control socket's `report`, text or JSON.
@@ -35,6 +36,7 @@ pub mod pool;
 pub(crate) mod slots;
 pub mod spipe;
 pub mod status;
+pub mod tcp_opts;
 
 pub use conn::{DropReason, Side};
 pub use daemon::{DaemonError, RunError, StartupError, run};

@@ -17,6 +17,8 @@ use crate::relay::conn::LocalBug;
 use crate::relay::keys::RingMode;
 use crate::relay::log::Sink;
 
+mod tcp_opts;
+
 const KEY: &[u8] = b"engine state machine test key\n";
 const OTHER_KEY: &[u8] = b"a different key\n";
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +45,10 @@ struct Fake {
     closing: HashSet<Handle>,
     timers: BTreeMap<u64, (Duration, Token)>,
     bufs: HashMap<u16, Vec<u8>>,
+    /// Give accepted and connected handles a real socket of this kind (`None`: no socket, as
+    /// most tests need), so socket options set through [`Driver::fd`] can be read back.
+    real_sockets: Option<socket2::Domain>,
+    sockets: HashMap<Handle, OwnedFd>,
 }
 
 impl Fake {
@@ -52,6 +58,16 @@ impl Fake {
             index: self.next_handle,
             generation: 1,
         }
+    }
+
+    /// A new handle, with a real socket when [`Fake::real_sockets`] asks for one.
+    fn socket_handle(&mut self) -> Handle {
+        let h = self.handle();
+        if let Some(domain) = self.real_sockets {
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+            self.sockets.insert(h, s.into());
+        }
+        h
     }
 
     fn usable(&self, h: Handle) -> Result<(), SubmitError> {
@@ -68,8 +84,8 @@ impl Driver for Fake {
         self.handle()
     }
 
-    fn fd(&self, _handle: Handle) -> Option<BorrowedFd<'_>> {
-        None
+    fn fd(&self, handle: Handle) -> Option<BorrowedFd<'_>> {
+        self.sockets.get(&handle).map(AsFd::as_fd)
     }
 
     fn accept(&mut self, listener: Handle, token: Token) -> Result<(), SubmitError> {
@@ -94,7 +110,7 @@ impl Driver for Fake {
         if let Some(e) = self.connect_errors.pop_front() {
             return Err(e);
         }
-        let h = self.handle();
+        let h = self.socket_handle();
         self.connects.push_back((h, token, addr.clone(), timeout));
         Ok(h)
     }
@@ -215,6 +231,8 @@ fn config(mode: Mode) -> PipeConfig {
         keepalive: true,
         accept_backoff: BACKOFF,
         bind: None,
+        source_tcp: TcpOptions::default(),
+        target_tcp: TcpOptions::default(),
     }
 }
 
@@ -280,7 +298,7 @@ impl Sim {
     /// A client connection arrives through an accept with `token` (possibly one the relay
     /// already cancelled: the kernel may complete it first).
     fn accept_with(&mut self, token: Token) -> Handle {
-        let conn = self.io().handle();
+        let conn = self.io().socket_handle();
         self.deliver(Event::Accepted { token, conn });
         conn
     }
