@@ -215,8 +215,40 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every label [`DropReason::kind`] can return, for metrics that export each at 0 before it
+    /// first occurs.
+    pub const KINDS: &'static [&'static str] = &[
+        "bad_mac",
+        "dh_out_of_range",
+        "pfs_required",
+        "peer_uses_x25519",
+        "peer_not_x25519",
+        "bad_x25519_padding",
+        "zero_shared_secret",
+        "handshake_failed",
+        "handshake_timeout",
+        "handshake_eof",
+        "handshake_rejected",
+        "target_timeout",
+        "target_refused",
+        "target_unreachable",
+        "target_socket",
+        "peer_reset",
+        "peer_timeout",
+        "peer_unreachable",
+        "recv_failed",
+        "send_failed",
+        "truncated_stream",
+        "bad_packet_mac",
+        "bad_packet",
+        "rng_failed",
+        "io_submit_failed",
+        "key_removed",
+        "internal_error",
+    ];
+
     /// A stable short label of the cause, for log fields and metrics: lower case, words joined
-    /// by `_`, never changed once released.
+    /// by `_`, never changed once released; one of [`DropReason::KINDS`].
     pub fn kind(&self) -> &'static str {
         match self {
             DropReason::Handshake(e) => match e {
@@ -1116,4 +1148,67 @@ fn output_room(pump: &mut Pump, need: usize) -> &mut [u8] {
         pump.pending.resize(end, 0);
     }
     pump.pending.get_mut(pump.filled..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+    use crate::io::SubmitError;
+    use crate::proto::{HandshakeError, PacketError};
+
+    /// One reason of every variant (and every errno the labels tell apart).
+    fn samples() -> Vec<DropReason> {
+        let e = |n| Errno(n);
+        let mut v: Vec<DropReason> = [
+            HandshakeError::BadDhMac,
+            HandshakeError::DhOutOfRange,
+            HandshakeError::PfsRequired,
+            HandshakeError::PeerUsesX25519,
+            HandshakeError::PeerNotX25519,
+            HandshakeError::BadX25519Padding,
+            HandshakeError::ZeroSharedSecret,
+        ]
+        .into_iter()
+        .map(DropReason::Handshake)
+        .collect();
+        v.extend([
+            DropReason::HandshakeTimeout,
+            DropReason::HandshakeEof,
+            DropReason::HandshakeRejected,
+            DropReason::TargetConnect(ConnectError::TimedOut),
+            DropReason::TargetConnect(ConnectError::Os(e(libc::ECONNREFUSED))),
+            DropReason::TargetConnect(ConnectError::Os(e(libc::EHOSTUNREACH))),
+            DropReason::TargetSocket(e(libc::EMFILE)),
+            DropReason::Recv(Side::Crypt, e(libc::ECONNRESET)),
+            DropReason::Recv(Side::Crypt, e(libc::ETIMEDOUT)),
+            DropReason::Send(Side::Plain, e(libc::EHOSTUNREACH)),
+            DropReason::Recv(Side::Plain, e(libc::EIO)),
+            DropReason::Send(Side::Plain, e(libc::EPIPE)),
+            DropReason::BadStream(StreamError::Truncated { have: 3 }),
+            DropReason::BadStream(StreamError::Packet(PacketError::BadMac)),
+            DropReason::Random(e(libc::EIO)),
+            DropReason::Submit(SubmitError::RecvPending),
+            DropReason::KeyRemoved,
+            DropReason::Internal(LocalBug::HandshakeMisuse),
+        ]);
+        v
+    }
+
+    #[test]
+    fn every_kind_is_listed_and_every_listed_kind_occurs() {
+        let seen: std::collections::BTreeSet<&str> =
+            samples().iter().map(DropReason::kind).collect();
+        for k in &seen {
+            assert!(
+                DropReason::KINDS.contains(k),
+                "{k} is not in DropReason::KINDS"
+            );
+        }
+        for k in DropReason::KINDS {
+            assert!(
+                seen.contains(k) || *k == "handshake_failed" || *k == "bad_packet",
+                "{k} is listed but no sample produces it"
+            );
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub const CLEAN: &str = "clean";
 /// The `reason` labels of closed connections, exported (at 0) before they first occur:
 /// [`CLEAN`] and every `DropReason::kind()` label. A label not listed here is still counted
 /// under its own name from its first occurrence on.
-pub const CLOSE_REASONS: [&str; 26] = [
+pub const CLOSE_REASONS: [&str; 28] = [
     CLEAN,
     "bad_mac",
     "dh_out_of_range",
@@ -59,6 +59,8 @@ pub const CLOSE_REASONS: [&str; 26] = [
     "target_unreachable",
     "target_socket",
     "peer_reset",
+    "peer_timeout",
+    "peer_unreachable",
     "recv_failed",
     "send_failed",
     "truncated_stream",

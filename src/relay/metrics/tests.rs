@@ -356,3 +356,10 @@ fn label_lists_are_consistent() {
     }
     assert!(DURATION_BUCKETS_NANOS.windows(2).all(|w| w[0] < w[1]));
 }
+
+#[test]
+fn close_reasons_are_clean_and_every_drop_reason_label() {
+    use crate::relay::conn::DropReason;
+    assert_eq!(CLOSE_REASONS[0], CLEAN);
+    assert_eq!(&CLOSE_REASONS[1..], DropReason::KINDS);
+}
