@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::Mode;
 
+use super::conn::DropReason;
 use super::keys::{KeyRing, KeyStatus, RingMode};
 
 /// The shortest time between two snapshots of one event loop ([`Publisher::due`]).
@@ -39,38 +40,13 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 pub const CLEAN: &str = "clean";
 
 /// The `reason` labels of closed connections, exported (at 0) before they first occur:
-/// [`CLEAN`] and every `DropReason::kind()` label. A label not listed here is still counted
-/// under its own name from its first occurrence on.
-pub const CLOSE_REASONS: [&str; 28] = [
-    CLEAN,
-    "bad_mac",
-    "dh_out_of_range",
-    "pfs_required",
-    "peer_uses_x25519",
-    "peer_not_x25519",
-    "bad_x25519_padding",
-    "zero_shared_secret",
-    "handshake_failed",
-    "handshake_timeout",
-    "handshake_eof",
-    "handshake_rejected",
-    "target_timeout",
-    "target_refused",
-    "target_unreachable",
-    "target_socket",
-    "peer_reset",
-    "peer_timeout",
-    "peer_unreachable",
-    "recv_failed",
-    "send_failed",
-    "truncated_stream",
-    "bad_packet_mac",
-    "bad_packet",
-    "rng_failed",
-    "io_submit_failed",
-    "key_removed",
-    "internal_error",
-];
+/// [`CLEAN`] and every [`DropReason::KINDS`] label, in that order. A label not listed there is
+/// still counted under its own name from its first occurrence on.
+pub fn close_reasons() -> Vec<&'static str> {
+    std::iter::once(CLEAN)
+        .chain(DropReason::KINDS.iter().copied())
+        .collect()
+}
 
 /// The `reason` labels of handshake failures exported (at 0) before they first occur: the
 /// causes that only a handshake has. A connection dropped for another cause while its handshake
@@ -225,7 +201,7 @@ impl ReasonCounts {
 pub struct PipeCounters {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections closed, by reason ([`CLOSE_REASONS`]).
+    /// Connections closed, by reason ([`close_reasons`]).
     pub closed: ReasonCounts,
     /// Connections closed while their handshake ran, by reason
     /// ([`HANDSHAKE_FAILURE_REASONS`]); also counted in `closed`.
@@ -252,7 +228,7 @@ impl Default for PipeCounters {
     fn default() -> Self {
         PipeCounters {
             accepted: 0,
-            closed: ReasonCounts::seeded(&CLOSE_REASONS),
+            closed: ReasonCounts::seeded(&close_reasons()),
             handshake_failures: ReasonCounts::seeded(&HANDSHAKE_FAILURE_REASONS),
             handshake_duration: Histogram::default(),
             target_connect_duration: Histogram::default(),
