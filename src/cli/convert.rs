@@ -13,8 +13,8 @@ impl SpipedArgs {
     /// `max_connections`; `-o` → `timeout`; `-r`/`-R` → `resolve_interval`; `--x25519`,
     /// `--max-keys` → `x25519`, `max_keys`. `-F` → [`Settings::daemonize`]` = false` and no
     /// pidfile, else `-p` (or its default) → `pidfile`; `-D` → `wait_for_dns`; `--syslog` →
-    /// `log`; `-u` → `user`; `--control`, `--threads`, `--shutdown-timeout` → `control`, `threads`, `shutdown_timeout`. The options
-    /// the command line has no flag for keep spiped's behaviour (no handshake limit, no
+    /// `log`; `-u` → `user`; `--control`, `--threads`, `--shutdown-timeout` → `control`, `threads`, `shutdown_timeout`; `--handshake-limit` → `handshake_limit`. The options
+    /// the command line has no flag for keep spiped's behaviour (no
     /// socket or TCP options, no metrics, no audit log). Never fails.
     pub fn to_config(&self) -> (Settings, PipeSpec) {
         let settings = Settings {
@@ -48,6 +48,7 @@ impl SpipedArgs {
         pipe.resolve_interval = self.resolve_interval;
         pipe.bind = self.bind.clone();
         pipe.max_keys = self.max_keys;
+        pipe.handshake_limit = self.handshake_limit;
         (settings, pipe)
     }
 

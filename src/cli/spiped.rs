@@ -23,6 +23,9 @@
 //! - `--shutdown-timeout <seconds>` bounds the `SIGTERM` drain: connections still open that
 //!   long after the first `SIGTERM` are closed (default: wait for them all, as before); not in
 //!   the usage text.
+//! - `--handshake-limit <n>` caps the connections still in the handshake at once (1 to
+//!   `-n`); when full, the oldest of them is dropped to admit a new client. Off by default,
+//!   as spiped has no such limit; not in the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
@@ -94,6 +97,7 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
     OptDoc::own("--control", "SOCKET", "Unix socket for `spiperelay keys` (key rotation)", ""),
     OptDoc::own("--max-keys", "N", "most keys accepted at once, 1-16", "2"),
     OptDoc::own("--shutdown-timeout", "SECS", "after SIGTERM, cut what is still open after SECS", "no limit"),
+    OptDoc::own("--handshake-limit", "N", "most connections in the handshake; the oldest goes", "no limit"),
 ];
 
 /// The scanner's view of [`DAEMON_OPTIONS`].
@@ -157,6 +161,10 @@ pub struct SpipedArgs {
     /// `--shutdown-timeout`: how long the `SIGTERM` drain may last before the connections
     /// still open are closed; `None` (the default) waits for them all.
     pub shutdown_timeout: Option<Duration>,
+    /// `--handshake-limit`: the most connections still in the handshake at once, 1 to `-n`
+    /// (when `-n` limits); when full, the oldest of them is dropped to admit a new one.
+    /// `None` (the default, as spiped) for no limit of its own.
+    pub handshake_limit: Option<usize>,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -196,6 +204,11 @@ pub enum SpipedArgsError {
     /// A `--shutdown-timeout` argument that is not a number of seconds above zero. Holds the
     /// text.
     ShutdownTimeout(String),
+    /// A `--handshake-limit` argument that is not a decimal number from 1 to
+    /// [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS). Holds the text.
+    HandshakeLimit(String),
+    /// A `--handshake-limit` above the `-n` limit: (the handshake limit, `-n`).
+    HandshakeLimitAboveMax(usize, usize),
     /// A `-s`, `-t` or `-b` address that does not parse.
     Address {
         /// The option: `-s`, `-t` or `-b`.
@@ -216,6 +229,8 @@ impl SpipedArgsError {
             | Self::MaxKeys(_)
             | Self::Threads(_)
             | Self::ShutdownTimeout(_)
+            | Self::HandshakeLimit(_)
+            | Self::HandshakeLimitAboveMax(..)
             | Self::X25519WithoutPfs => None,
             _ => Some(SPIPED_USAGE),
         }
@@ -262,6 +277,16 @@ impl fmt::Display for SpipedArgsError {
             Self::ShutdownTimeout(text) => write!(
                 f,
                 "--shutdown-timeout {text}: must be a number of seconds above zero"
+            ),
+            Self::HandshakeLimit(text) => write!(
+                f,
+                "--handshake-limit {text}: must be a number from 1 to {}",
+                super::value::MAX_CONNECTIONS
+            ),
+            Self::HandshakeLimitAboveMax(n, max) => write!(
+                f,
+                "--handshake-limit {n} is more than -n {max}: the connections in the handshake \
+                 count against -n too"
             ),
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
         }
@@ -322,6 +347,7 @@ impl SpipedArgs {
         let mut max_keys = DEFAULT_MAX_KEYS;
         let mut threads = 1;
         let mut shutdown_timeout = None;
+        let mut handshake_limit = None;
         let mut flags = Flags::default();
 
         while let Some(opt) = getopt.next_opt()? {
@@ -369,6 +395,7 @@ impl SpipedArgs {
                 "--max-keys" => max_keys = parse_max_keys(&arg)?,
                 "--threads" => threads = parse_threads(&arg)?,
                 "--shutdown-timeout" => shutdown_timeout = Some(parse_shutdown_timeout(&arg)?),
+                "--handshake-limit" => handshake_limit = Some(parse_handshake_limit(&arg)?),
                 "-v" => return Ok(SpipedCommand::Version),
                 "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
@@ -388,6 +415,11 @@ impl SpipedArgs {
         }
         if keys.is_empty() {
             return Err(SpipedArgsError::MissingOption("-k"));
+        }
+        if let (Some(n), Some(max)) = (handshake_limit, max_connections)
+            && n > max
+        {
+            return Err(SpipedArgsError::HandshakeLimitAboveMax(n, max));
         }
         let resolve_interval = match rtime {
             // spiped's quirk: it checks `rtime != 60 && -R` after replacing 0 by 60, so `-R`
@@ -435,6 +467,7 @@ impl SpipedArgs {
             x25519: flags.x25519,
             threads,
             shutdown_timeout,
+            handshake_limit,
         })))
     }
 }
@@ -458,6 +491,20 @@ fn parse_threads(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
             Ok(n)
         }
         _ => Err(SpipedArgsError::Threads(text)),
+    }
+}
+
+/// `--handshake-limit`: a decimal number from 1 to `MAX_CONNECTIONS`.
+fn parse_handshake_limit(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
+    let text = lossy_os(arg);
+    match text.parse::<usize>() {
+        Ok(n)
+            if (1..=super::value::MAX_CONNECTIONS).contains(&n)
+                && text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(n)
+        }
+        _ => Err(SpipedArgsError::HandshakeLimit(text)),
     }
 }
 
@@ -556,6 +603,7 @@ mod tests {
                 x25519: false,
                 threads: 1,
                 shutdown_timeout: None,
+                handshake_limit: None,
             }
         );
     }

@@ -214,7 +214,7 @@ impl std::error::Error for NotYet {}
 ///
 /// # Errors
 /// [`NotYet`] naming the first pipe count or setting the daemon cannot run yet: more or
-/// fewer than one pipe; `handshake_limit`, `socket_mode`/`socket_owner`/`socket_group`,
+/// fewer than one pipe; `socket_mode`/`socket_owner`/`socket_group`,
 /// `source_tcp`, `target_tcp`, `metrics`, `audit_log`; a pidfile without
 /// daemonising or the reverse; syslog in the foreground.
 pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
@@ -223,9 +223,6 @@ pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
     };
     let s = &config.settings;
     let pipe_field = |name: &str| NotYet::Setting(format!("pipe.{}.{name}", p.name));
-    if p.handshake_limit.is_some() {
-        return Err(pipe_field("handshake_limit"));
-    }
     if p.unix_socket.is_set() {
         return Err(pipe_field("socket_mode/socket_owner/socket_group"));
     }
@@ -271,6 +268,7 @@ pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
         x25519: p.x25519,
         threads: s.thread_count(),
         shutdown_timeout: s.shutdown_timeout,
+        handshake_limit: p.handshake_limit,
     })
 }
 
@@ -411,7 +409,6 @@ mod tests {
         let args = run("").unwrap();
         assert!(args.foreground && !args.syslog);
         for (extra, words) in [
-            ("handshake_limit = 3", "pipe.a.handshake_limit"),
             ("socket_mode = \"0600\"", "pipe.a.socket_mode"),
             ("target_tcp = { keepalive_idle = 3 }", "pipe.a.target_tcp"),
             ("[process]\nmetrics = \"/m.sock\"", "process.metrics"),

@@ -200,6 +200,12 @@ pub enum DropReason {
     KeyRemoved,
     /// A bug of ours, not the peer's.
     Internal(LocalBug),
+    /// Still in the handshake when its pipe's handshake limit was reached: the oldest such
+    /// connection is dropped to let a new one start.
+    HandshakeEvicted {
+        /// The pipe's handshake limit.
+        limit: usize,
+    },
 }
 
 impl DropReason {
@@ -238,6 +244,7 @@ impl DropReason {
             DropReason::Submit(_) => "io_submit_failed",
             DropReason::KeyRemoved => "key_removed",
             DropReason::Internal(_) => "internal_error",
+            DropReason::HandshakeEvicted { .. } => "handshake_evicted",
         }
     }
 
@@ -283,6 +290,11 @@ impl fmt::Display for DropReason {
                 f.write_str("its key was removed from the accepted keys during the handshake")
             }
             DropReason::Internal(bug) => write!(f, "internal error (a bug in spiperelay): {bug}"),
+            DropReason::HandshakeEvicted { limit } => write!(
+                f,
+                "dropped while still in the handshake to admit a new client (handshake limit \
+                 {limit} reached; this was the oldest)"
+            ),
         }
     }
 }
@@ -524,6 +536,17 @@ impl Conn {
     /// Whether it waits, parked, for a free slot.
     pub fn is_parked(&self) -> bool {
         self.phase == Phase::Parked
+    }
+
+    /// Whether it has started and not yet authenticated its peer: `-e` until the handshake
+    /// is done (target connect included), `-d` until the client's MAC verified. Only such
+    /// connections count against a handshake limit.
+    pub fn in_handshake(&self) -> bool {
+        match self.phase {
+            Phase::ConnectFirst => true,
+            Phase::Handshake => !self.setup.as_ref().is_some_and(|s| s.authenticated),
+            _ => false,
+        }
     }
 
     /// Whether the send in flight on the encrypted side belongs to the handshake.
