@@ -609,6 +609,34 @@ mod tests {
     }
 
     #[test]
+    fn handshake_limit_option() {
+        assert_eq!(run(BASE).handshake_limit, None, "off by default, as spiped");
+        assert_eq!(
+            run(&format!("{BASE} --handshake-limit 8")).handshake_limit,
+            Some(8)
+        );
+        assert_eq!(
+            run(&format!("{BASE} -n 0 --handshake-limit=500000")).handshake_limit,
+            Some(500_000)
+        );
+        for bad in ["0", "-1", "x", "+3", "500001", ""] {
+            let e = err(&format!("{BASE} -n 0 --handshake-limit={bad}"));
+            assert_eq!(e, SpipedArgsError::HandshakeLimit(bad.into()), "{bad}");
+            assert!(e.usage().is_none() && e.to_string().contains("from 1 to"));
+        }
+        let e = err(&format!("{BASE} -n 10 --handshake-limit 11"));
+        assert_eq!(e, SpipedArgsError::HandshakeLimitAboveMax(11, 10));
+        assert!(e.to_string().contains("more than -n 10"), "{e}");
+        // The default -n of 100 counts too.
+        assert_eq!(
+            err(&format!("{BASE} --handshake-limit 101")),
+            SpipedArgsError::HandshakeLimitAboveMax(101, 100)
+        );
+        let (_, pipe) = run(&format!("{BASE} --handshake-limit 3")).to_config();
+        assert_eq!(pipe.handshake_limit, Some(3));
+    }
+
+    #[test]
     fn shutdown_timeout_option() {
         assert_eq!(
             run(&format!("{BASE} --shutdown-timeout 30")).shutdown_timeout,
