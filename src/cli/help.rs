@@ -210,7 +210,7 @@ pub const COMMANDS: &[CommandDoc] = &[
     CommandDoc {
         name: "help",
         synopsis: &["help [COMMAND]", "--help"],
-        summary: "print this help, or one command's (COMMAND: daemon, spipe, keygen, keys, check-config, kernels)",
+        summary: "this help, or one command's (COMMAND: daemon, spipe, keygen, keys, check-config, kernels)",
         options: &[],
     },
 ];
@@ -244,7 +244,7 @@ pub const ENVIRONMENT: &[EnvDoc] = &[
     },
     EnvDoc {
         name: "SPIPERELAY_KERNELS",
-        help: "fast (our SHA-256/AES/modexp kernels) or reference (RustCrypto only)",
+        help: "fast (our SHA-256/AES/DH kernels) or reference (RustCrypto)",
         default: "fast",
         commands: &["daemon", "spipe", "kernels"],
     },

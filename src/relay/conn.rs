@@ -292,8 +292,8 @@ impl fmt::Display for DropReason {
             DropReason::Internal(bug) => write!(f, "internal error (a bug in spiperelay): {bug}"),
             DropReason::HandshakeEvicted { limit } => write!(
                 f,
-                "dropped while still in the handshake to admit a new client (handshake limit \
-                 {limit} reached; this was the oldest)"
+                "evicted while still in the handshake to admit a new client (handshake limit \
+                 {limit} reached; it was the oldest)"
             ),
         }
     }
