@@ -941,6 +941,11 @@ fn flood_of_silent_clients_does_not_keep_a_real_client_out() {
             &format!("{backend}: during a silent flood"),
         );
         assert!(start.elapsed() < Duration::from_secs(1));
+        let log = case.chain.dec.stderr();
+        assert!(
+            log.contains("evicted while still in the handshake to admit a new client"),
+            "{backend}: no eviction logged: {log}"
+        );
         drop(silent);
         case.finish();
     }
