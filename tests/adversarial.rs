@@ -850,7 +850,6 @@ fn sigterm_drain_finishes_open_connections_then_exits_0() {
 }
 
 #[test]
-#[ignore = "waits for the drain fix (engine/lead): close every listener when the drain starts"]
 fn sigterm_drain_refuses_new_clients_at_once() {
     for backend in backends() {
         let bin = backend_bin(backend);
@@ -923,10 +922,14 @@ fn restart_after_sigkill_on_the_same_unix_path() {
 }
 
 #[test]
-#[ignore = "waits for the cap on connections in the handshake (a separate pre-auth limit)"]
 fn flood_of_silent_clients_does_not_keep_a_real_client_out() {
     for backend in backends() {
-        let case = Case::start(backend, "cap", &[], &["-n", "20", "-o", "30"]);
+        let case = Case::start(
+            backend,
+            "cap",
+            &[],
+            &["-n", "20", "-o", "30", "--handshake-limit", "8"],
+        );
         let dec = case.chain.dec.addr().clone();
         let silent: Vec<_> = (0..40).filter_map(|_| dec.connect().ok()).collect();
         thread::sleep(Duration::from_millis(300));
@@ -938,6 +941,11 @@ fn flood_of_silent_clients_does_not_keep_a_real_client_out() {
             &format!("{backend}: during a silent flood"),
         );
         assert!(start.elapsed() < Duration::from_secs(1));
+        let log = case.chain.dec.stderr();
+        assert!(
+            log.contains("evicted while still in the handshake to admit a new client"),
+            "{backend}: no eviction logged: {log}"
+        );
         drop(silent);
         case.finish();
     }

@@ -320,7 +320,7 @@ fn config_refuses_what_check_config_refuses_with_the_same_words() {
     let key = dir.key("k.key");
     let two = format!(
         "[pipe.a]\nmode = \"encrypt\"\nsource = \"{}\"\ntarget = \"h:1\"\nkeys = [\"{k}\"]\n\
-         handshake_limit = 5\n",
+         socket_mode = \"0600\"\n",
         dir.sock_path("a").display(),
         k = key.display()
     );
@@ -331,7 +331,7 @@ fn config_refuses_what_check_config_refuses_with_the_same_words() {
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(
         out.stderr
-            .contains("pipe.a.handshake_limit: not yet supported"),
+            .contains("pipe.a.socket_mode/socket_owner/socket_group: not yet supported"),
         "{out:?}"
     );
     let out = run(args(["--config"]));

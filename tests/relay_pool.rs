@@ -154,6 +154,7 @@ fn run<D: Driver>(io: D, x25519: bool) {
         timeout: Duration::from_secs(30),
         keepalive: true,
         accept_backoff: Duration::from_millis(100),
+        handshake_limit: None,
         bind: None,
         source_tcp: Default::default(),
         target_tcp: Default::default(),

@@ -35,6 +35,7 @@ fn config(keepalive: bool) -> PipeConfig {
         timeout: Duration::from_secs(5),
         keepalive,
         accept_backoff: Duration::from_millis(100),
+        handshake_limit: None,
         bind: None,
         source_tcp: Default::default(),
         target_tcp: Default::default(),

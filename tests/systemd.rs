@@ -525,3 +525,73 @@ fn two_passed_sockets_or_a_connected_one_are_startup_errors() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Under socket activation the drain closes only the relay's descriptor of the passed socket:
+/// the copy systemd keeps (played here by the test) still listens, so a client arriving during
+/// the drain waits in its queue for the next instance instead of being refused or reset.
+#[test]
+fn drain_under_socket_activation_leaves_new_clients_queued_for_the_next_instance() {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+
+    let dir = TempDir::new("actdrain");
+    let key = dir.key("k");
+    let echo = Echo::start(Fam::Unix, &dir, Reply::Stream);
+    let path = dir.sock_path("activated");
+    let ours = UnixListener::bind(&path).expect("bind the socket systemd would hold");
+    // The relay's copy, inheritable (std opens everything close-on-exec), made descriptor 3 in
+    // the child by the shell, which then execs the relay with its own pid as LISTEN_PID.
+    let passed: OwnedFd = OwnedFd::from(ours.try_clone().expect("dup"));
+    fcntl(&passed, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear FD_CLOEXEC");
+    let n = passed.as_raw_fd();
+    let redirect = if n == 3 {
+        String::new()
+    } else {
+        format!("exec 3<&{n} {n}<&-; ")
+    };
+    let unused = dir.sock_path("unused");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "{redirect}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=default exec \"$0\" \"$@\""
+        ))
+        .arg(relay_bin())
+        .args(relay_args(&unused.to_string_lossy(), &echo.addr, &key));
+    let mut d = Daemon::spawn(&dir, "activated", &mut cmd);
+    drop(passed);
+    let addr = Addr::Unix(path.clone());
+    let enc = start_end(&dir, "enc", &relay_bin(), "-e", Fam::Unix, &addr, &key, &[]);
+    // An open connection keeps the drain going.
+    let _open = open_connection(enc.addr());
+    let log = d.stderr();
+    assert!(
+        log.contains("using the listening socket default passed by systemd"),
+        "{log}"
+    );
+    d.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.stderr().contains("SIGTERM: no longer accepting") {
+        assert!(Instant::now() < deadline, "no drain: {}", d.stderr());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Give every loop time to close its descriptor (they look at signals every 250 ms).
+    thread::sleep(Duration::from_millis(600));
+    let mut late = UnixStream::connect(&path).expect("queued in the socket systemd keeps");
+    late.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut b = [0u8; 1];
+    let r = late.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the draining relay touched a new client: {r:?}"
+    );
+    // The next instance (here: the test) finds it waiting in the queue.
+    ours.set_nonblocking(true).expect("nonblocking");
+    assert!(ours.accept().is_ok(), "the new client was not left queued");
+    assert!(!unused.exists());
+    d.signal("-TERM");
+    let st = d.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert!(st.success(), "{st}; {}", d.stderr());
+    assert!(path.exists(), "the passed socket's path was unlinked");
+}

@@ -14,9 +14,11 @@ impl SpipedArgs {
     /// `--max-keys` → `x25519`, `max_keys`; `--keepalive`, `--user-timeout` → `source_tcp` and
     /// `target_tcp` (each TCP leg). `-F` → [`Settings::daemonize`]` = false` and no
     /// pidfile, else `-p` (or its default) → `pidfile`; `-D` → `wait_for_dns`; `--syslog` →
-    /// `log`; `-u` → `user`; `--control`, `--threads`, `--shutdown-timeout` → `control`, `threads`, `shutdown_timeout`. The options
-    /// the command line has no flag for keep spiped's behaviour (no handshake limit, no
-    /// socket-file options, no metrics, no audit log). Never fails.
+    /// `log`; `-u` → `user`; `--control`, `--threads`, `--shutdown-timeout` → `control`,
+    /// `threads`, `shutdown_timeout`; `--handshake-limit` → `handshake_limit`; `--keepalive`,
+    /// `--user-timeout` → `source_tcp`, `target_tcp`. The options the command line has no flag
+    /// for keep spiped's behaviour (no socket-file options, no metrics, no audit log). Never
+    /// fails.
     pub fn to_config(&self) -> (Settings, PipeSpec) {
         let settings = Settings {
             control: self.control.clone(),
@@ -51,6 +53,7 @@ impl SpipedArgs {
         pipe.max_keys = self.max_keys;
         pipe.source_tcp = self.source_tcp;
         pipe.target_tcp = self.target_tcp;
+        pipe.handshake_limit = self.handshake_limit;
         (settings, pipe)
     }
 

@@ -30,6 +30,9 @@
 //!   time instead of after the kernel's defaults (hours idle, or about 15 minutes of
 //!   retransmissions). Unset, the kernel's defaults apply, as in spiped. `--keepalive` is
 //!   refused with `-j`. Not in the usage text.
+//! - `--handshake-limit <n>` caps the connections still in the handshake at once (1 to
+//!   `-n`); when full, the oldest of them is dropped to admit a new client. Off by default,
+//!   as spiped has no such limit; not in the usage text.
 //! - `-b <bind address>` is accepted (spiped has it from 1.6.3 on), but the usage text stays
 //!   1.6.2's.
 //! - `--x25519` selects spiperelay's X25519 handshake mode (both ends must use it;
@@ -105,6 +108,7 @@ pub const DAEMON_OPTIONS: &[OptDoc] = &[
     OptDoc::own("--shutdown-timeout", "SECS", "after SIGTERM, cut what is still open after SECS", "no limit"),
     OptDoc::own("--keepalive", "IDLE[,INTVL[,CNT]]", "TCP keep-alive: probe after IDLE s, every INTVL s, CNT", "kernel's"),
     OptDoc::own("--user-timeout", "SECS", "TCP_USER_TIMEOUT: drop if sent data stays unacked SECS s", "kernel's"),
+    OptDoc::own("--handshake-limit", "N", "most connections in the handshake; the oldest goes", "no limit"),
 ];
 
 /// The scanner's view of [`DAEMON_OPTIONS`].
@@ -173,6 +177,10 @@ pub struct SpipedArgs {
     pub source_tcp: TcpOptions,
     /// The same for the connections to the target: always all `None` for a Unix target.
     pub target_tcp: TcpOptions,
+    /// `--handshake-limit`: the most connections still in the handshake at once, 1 to `-n`
+    /// (when `-n` limits); when full, the oldest of them is dropped to admit a new one.
+    /// `None` (the default, as spiped) for no limit of its own.
+    pub handshake_limit: Option<usize>,
 }
 
 /// Why a `spiped` command line was rejected. [`SpipedArgsError::usage`] says whether the usage
@@ -220,6 +228,11 @@ pub enum SpipedArgsError {
     UserTimeout(String),
     /// `--keepalive` together with `-j` (keep-alives off).
     KeepaliveWithoutKeepalives,
+    /// A `--handshake-limit` argument that is not a decimal number from 1 to
+    /// [`MAX_CONNECTIONS`](super::value::MAX_CONNECTIONS). Holds the text.
+    HandshakeLimit(String),
+    /// A `--handshake-limit` above the `-n` limit: (the handshake limit, `-n`).
+    HandshakeLimitAboveMax(usize, usize),
     /// A `-s`, `-t` or `-b` address that does not parse.
     Address {
         /// The option: `-s`, `-t` or `-b`.
@@ -243,6 +256,8 @@ impl SpipedArgsError {
             | Self::Keepalive(_)
             | Self::UserTimeout(_)
             | Self::KeepaliveWithoutKeepalives
+            | Self::HandshakeLimit(_)
+            | Self::HandshakeLimitAboveMax(..)
             | Self::X25519WithoutPfs => None,
             _ => Some(SPIPED_USAGE),
         }
@@ -303,6 +318,16 @@ impl fmt::Display for SpipedArgsError {
             Self::KeepaliveWithoutKeepalives => {
                 f.write_str("--keepalive cannot be combined with -j, which turns keep-alives off")
             }
+            Self::HandshakeLimit(text) => write!(
+                f,
+                "--handshake-limit {text}: must be a number from 1 to {}",
+                super::value::MAX_CONNECTIONS
+            ),
+            Self::HandshakeLimitAboveMax(n, max) => write!(
+                f,
+                "--handshake-limit {n} is more than -n {max}: the connections in the handshake \
+                 count against -n too"
+            ),
             Self::Address { flag, error } => write!(f, "{flag}: {error}"),
         }
     }
@@ -363,6 +388,7 @@ impl SpipedArgs {
         let mut threads = 1;
         let mut shutdown_timeout = None;
         let mut tcp = TcpOptions::default();
+        let mut handshake_limit = None;
         let mut flags = Flags::default();
 
         while let Some(opt) = getopt.next_opt()? {
@@ -417,6 +443,7 @@ impl SpipedArgs {
                     tcp.keepalive_count = count;
                 }
                 "--user-timeout" => tcp.user_timeout = Some(parse_user_timeout(&arg)?),
+                "--handshake-limit" => handshake_limit = Some(parse_handshake_limit(&arg)?),
                 "-v" => return Ok(SpipedCommand::Version),
                 "--x25519" => flags.x25519 = true,
                 // Every name in SPECS is handled above; Getopt returns no other.
@@ -439,6 +466,11 @@ impl SpipedArgs {
         }
         if keys.is_empty() {
             return Err(SpipedArgsError::MissingOption("-k"));
+        }
+        if let (Some(n), Some(max)) = (handshake_limit, max_connections)
+            && n > max
+        {
+            return Err(SpipedArgsError::HandshakeLimitAboveMax(n, max));
         }
         let resolve_interval = match rtime {
             // spiped's quirk: it checks `rtime != 60 && -R` after replacing 0 by 60, so `-R`
@@ -494,6 +526,7 @@ impl SpipedArgs {
             shutdown_timeout,
             source_tcp,
             target_tcp,
+            handshake_limit,
         })))
     }
 }
@@ -517,6 +550,20 @@ fn parse_threads(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
             Ok(n)
         }
         _ => Err(SpipedArgsError::Threads(text)),
+    }
+}
+
+/// `--handshake-limit`: a decimal number from 1 to `MAX_CONNECTIONS`.
+fn parse_handshake_limit(arg: &std::ffi::OsStr) -> Result<usize, SpipedArgsError> {
+    let text = lossy_os(arg);
+    match text.parse::<usize>() {
+        Ok(n)
+            if (1..=super::value::MAX_CONNECTIONS).contains(&n)
+                && text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(n)
+        }
+        _ => Err(SpipedArgsError::HandshakeLimit(text)),
     }
 }
 
@@ -668,6 +715,7 @@ mod tests {
                 shutdown_timeout: None,
                 source_tcp: TcpOptions::default(),
                 target_tcp: TcpOptions::default(),
+                handshake_limit: None,
             }
         );
     }
@@ -745,6 +793,34 @@ mod tests {
             err(&format!("{BASE} --keepalive 1 --keepalive 2")),
             SpipedArgsError::Repeated("--keepalive")
         );
+    }
+
+    #[test]
+    fn handshake_limit_option() {
+        assert_eq!(run(BASE).handshake_limit, None, "off by default, as spiped");
+        assert_eq!(
+            run(&format!("{BASE} --handshake-limit 8")).handshake_limit,
+            Some(8)
+        );
+        assert_eq!(
+            run(&format!("{BASE} -n 0 --handshake-limit=500000")).handshake_limit,
+            Some(500_000)
+        );
+        for bad in ["0", "-1", "x", "+3", "500001", ""] {
+            let e = err(&format!("{BASE} -n 0 --handshake-limit={bad}"));
+            assert_eq!(e, SpipedArgsError::HandshakeLimit(bad.into()), "{bad}");
+            assert!(e.usage().is_none() && e.to_string().contains("from 1 to"));
+        }
+        let e = err(&format!("{BASE} -n 10 --handshake-limit 11"));
+        assert_eq!(e, SpipedArgsError::HandshakeLimitAboveMax(11, 10));
+        assert!(e.to_string().contains("more than -n 10"), "{e}");
+        // The default -n of 100 counts too.
+        assert_eq!(
+            err(&format!("{BASE} --handshake-limit 101")),
+            SpipedArgsError::HandshakeLimitAboveMax(101, 100)
+        );
+        let (_, pipe) = run(&format!("{BASE} --handshake-limit 3")).to_config();
+        assert_eq!(pipe.handshake_limit, Some(3));
     }
 
     #[test]

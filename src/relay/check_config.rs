@@ -214,7 +214,7 @@ impl std::error::Error for NotYet {}
 ///
 /// # Errors
 /// [`NotYet`] naming the first pipe count or setting the daemon cannot run yet: more or
-/// fewer than one pipe; `handshake_limit`, `socket_mode`/`socket_owner`/`socket_group`,
+/// fewer than one pipe; `socket_mode`/`socket_owner`/`socket_group`,
 /// `metrics`, `audit_log`; a pidfile without
 /// daemonising or the reverse; syslog in the foreground.
 pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
@@ -223,9 +223,6 @@ pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
     };
     let s = &config.settings;
     let pipe_field = |name: &str| NotYet::Setting(format!("pipe.{}.{name}", p.name));
-    if p.handshake_limit.is_some() {
-        return Err(pipe_field("handshake_limit"));
-    }
     if p.unix_socket.is_set() {
         return Err(pipe_field("socket_mode/socket_owner/socket_group"));
     }
@@ -267,6 +264,7 @@ pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
         shutdown_timeout: s.shutdown_timeout,
         source_tcp: p.source_tcp,
         target_tcp: p.target_tcp,
+        handshake_limit: p.handshake_limit,
     })
 }
 
@@ -408,7 +406,6 @@ mod tests {
         let args = run("").unwrap();
         assert!(args.foreground && !args.syslog);
         for (extra, words) in [
-            ("handshake_limit = 3", "pipe.a.handshake_limit"),
             ("socket_mode = \"0600\"", "pipe.a.socket_mode"),
             ("[process]\nmetrics = \"/m.sock\"", "process.metrics"),
             ("[process]\naudit_log = \"stderr\"", "process.audit_log"),

@@ -212,6 +212,12 @@ pub enum DropReason {
     KeyRemoved,
     /// A bug of ours, not the peer's.
     Internal(LocalBug),
+    /// Still in the handshake when its pipe's handshake limit was reached: the oldest such
+    /// connection is dropped to let a new one start.
+    HandshakeEvicted {
+        /// The pipe's handshake limit.
+        limit: usize,
+    },
 }
 
 impl DropReason {
@@ -229,6 +235,7 @@ impl DropReason {
         "handshake_timeout",
         "handshake_eof",
         "handshake_rejected",
+        "handshake_evicted",
         "target_timeout",
         "target_refused",
         "target_unreachable",
@@ -288,6 +295,7 @@ impl DropReason {
             DropReason::Submit(_) => "io_submit_failed",
             DropReason::KeyRemoved => "key_removed",
             DropReason::Internal(_) => "internal_error",
+            DropReason::HandshakeEvicted { .. } => "handshake_evicted",
         }
     }
 
@@ -347,6 +355,11 @@ impl fmt::Display for DropReason {
                 f.write_str("its key was removed from the accepted keys during the handshake")
             }
             DropReason::Internal(bug) => write!(f, "internal error (a bug in spiperelay): {bug}"),
+            DropReason::HandshakeEvicted { limit } => write!(
+                f,
+                "evicted while still in the handshake to admit a new client (handshake limit \
+                 {limit} reached; it was the oldest)"
+            ),
         }
     }
 }
@@ -600,6 +613,17 @@ impl Conn {
     /// Whether it waits, parked, for a free slot.
     pub fn is_parked(&self) -> bool {
         self.phase == Phase::Parked
+    }
+
+    /// Whether it has started and not yet authenticated its peer: `-e` until the handshake
+    /// is done (target connect included), `-d` until the client's MAC verified. Only such
+    /// connections count against a handshake limit.
+    pub fn in_handshake(&self) -> bool {
+        match self.phase {
+            Phase::ConnectFirst => true,
+            Phase::Handshake => !self.setup.as_ref().is_some_and(|s| s.authenticated),
+            _ => false,
+        }
     }
 
     /// Whether the send in flight on the encrypted side belongs to the handshake.
@@ -1175,6 +1199,7 @@ mod kind_tests {
             DropReason::HandshakeTimeout,
             DropReason::HandshakeEof,
             DropReason::HandshakeRejected,
+            DropReason::HandshakeEvicted { limit: 8 },
             DropReason::TargetConnect(ConnectError::TimedOut),
             DropReason::TargetConnect(ConnectError::Os(e(libc::ECONNREFUSED))),
             DropReason::TargetConnect(ConnectError::Os(e(libc::EHOSTUNREACH))),

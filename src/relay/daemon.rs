@@ -638,12 +638,14 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let _ = limits::raise_nofile_limit();
 
     let shares = connection_shares(args.max_connections, args.threads);
+    let handshake_share = handshake_share(args.handshake_limit, shares.len());
     let cfg = PipeConfig {
         mode: args.mode,
         targets,
         keys: rotation.ring(),
         exchange: args.pfs.exchange(args.x25519),
         max_connections: shares[0],
+        handshake_limit: handshake_share,
         timeout: args.timeout,
         keepalive: !args.no_keepalive,
         accept_backoff: ACCEPT_BACKOFF,
@@ -752,6 +754,12 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
         }
         result
     })
+}
+
+/// The handshake limit of each of `loops` event loops: `limit` divided among them, rounded
+/// up (so each loop admits at least one connection in the handshake). `None` stays `None`.
+pub fn handshake_share(limit: Option<usize>, loops: usize) -> Option<usize> {
+    limit.map(|n| n.div_ceil(loops.max(1)).max(1))
 }
 
 /// The `-n` share of each of `threads` event loops, one entry per loop to run: `floor(n/N)`
@@ -977,6 +985,15 @@ fn notify_sent(relay: &mut Relay<AnyDriver>, sent: std::io::Result<()>) {
 #[cfg(test)]
 mod backend_tests {
     use super::*;
+
+    #[test]
+    fn handshake_shares_round_up() {
+        assert_eq!(handshake_share(None, 4), None);
+        assert_eq!(handshake_share(Some(10), 1), Some(10));
+        assert_eq!(handshake_share(Some(10), 4), Some(3));
+        assert_eq!(handshake_share(Some(1), 4), Some(1));
+        assert_eq!(handshake_share(Some(5), 0), Some(5));
+    }
 
     #[test]
     fn connection_shares_are_exact() {

@@ -148,6 +148,13 @@ pub struct PipeConfig {
     pub exchange: ExchangePolicy,
     /// `-n`: the most simultaneous connections, `None` for unlimited.
     pub max_connections: Option<usize>,
+    /// `--handshake-limit`: the most connections still in the handshake (not yet
+    /// authenticated) at once, `None` for no limit of their own. When a new connection starts
+    /// with this many before it, the oldest of them is dropped
+    /// ([`DropReason::HandshakeEvicted`]) to make room, so a flood of silent clients cannot
+    /// keep a real one out for `-o` seconds. Connections past authentication are never
+    /// dropped for it; `-n` still bounds them all.
+    pub handshake_limit: Option<usize>,
     /// `-o`: the deadline of each setup phase (target connect, handshake).
     pub timeout: Duration,
     /// `SO_KEEPALIVE` after the handshake (`false` with `-j`).
@@ -258,6 +265,10 @@ struct Pipe {
     parked: VecDeque<u32>,
     /// Connections waiting for a descriptor to connect to the target: (slot, generation).
     starved: Vec<(u32, u32)>,
+    /// With a handshake limit: the started connections that may still be in the handshake,
+    /// oldest first, as (slot, generation). Those that have left it are pruned when a new
+    /// connection starts.
+    pre_auth: VecDeque<(u32, u32)>,
     stats: RelayStats,
     /// `TCP_NODELAY` and `SO_KEEPALIVE` are set on the (TCP) listener, so accepted sockets
     /// inherit them and [`Action::SetSockOpts`] sets them on the target socket only.
@@ -396,6 +407,7 @@ impl<D: Driver> Relay<D> {
             backoff_timer: false,
             parked: VecDeque::new(),
             starved: Vec::new(),
+            pre_auth: VecDeque::new(),
             stats: RelayStats::default(),
             listener_opts,
             stopping: false,
@@ -514,15 +526,25 @@ impl<D: Driver> Relay<D> {
         &mut self.log
     }
 
-    /// Stops accepting new connections on every pipe for good (graceful shutdown). Open
-    /// connections carry on; the listening sockets stay open, so new clients wait in their
-    /// backlogs as with spiped.
+    /// Stops accepting new connections on every pipe for good (graceful shutdown): each
+    /// pipe is stopped as by [`Relay::stop_pipe`], so its accept is cancelled and this relay's
+    /// descriptor of its listening socket is closed at once. Once every descriptor of a
+    /// listening socket is closed, the kernel refuses new clients at once (clients still in
+    /// its backlog are reset) instead of letting them wait for a drain that will never serve
+    /// them. A socket another process also holds (systemd's under socket activation) stays
+    /// listening there, so its new clients wait in its queue for the next instance. Open
+    /// connections, including ones parked beyond `-n`, carry on; an accept the kernel
+    /// completed before the cancel took effect is still served.
     pub fn stop_accepting(&mut self) {
-        for p in self.pipes.iter_mut().flatten() {
-            if p.accept == AcceptState::Armed {
-                self.io.cancel_accept(p.listener);
-            }
-            p.accept = AcceptState::Stopped;
+        let ids: Vec<PipeId> = self
+            .pipes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_some())
+            .map(|(i, _)| PipeId(i as u32))
+            .collect();
+        for id in ids {
+            let _ = self.stop_pipe(id);
         }
     }
 
@@ -975,7 +997,51 @@ impl<D: Driver> Relay<D> {
                 pipe.parked.push_back(slot);
             }
         } else {
-            self.drive(slot, now, |c, cx| c.start(cx));
+            self.start(slot, now);
+        }
+    }
+
+    /// Starts serving the connection in `slot`. With a handshake limit, first drops the
+    /// oldest connection of its pipe still in the handshake if the limit is reached.
+    fn start(&mut self, slot: u32, now: Instant) {
+        let Some(id) = self.conns.get(slot).map(|e| e.pipe) else {
+            return;
+        };
+        let limit = self.conns.get(slot).and_then(|e| e.cfg.handshake_limit);
+        if let Some(limit) = limit {
+            self.make_handshake_room(id, limit, now);
+            let generation = self.conns.generation(slot);
+            if let Some(pipe) = pipe_mut(&mut self.pipes, id) {
+                pipe.pre_auth.push_back((slot, generation));
+            }
+        }
+        self.drive(slot, now, |c, cx| c.start(cx));
+    }
+
+    /// Prunes pipe `id`'s list of connections in the handshake, then drops its oldest ones
+    /// until fewer than `limit` remain.
+    fn make_handshake_room(&mut self, id: PipeId, limit: usize, now: Instant) {
+        let Some(pipe) = pipe_mut(&mut self.pipes, id) else {
+            return;
+        };
+        let mut list = std::mem::take(&mut pipe.pre_auth);
+        list.retain(|&(slot, generation)| {
+            self.conns.is_current(slot, generation)
+                && self
+                    .conns
+                    .get(slot)
+                    .is_some_and(|e| e.closing.is_none() && e.conn.in_handshake())
+        });
+        while list.len() >= limit.max(1) {
+            let Some((oldest, _)) = list.pop_front() else {
+                break;
+            };
+            self.drive(oldest, now, |c, cx| {
+                c.fail(DropReason::HandshakeEvicted { limit }, cx);
+            });
+        }
+        if let Some(pipe) = pipe_mut(&mut self.pipes, id) {
+            pipe.pre_auth = list;
         }
     }
 
@@ -1147,7 +1213,7 @@ impl<D: Driver> Relay<D> {
     /// Starts the parked connections given a slot by [`Relay::release`].
     fn start_parked(&mut self, now: Instant) {
         while let Some(slot) = self.to_start.pop() {
-            self.drive(slot, now, |c, cx| c.start(cx));
+            self.start(slot, now);
         }
     }
 

@@ -230,6 +230,7 @@ fn config(mode: Mode) -> PipeConfig {
         timeout: TIMEOUT,
         keepalive: true,
         accept_backoff: BACKOFF,
+        handshake_limit: None,
         bind: None,
         source_tcp: TcpOptions::default(),
         target_tcp: TcpOptions::default(),
@@ -1125,4 +1126,180 @@ fn e_pumps_wait_for_the_last_handshake_send_to_complete() {
     let mut plain = Vec::new();
     dec.decode(&sealed, &mut plain).expect("decode");
     assert_eq!(plain, b"after");
+}
+
+#[test]
+fn stop_accepting_closes_every_listener_and_open_connections_finish() {
+    let mut s = Sim::new(config(Mode::Encrypt));
+    // One connection is set up, another has only just been accepted.
+    let (client, target, mut peer) = established_e(&mut s);
+    let late = s.accept();
+    let listener: OwnedFd = File::open("/dev/null").expect("/dev/null").into();
+    let second = s
+        .relay
+        .add_pipe(listener, config(Mode::Decrypt))
+        .expect("pipe");
+    let listeners: Vec<Handle> = s.io().accepts.iter().map(|(l, _)| *l).collect();
+    assert_eq!(listeners.len(), 2);
+    assert_eq!(s.stats().active, 2);
+
+    s.relay.stop_accepting();
+    assert!(!s.accept_armed(), "no accept stays armed");
+    let closed: Vec<Handle> = s.io().closes.iter().map(|(h, _)| *h).collect();
+    for l in &listeners {
+        assert!(closed.contains(l), "listener {l:?} is not closed at once");
+    }
+    s.finish_closes();
+    assert!(
+        !s.accept_armed(),
+        "no accept is re-armed after the listener closes"
+    );
+    // A second call changes nothing.
+    s.relay.stop_accepting();
+    assert!(s.io().closes.is_empty());
+    assert!(
+        s.relay.pipe_stats(second).is_none(),
+        "the idle pipe is gone"
+    );
+
+    // The open connections carry on: the running one relays and ends cleanly ...
+    s.recv(client, b"in flight");
+    let sealed = s.sent(target);
+    let (_, dec) = peer.stream.as_mut().expect("peer session");
+    let mut plain = Vec::new();
+    dec.decode(&sealed, &mut plain).expect("decode");
+    assert_eq!(plain, b"in flight");
+    s.eof(client);
+    s.shutdown_done(target);
+    s.eof(target);
+    s.finish_closes();
+    // ... and the one accepted just before the drain is still served.
+    let (late_target, token, _, _) = s.connect();
+    s.connected(token, Ok(()));
+    let mut peer2 = Peer::new(Role::Server, KEY);
+    handshake(&mut s, late_target, &mut peer2);
+    assert!(s.has_recv(late) && s.has_recv(late_target), "its pumps run");
+    s.eof(late);
+    s.shutdown_done(late_target);
+    s.eof(late_target);
+    s.finish_closes();
+    let st = s.stats();
+    assert_eq!((st.clean_closes, st.dropped, st.active), (2, 0, 0));
+    assert_eq!(
+        st.accepted, 2,
+        "nothing was accepted after the drain started"
+    );
+    assert!(!s.accept_armed());
+    assert!(
+        s.relay.pipe_stats(s.pipe).is_none(),
+        "the drained pipe is gone"
+    );
+}
+
+#[test]
+fn handshake_limit_drops_the_oldest_connection_still_in_the_handshake() {
+    let mut cfg = config(Mode::Decrypt);
+    cfg.handshake_limit = Some(2);
+    let mut s = Sim::new(cfg);
+    let a = s.accept();
+    s.advance(Duration::from_millis(10));
+    let b = s.accept();
+    s.advance(Duration::from_millis(10));
+    assert!(s.drops().is_empty(), "below the limit nothing is dropped");
+    let c = s.accept();
+    assert_eq!(s.drops(), ["handshake_evicted"], "the oldest makes room");
+    let closed: Vec<Handle> = s.io().closes.iter().map(|(h, _)| *h).collect();
+    assert_eq!(closed, [a], "the oldest, and only it, is closed");
+    s.finish_closes();
+    let _ = s.sent(b);
+    // The newcomer is served at once: its handshake completes and its target is connected.
+    let mut peer = Peer::new(Role::Client, KEY);
+    handshake(&mut s, c, &mut peer);
+    let (_, token, _, _) = s.connect();
+    s.connected(token, Ok(()));
+    assert_eq!(s.stats().handshakes, 1);
+    // `c` has authenticated and no longer counts: `d` fits beside `b`; the next arrival
+    // evicts `b`, now the oldest in the handshake, never `c`.
+    let d = s.accept();
+    assert_eq!(s.drops(), ["handshake_evicted"]);
+    let e = s.accept();
+    assert_eq!(s.drops(), ["handshake_evicted"; 2]);
+    let closed: Vec<Handle> = s.io().closes.iter().map(|(h, _)| *h).collect();
+    assert_eq!(closed, [b]);
+    s.finish_closes();
+    assert_eq!(s.stats().active, 3, "c, d and e");
+    assert_eq!(s.stats().dropped, 2);
+    let _ = (c, d, e);
+}
+
+#[test]
+fn handshake_limit_never_drops_an_authenticated_connection_and_n_still_holds() {
+    let mut cfg = config(Mode::Decrypt);
+    cfg.handshake_limit = Some(1);
+    cfg.max_connections = Some(3);
+    let mut s = Sim::new(cfg);
+    let first_token = s.io().accepts[0].1;
+    // Two established connections, then one silent client.
+    let (x, _, _) = established_d(&mut s);
+    let (y, _, _) = established_d(&mut s);
+    let silent = s.accept();
+    assert!(s.drops().is_empty());
+    assert!(
+        !s.accept_armed(),
+        "-n stops the accept with pre-auth room to spare"
+    );
+    assert_eq!(s.stats().limit_reached, 1);
+    // An accept the kernel completed before the cancel: parked, it evicts no one.
+    let parked = s.accept_with(first_token);
+    assert!(
+        s.drops().is_empty(),
+        "a parked connection is not in the handshake"
+    );
+    assert_eq!(s.stats().active, 4);
+    // The silent one times out; the parked one takes its slot without evicting anyone.
+    s.advance(TIMEOUT);
+    s.fire(Op::Deadline);
+    assert_eq!(s.drops(), ["handshake_timeout"]);
+    s.finish_closes();
+    assert!(
+        s.io().sends.iter().any(|(h, _, _)| *h == parked),
+        "the parked one started its handshake"
+    );
+    assert_eq!(s.drops(), ["handshake_timeout"], "and evicted no one");
+    // `x` is reset by its client: below `-n`, the accept is re-armed.
+    let token = s.io().recvs.remove(&x).expect("x reads");
+    s.deliver(Event::RecvFailed {
+        token,
+        error: Errno(libc::ECONNRESET),
+    });
+    s.finish_closes();
+    assert_eq!(s.stats().active, 2);
+    assert!(s.accept_armed());
+    // The next arrival evicts the parked one (the only connection in the handshake), never
+    // the authenticated `y`.
+    let late = s.accept();
+    assert_eq!(
+        s.drops(),
+        ["handshake_timeout", "peer_reset", "handshake_evicted"]
+    );
+    let closed: Vec<Handle> = s.io().closes.iter().map(|(h, _)| *h).collect();
+    assert_eq!(closed, [parked]);
+    s.finish_closes();
+    assert!(s.io().sends.iter().any(|(h, _, _)| *h == late));
+    assert_eq!(s.stats().active, 2, "y and the newcomer");
+    let _ = (y, silent);
+}
+
+#[test]
+fn without_a_handshake_limit_nothing_is_evicted() {
+    let mut s = Sim::new(config(Mode::Decrypt));
+    for _ in 0..50 {
+        let _ = s.accept();
+    }
+    assert!(s.drops().is_empty());
+    assert_eq!(s.stats().active, 50);
+    assert_eq!(
+        DropReason::HandshakeEvicted { limit: 8 }.kind(),
+        "handshake_evicted"
+    );
 }

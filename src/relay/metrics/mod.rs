@@ -51,7 +51,7 @@ pub fn close_reasons() -> Vec<&'static str> {
 /// The `reason` labels of handshake failures exported (at 0) before they first occur: the
 /// causes that only a handshake has. A connection dropped for another cause while its handshake
 /// ran (a reset, say) is counted under that cause's label from its first occurrence on.
-pub const HANDSHAKE_FAILURE_REASONS: [&str; 12] = [
+pub const HANDSHAKE_FAILURE_REASONS: [&str; 13] = [
     "bad_mac",
     "dh_out_of_range",
     "pfs_required",
@@ -63,6 +63,7 @@ pub const HANDSHAKE_FAILURE_REASONS: [&str; 12] = [
     "handshake_timeout",
     "handshake_eof",
     "handshake_rejected",
+    "handshake_evicted",
     "key_removed",
 ];
 
