@@ -821,26 +821,11 @@ impl<D: Driver> Relay<D> {
                         ));
                     }
                 }
-                let Relay {
-                    conns,
-                    env,
-                    spare,
-                    actions,
-                    ..
-                } = self;
-                let Some(entry) = conns.get_mut(slot) else {
-                    return;
-                };
-                let mut cx = Ctx {
-                    now,
-                    cfg: &entry.cfg,
-                    env: &mut **env,
-                    spare,
-                    out: actions,
-                };
-                if let Some(unused) = entry.conn.on_key_claimed(claim, &mut cx) {
-                    entry.cfg.keys.end_use(unused);
-                }
+                self.drive_inner(slot, now, |c, cx| {
+                    if let Some(unused) = c.on_key_claimed(claim, cx) {
+                        cx.cfg.keys.end_use(unused);
+                    }
+                });
             }
             Action::Close { reason, key } => self.teardown(slot, reason, key),
         }
