@@ -23,7 +23,7 @@
 //!  let mut step = hs.next_step()?;
 //!  loop {
 //!      step = match step {
-//!          Step::Send(bytes) => { write(bytes); hs.sent(bytes.len())? }
+//!          Step::Send(bytes) => { let n = write(bytes); hs.sent(n)? }
 //!          Step::NeedKeyPair(kind) => hs.provide_key_pair(make(kind))?,
 //!          Step::Derive => hs.derive()?,
 //!          Step::NeedInput(n) => { let (used, step) = hs.read(next_bytes(n))?; step }
@@ -268,7 +268,7 @@ enum State {
     Done(Box<Session>),
     /// The handshake failed; every later call reports this error.
     Failed(HandshakeError),
-    /// The session was handed out by [`Handshake::next_step`].
+    /// The session was handed out ([`Step::Done`]).
     Finished,
 }
 
