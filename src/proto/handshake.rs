@@ -819,6 +819,7 @@ impl std::fmt::Debug for Session {
 
 /// Drivers for handshakes that run in memory, for the crate's tests and fuzz harnesses.
 #[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
 pub mod testing {
     use super::{Handshake, HandshakeError, KeyKind, KeyPair, Role, Session, Step};
 
