@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_main};
 use spiperelay::proto::crypt::{DhKeyPair, DhMode, Role};
-use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair, Session};
+use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair, Session, Step};
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::proto::packet::{Opener, Sealer, sealed_len};
 use spiperelay::proto::stream::{Decoder, Encoder};
@@ -59,38 +59,71 @@ fn filler(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + 7) as u8).collect()
 }
 
-/// Moves all pending output of `from` into `to`.
-fn transfer(from: &mut Handshake, to: &mut Handshake) {
-    let out = from.output();
-    let n = out.len();
-    if n > 0 {
-        let used = to.read(out).expect("handshake step");
-        assert_eq!(used, n, "the handshake consumes all it is sent");
-        from.consume_output(n);
+/// Feeds `input` to `hs` and does what each returned step asks until it needs more input or
+/// hands over its session; a key pair, when asked for, is taken from `pair` (once). Returns
+/// what it handed out to send, and its session if it finished.
+fn pump(
+    hs: &mut Handshake,
+    input: &[u8],
+    pair: &mut Option<KeyPair>,
+) -> (Vec<u8>, Option<Box<Session>>) {
+    let (used, mut step) = hs.read(input).expect("handshake step");
+    assert_eq!(used, input.len(), "the handshake consumes all it is sent");
+    let mut out = Vec::new();
+    loop {
+        step = match step {
+            Step::Send(bytes) => {
+                let n = bytes.len();
+                out.extend_from_slice(bytes);
+                hs.sent(n).expect("sent")
+            }
+            Step::NeedKeyPair(_) => hs
+                .provide_key_pair(pair.take().expect("one pair"))
+                .expect("pair"),
+            Step::Derive => hs.derive().expect("derive"),
+            Step::NeedInput(_) => return (out, None),
+            Step::Done(session) => return (out, Some(session)),
+        };
     }
 }
 
-/// Runs both handshakes to completion in memory. Panics if they do not finish.
-fn drive(c: &mut Handshake, s: &mut Handshake) {
+/// Runs both handshakes to completion in memory, handing each side its pair (if any) when it
+/// asks, and returns the sessions (client, server). Panics if they do not finish.
+fn drive_with(
+    c: &mut Handshake,
+    s: &mut Handshake,
+    pairs: (Option<KeyPair>, Option<KeyPair>),
+) -> (Session, Session) {
+    let (mut cp, mut sp) = pairs;
+    let (mut to_c, mut to_s) = (Vec::new(), Vec::new());
+    let (mut cs, mut ss) = (None, None);
     for _ in 0..4 {
-        transfer(c, s);
-        transfer(s, c);
-        if c.is_done() && s.is_done() && c.output().is_empty() && s.output().is_empty() {
-            return;
+        if cs.is_none() {
+            (to_s, cs) = pump(c, &to_c, &mut cp);
+        }
+        if ss.is_none() {
+            (to_c, ss) = pump(s, &to_s, &mut sp);
+        }
+        if let (Some(_), Some(_)) = (&cs, &ss) {
+            break;
         }
     }
-    panic!("handshake did not finish: {c:?} {s:?}");
+    match (cs, ss) {
+        (Some(cs), Some(ss)) => (*cs, *ss),
+        _ => panic!("handshake did not finish: {c:?} {s:?}"),
+    }
+}
+
+/// Runs both handshakes (key pairs up front) to completion; see [`drive_with`].
+fn drive(c: &mut Handshake, s: &mut Handshake) -> (Session, Session) {
+    drive_with(c, s, (None, None))
 }
 
 /// A `-f` handshake between a client and a server sharing `keys`; returns (client, server).
 fn nopfs_sessions(keys: &KeySet) -> (Session, Session) {
     let mut c = Handshake::new(Role::Client, keys.clone(), [1; 32], DhMode::NoPfs);
     let mut s = Handshake::new(Role::Server, keys.clone(), [2; 32], DhMode::NoPfs);
-    drive(&mut c, &mut s);
-    (
-        c.finish().expect("client finishes"),
-        s.finish().expect("server finishes"),
-    )
+    drive(&mut c, &mut s)
 }
 
 /// The client's sealer and the server's opener for the client-to-server direction.
@@ -398,9 +431,7 @@ fn handshake_pfs(c: &mut Criterion) {
             let server = DhMode::Pfs(DhKeyPair::from_private(s_priv));
             let mut ch = Handshake::new(Role::Client, keys.clone(), [1; 32], client);
             let mut sh = Handshake::new(Role::Server, keys.clone(), [2; 32], server);
-            drive(&mut ch, &mut sh);
-            let cs = ch.finish().expect("client finishes");
-            let ss = sh.finish().expect("server finishes");
+            let (cs, ss) = drive(&mut ch, &mut sh);
             black_box((cs.into_stream(), ss.into_stream()));
         });
     });
@@ -421,33 +452,11 @@ fn handshake_x25519(c: &mut Criterion) {
             let server = Exchange::X25519(X25519KeyPair::from_private([!seed; 32]));
             let mut ch = Handshake::with_exchange(Role::Client, keys.clone(), [1; 32], client);
             let mut sh = Handshake::with_exchange(Role::Server, keys.clone(), [2; 32], server);
-            drive(&mut ch, &mut sh);
-            let cs = ch.finish().expect("client finishes");
-            let ss = sh.finish().expect("server finishes");
+            let (cs, ss) = drive(&mut ch, &mut sh);
             black_box((cs.into_stream(), ss.into_stream()));
         });
     });
     g.finish();
-}
-
-/// Runs a deferred handshake pair, handing each side its ready pair when it asks.
-fn drive_deferred(ch: &mut Handshake, sh: &mut Handshake, pairs: (KeyPair, KeyPair)) {
-    let (mut cp, mut sp) = (Some(pairs.0), Some(pairs.1));
-    for _ in 0..8 {
-        transfer(ch, sh);
-        if sh.wants_key_pair().is_some() {
-            sh.provide_key_pair(sp.take().expect("one server pair"))
-                .expect("server pair");
-        }
-        transfer(sh, ch);
-        if ch.wants_key_pair().is_some() {
-            ch.provide_key_pair(cp.take().expect("one client pair"))
-                .expect("client pair");
-        }
-        if ch.is_done() && sh.is_done() && ch.output().is_empty() && sh.output().is_empty() {
-            return;
-        }
-    }
 }
 
 /// `handshake_pooled/*`: the relay's path with a non-empty key pool: key generation happens in
@@ -479,9 +488,7 @@ fn handshake_pooled(c: &mut Criterion) {
                         Handshake::with_exchange(Role::Client, keys.clone(), [1; 32], deferred());
                     let mut sh =
                         Handshake::with_exchange(Role::Server, keys.clone(), [2; 32], deferred());
-                    drive_deferred(&mut ch, &mut sh, pairs);
-                    let cs = ch.finish().expect("client finishes");
-                    let ss = sh.finish().expect("server finishes");
+                    let (cs, ss) = drive_with(&mut ch, &mut sh, (Some(pairs.0), Some(pairs.1)));
                     black_box((cs.into_stream(), ss.into_stream()));
                 },
                 BatchSize::SmallInput,

@@ -41,7 +41,7 @@ fn transcript(kernels: Kernels) -> (Vec<u8>, Vec<u8>, Decoder) {
     let mut rng = TestRng::new(20);
     let (mut c, mut s) = pair(KEY, &[KEY], Flag::Require, Flag::Default, &mut rng);
     let (mut c2s, mut s2c) = (Vec::new(), Vec::new());
-    let outcome = drive(
+    let (outcome, sessions) = drive(
         &mut c,
         &mut s,
         &mut |b: &mut Vec<u8>| c2s.extend_from_slice(b),
@@ -49,10 +49,7 @@ fn transcript(kernels: Kernels) -> (Vec<u8>, Vec<u8>, Decoder) {
     );
     assert_eq!(outcome, Outcome::Done);
     let mut wire = [c2s, s2c].concat();
-    let (c, s) = (
-        c.finish().expect("client session"),
-        s.finish().expect("server session"),
-    );
+    let (c, s) = sessions.expect("sessions");
     let (mut c_enc, _) = c.into_stream();
     let (mut s_enc, s_dec) = s.into_stream();
     let mut client_packets = Vec::new();

@@ -19,7 +19,7 @@ use spiperelay::io::{Driver, SockAddr};
 use spiperelay::os::limits;
 use spiperelay::proto::crypt::Role;
 use spiperelay::proto::handshake::ExchangePolicy;
-use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair};
+use spiperelay::proto::handshake::{Exchange, Handshake, KeyKind, KeyPair, Step};
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::relay::keys::{KeyRing, RingMode};
 use spiperelay::relay::log::{Logger, Sink};
@@ -98,19 +98,30 @@ fn real_client(addr: SocketAddr, kind: KeyKind) -> Vec<u8> {
     c.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let mut buf = vec![0u8; 4096];
+    let mut step = hs.next_step().expect("start");
+    let mut session = None;
     for _ in 0..64 {
-        let out = hs.output().to_vec();
-        c.write_all(&out).expect("send handshake");
-        hs.consume_output(out.len());
-        if hs.is_done() {
-            break;
-        }
-        let want = hs.wanted().min(buf.len());
-        let n = c.read(&mut buf[..want]).expect("read handshake");
-        assert!(n > 0, "relay closed during a genuine handshake");
-        hs.read(&buf[..n]).expect("genuine handshake");
+        step = match step {
+            Step::Send(out) => {
+                let n = out.len();
+                c.write_all(out).expect("send handshake");
+                hs.sent(n).expect("sent")
+            }
+            Step::NeedInput(want) => {
+                // Exactly what the handshake wants: nothing past its end is read.
+                let want = want.min(buf.len());
+                let n = c.read(&mut buf[..want]).expect("read handshake");
+                assert!(n > 0, "relay closed during a genuine handshake");
+                hs.read(&buf[..n]).expect("genuine handshake").1
+            }
+            Step::Done(s) => {
+                session = Some(s);
+                break;
+            }
+            other => panic!("a client with its key pair asked for {other:?}"),
+        };
     }
-    let (mut enc, mut dec) = hs.finish().expect("session").into_stream();
+    let (mut enc, mut dec) = session.expect("session").into_stream();
     let mut wire = Vec::new();
     enc.encode(b"hello through the pool", &mut wire)
         .expect("encode");

@@ -5,12 +5,12 @@
 mod common;
 
 use aes::cipher::{KeyIvInit, StreamCipher};
-use common::{Flag, Outcome, TestRng, drive, established, pair, unhex};
+use common::{Flag, Outcome, TestRng, drive, established, pair, pump, unhex};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use spiperelay::proto::crypt::{DhMacKeys, DhMode, Role, dh_mac};
 use spiperelay::proto::dh::GROUP14_P;
-use spiperelay::proto::handshake::Handshake;
+use spiperelay::proto::handshake::{Handshake, Session, Step};
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::proto::stream::{Decoder, Encoder};
 use spiperelay::proto::{HandshakeError, PACKET_LEN, PacketError, StreamError, YH_LEN};
@@ -33,16 +33,13 @@ fn wrong_key_fails_at_the_server_and_it_never_sends_y_s() {
         Flag::Default,
         &mut rng,
     );
-    let outcome = drive(&mut c, &mut s, &mut no_filter(), &mut no_filter());
+    let (outcome, _) = drive(&mut c, &mut s, &mut no_filter(), &mut no_filter());
     assert_eq!(outcome, Outcome::ServerFailed(HandshakeError::BadDhMac));
-    assert!(
-        s.output().is_empty(),
-        "server must not send y_S after a bad y_C"
-    );
-    assert!(!s.is_done() && !c.is_done());
-    // The failure is sticky.
-    assert_eq!(s.read(&[0u8; 1]), Err(HandshakeError::BadDhMac));
-    assert!(s.finish().is_err() && c.finish().is_err());
+    // A dead handshake hands out nothing more (no y_S), and the failure is sticky.
+    assert_eq!(s.next_step().err(), Some(HandshakeError::BadDhMac));
+    assert_eq!(s.read(&[0u8; 1]).err(), Some(HandshakeError::BadDhMac));
+    // The client still waits for y_S.
+    assert!(matches!(c.next_step(), Ok(Step::NeedInput(YH_LEN))));
 }
 
 /// Sets up a server with a fixed nonce that has already read the client's nonce, and returns it
@@ -57,11 +54,9 @@ fn server_awaiting_yh(server_mode: fn() -> DhMode, client_pfs: Flag) -> (Handsha
         common::dh_mode(client_pfs, &mut rng),
     );
     let mut s = Handshake::new(Role::Server, key, [4; 32], server_mode());
-    c.consume_output(32);
-    c.read(&[4; 32]).expect("nonce");
-    s.read(&[3; 32]).expect("nonce");
-    s.consume_output(32);
-    let yh = c.output().to_vec();
+    assert_eq!(pump(&mut c, &[]).expect("nonce").sent.len(), 32);
+    let yh = pump(&mut c, &[4; 32]).expect("nonce").sent;
+    assert_eq!(pump(&mut s, &[3; 32]).expect("nonce").sent, [4; 32]);
     assert_eq!(yh.len(), YH_LEN);
     (s, yh)
 }
@@ -71,15 +66,26 @@ fn every_single_bit_flip_of_y_c_and_h_c_is_rejected_by_the_server() {
     let (server, yh) = server_awaiting_yh(|| DhMode::NoPfs, Flag::Default);
     // Sanity: the untampered message passes.
     let mut fresh = server_awaiting_yh(|| DhMode::NoPfs, Flag::Default).0;
-    assert_eq!(fresh.read(&yh), Ok(YH_LEN));
-    assert!(fresh.is_done());
+    let done = pump(&mut fresh, &yh).expect("accepted");
+    assert_eq!(done.consumed, YH_LEN);
+    assert_eq!(done.sent.len(), YH_LEN);
+    assert!(done.session.is_some());
     drop(server);
     for bit in 0..YH_LEN * 8 {
         let (mut s, _) = server_awaiting_yh(|| DhMode::NoPfs, Flag::NoPfs);
         let mut bad = yh.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        assert_eq!(s.read(&bad), Err(HandshakeError::BadDhMac), "bit {bit}");
-        assert!(s.output().is_empty(), "bit {bit}: y_S sent");
+        assert_eq!(
+            s.read(&bad).err(),
+            Some(HandshakeError::BadDhMac),
+            "bit {bit}"
+        );
+        // Dead: y_S is never handed out.
+        assert_eq!(
+            s.next_step().err(),
+            Some(HandshakeError::BadDhMac),
+            "bit {bit}"
+        );
     }
 }
 
@@ -95,24 +101,30 @@ fn every_single_bit_flip_of_y_s_and_h_s_is_rejected_by_the_client() {
     );
     let client = || {
         let mut c = Handshake::new(Role::Client, key.clone(), [5; 32], DhMode::NoPfs);
-        c.consume_output(32);
-        c.read(&[6; 32]).expect("nonce");
-        c
+        pump(&mut c, &[]).expect("nonce");
+        let c_yh = pump(&mut c, &[6; 32]).expect("nonce").sent;
+        (c, c_yh)
     };
-    let mut c0 = client();
-    s.consume_output(32);
-    s.read(&[5; 32]).expect("nonce");
-    let c_yh = c0.output().to_vec();
-    s.read(&c_yh).expect("server accepts");
-    let s_yh = s.output().to_vec();
-    assert_eq!(c0.read(&s_yh), Ok(YH_LEN));
-    assert!(c0.is_done());
+    let (mut c0, c_yh) = client();
+    pump(&mut s, &[5; 32]).expect("nonce");
+    let s_yh = pump(&mut s, &c_yh).expect("server accepts").sent;
+    let done = pump(&mut c0, &s_yh).expect("client accepts");
+    assert_eq!(done.consumed, YH_LEN);
+    assert!(done.session.is_some());
     for bit in 0..YH_LEN * 8 {
-        let mut c = client();
+        let (mut c, _) = client();
         let mut bad = s_yh.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        assert_eq!(c.read(&bad), Err(HandshakeError::BadDhMac), "bit {bit}");
-        assert!(!c.is_done());
+        assert_eq!(
+            c.read(&bad).err(),
+            Some(HandshakeError::BadDhMac),
+            "bit {bit}"
+        );
+        assert_eq!(
+            c.next_step().err(),
+            Some(HandshakeError::BadDhMac),
+            "no session"
+        );
     }
 }
 
@@ -138,14 +150,17 @@ fn y_at_or_above_p_with_a_valid_mac_is_out_of_range() {
     for y in [GROUP14_P, all_ones, p_plus_1] {
         let (mut s, _) = server_awaiting_yh(|| DhMode::NoPfs, Flag::NoPfs);
         assert_eq!(
-            s.read(&forged_client_yh(&y)),
-            Err(HandshakeError::DhOutOfRange)
+            s.read(&forged_client_yh(&y)).err(),
+            Some(HandshakeError::DhOutOfRange)
         );
-        assert!(s.output().is_empty());
+        assert_eq!(s.next_step().err(), Some(HandshakeError::DhOutOfRange));
     }
     all_ones[0] = 0; // below p: accepted by the range check
     let (mut s, _) = server_awaiting_yh(|| DhMode::NoPfs, Flag::NoPfs);
-    assert_eq!(s.read(&forged_client_yh(&all_ones)), Ok(YH_LEN));
+    assert!(matches!(
+        s.read(&forged_client_yh(&all_ones)),
+        Ok((YH_LEN, Step::Send(_)))
+    ));
 }
 
 #[test]
@@ -155,8 +170,9 @@ fn y_zero_and_p_minus_one_are_accepted_like_spiped() {
     p_minus_1[255] -= 1;
     for y in [[0u8; 256], p_minus_1] {
         let (mut s, _) = server_awaiting_yh(|| DhMode::NoPfs, Flag::NoPfs);
-        assert_eq!(s.read(&forged_client_yh(&y)), Ok(YH_LEN));
-        assert!(s.is_done());
+        let done = pump(&mut s, &forged_client_yh(&y)).expect("accepted");
+        assert_eq!(done.consumed, YH_LEN);
+        assert!(done.session.is_some());
     }
 }
 
@@ -186,14 +202,13 @@ fn pfs_flag_matrix() {
     for (i, (cp, sp, want)) in cases.into_iter().enumerate() {
         let mut rng = TestRng::new(100 + i as u64);
         let (mut c, mut s) = pair(KEY, &[KEY], cp, sp, &mut rng);
-        let got = drive(&mut c, &mut s, &mut no_filter(), &mut no_filter());
+        let (got, sessions) = drive(&mut c, &mut s, &mut no_filter(), &mut no_filter());
         assert_eq!(got, want, "client {cp:?} server {sp:?}");
-        if let Outcome::ServerFailed(_) = got {
-            assert!(s.output().is_empty(), "server must not send y_S");
+        if let Outcome::ServerFailed(e) = got {
+            assert_eq!(s.next_step().err(), Some(e), "server must not send y_S");
         }
-        if got == Outcome::Done {
+        if let Some((cs, ss)) = sessions {
             // The sessions interoperate in both directions.
-            let (cs, ss) = (c.finish().expect("c"), s.finish().expect("s"));
             let ((mut ce, mut cd), (mut se, mut sd)) = (cs.into_stream(), ss.into_stream());
             let (mut wire, mut out) = (Vec::new(), Vec::new());
             ce.encode(b"ping", &mut wire).expect("encode");
@@ -236,7 +251,7 @@ fn a_server_with_several_keys_accepts_each_and_reports_which() {
         &mut rng,
     );
     assert_eq!(
-        drive(&mut c, &mut s, &mut no_filter(), &mut no_filter()),
+        drive(&mut c, &mut s, &mut no_filter(), &mut no_filter()).0,
         Outcome::ServerFailed(HandshakeError::BadDhMac)
     );
 }
@@ -246,23 +261,20 @@ fn handshake_never_consumes_bytes_past_its_end() {
     let mut rng = TestRng::new(11);
     let (mut c, mut s) = pair(KEY, &[KEY], Flag::NoPfs, Flag::NoPfs, &mut rng);
     // Server nonce, then (after y_C) y_S followed directly by the first data packet.
-    let c_nonce = c.output().to_vec();
-    c.consume_output(32);
-    let s_nonce = s.output().to_vec();
-    s.consume_output(32);
-    s.read(&c_nonce).expect("nonce");
-    c.read(&s_nonce).expect("nonce");
-    let c_yh = c.output().to_vec();
-    c.consume_output(YH_LEN);
-    s.read(&c_yh).expect("y_C");
-    let mut s_bytes = s.output().to_vec();
-    s.consume_output(YH_LEN);
-    let (mut se, _) = s.finish().expect("server").into_stream();
+    let c_nonce = pump(&mut c, &[]).expect("nonce").sent;
+    let s_nonce = pump(&mut s, &c_nonce).expect("nonce").sent;
+    let c_yh = pump(&mut c, &s_nonce).expect("nonce").sent;
+    let done = pump(&mut s, &c_yh).expect("y_C");
+    let mut s_bytes = done.sent;
+    let (mut se, _) = done.session.expect("server").into_stream();
     se.encode(b"banner right behind y_S", &mut s_bytes)
         .expect("encode");
-    let consumed = c.read(&s_bytes).expect("client");
+    let (consumed, step) = c.read(&s_bytes).expect("client");
     assert_eq!(consumed, YH_LEN);
-    let (_, mut cd) = c.finish().expect("client").into_stream();
+    let Step::Done(session) = step else {
+        panic!("client not done: {step:?}");
+    };
+    let (_, mut cd) = session.into_stream();
     let mut out = Vec::new();
     cd.decode(&s_bytes[consumed..], &mut out).expect("leftover");
     assert_eq!(out, b"banner right behind y_S");
@@ -272,25 +284,38 @@ fn handshake_never_consumes_bytes_past_its_end() {
 fn handshake_accepts_input_one_byte_at_a_time() {
     let mut rng = TestRng::new(12);
     let (mut c, mut s) = pair(KEY, &[KEY], Flag::Default, Flag::Default, &mut rng);
-    fn dribble(from: &mut Handshake, to: &mut Handshake) {
-        let bytes = from.output().to_vec();
-        from.consume_output(bytes.len());
-        for b in bytes {
-            assert_eq!(to.read(&[b]), Ok(1));
+    /// Hands `bytes` to `to` one at a time; returns what it sends back and its session.
+    fn dribble(to: &mut Handshake, bytes: &[u8]) -> (Vec<u8>, Option<Session>) {
+        let mut sent = Vec::new();
+        for &b in bytes {
+            let done = pump(to, &[b]).expect("one byte");
+            assert_eq!(done.consumed, 1);
+            sent.extend_from_slice(&done.sent);
+            if done.session.is_some() {
+                return (sent, done.session);
+            }
+        }
+        (sent, None)
+    }
+    let mut to_s = pump(&mut c, &[]).expect("nonce").sent;
+    let (mut to_c, mut ss) = (Vec::new(), None);
+    let mut cs = None;
+    for _ in 0..4 {
+        if ss.is_none() {
+            let (out, done) = dribble(&mut s, &std::mem::take(&mut to_s));
+            to_c.extend_from_slice(&out);
+            ss = done;
+        }
+        if cs.is_none() {
+            let (out, done) = dribble(&mut c, &std::mem::take(&mut to_c));
+            to_s.extend_from_slice(&out);
+            cs = done;
         }
     }
-    for _ in 0..4 {
-        dribble(&mut c, &mut s);
-        dribble(&mut s, &mut c);
-    }
-    assert!(c.is_done() && s.is_done());
-    established_check(c.finish().expect("c"), s.finish().expect("s"));
+    established_check(cs.expect("c"), ss.expect("s"));
 }
 
-fn established_check(
-    c: spiperelay::proto::handshake::Session,
-    s: spiperelay::proto::handshake::Session,
-) {
+fn established_check(c: Session, s: Session) {
     let ((mut ce, _), (_, mut sd)) = (c.into_stream(), s.into_stream());
     let (mut wire, mut out) = (Vec::new(), Vec::new());
     ce.encode(b"ok", &mut wire).expect("encode");
@@ -412,11 +437,9 @@ fn vector_server_decoder() -> Decoder {
     let key = || KeySet::single(Key::from_key_file(b""));
     let mut c = Handshake::new(Role::Client, key(), [0x00; 32], DhMode::NoPfs);
     let mut s = Handshake::new(Role::Server, key(), [0x11; 32], DhMode::NoPfs);
-    assert_eq!(
-        drive(&mut c, &mut s, &mut no_filter(), &mut no_filter()),
-        Outcome::Done
-    );
-    s.finish().expect("server").into_stream().1
+    let (outcome, sessions) = drive(&mut c, &mut s, &mut no_filter(), &mut no_filter());
+    assert_eq!(outcome, Outcome::Done);
+    sessions.expect("sessions").1.into_stream().1
 }
 
 #[test]

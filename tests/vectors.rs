@@ -8,7 +8,7 @@ use common::{hex, sha256_hex, unhex};
 use spiperelay::proto::crypt::{
     DhKeyPair, DhMacKeys, DhMode, Role, Y_ONE, dh_mac, session_keys, validate_peer,
 };
-use spiperelay::proto::handshake::Handshake;
+use spiperelay::proto::handshake::{Handshake, Session, Step};
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::proto::packet::{Opener, Sealer};
 use spiperelay::proto::{HandshakeError, PACKET_LEN, YH_LEN};
@@ -37,6 +37,22 @@ fn yh(y: &[u8; 256], h: &[u8]) -> [u8; YH_LEN] {
     out[..256].copy_from_slice(y);
     out[256..].copy_from_slice(h);
     out
+}
+
+/// The bytes a [`Step::Send`] hands out (any other step is a test failure).
+fn bytes(step: Result<Step<'_>, HandshakeError>) -> Vec<u8> {
+    match step {
+        Ok(Step::Send(b)) => b.to_vec(),
+        other => panic!("expected bytes to send, got {other:?}"),
+    }
+}
+
+/// The session a [`Step::Done`] hands over (any other step is a test failure).
+fn session(step: Result<Step<'_>, HandshakeError>) -> Session {
+    match step {
+        Ok(Step::Done(s)) => *s,
+        other => panic!("expected the session, got {other:?}"),
+    }
 }
 
 #[test]
@@ -115,25 +131,31 @@ fn no_pfs_handshake_and_packets_match_the_vectors() {
         DhMode::NoPfs,
     );
     // Both nonces go out at once.
-    assert_eq!(c.output(), &NONCE_C);
-    assert_eq!(s.output(), &NONCE_S);
-    c.consume_output(32);
-    s.consume_output(32);
-    assert_eq!(c.read(&NONCE_S), Ok(32));
-    assert_eq!(s.read(&NONCE_C), Ok(32));
-    // The server sends nothing more until it has a valid y_C.
-    assert!(s.output().is_empty());
-    let c_yh = c.output().to_vec();
+    assert_eq!(bytes(c.next_step()), NONCE_C);
+    assert_eq!(bytes(s.next_step()), NONCE_S);
+    assert!(matches!(c.sent(32), Ok(Step::NeedInput(32))));
+    assert!(matches!(s.sent(32), Ok(Step::NeedInput(32))));
+    let (used, step) = c.read(&NONCE_S).expect("client reads the nonce");
+    assert_eq!(used, 32);
+    let c_yh = bytes(Ok(step));
     assert_eq!(c_yh, yh(&Y_ONE, &unhex(H_C_Y1)));
-    c.consume_output(YH_LEN);
-    assert_eq!(s.read(&c_yh), Ok(YH_LEN));
-    let s_yh = s.output().to_vec();
+    // The server sends nothing more until it has a valid y_C.
+    assert!(matches!(
+        s.read(&NONCE_C),
+        Ok((32, Step::NeedInput(YH_LEN)))
+    ));
+    assert!(matches!(c.sent(YH_LEN), Ok(Step::NeedInput(YH_LEN))));
+    let (used, step) = s.read(&c_yh).expect("server reads y_C");
+    assert_eq!(used, YH_LEN);
+    let s_yh = bytes(Ok(step));
     assert_eq!(s_yh, yh(&Y_ONE, &unhex(H_S_Y1)));
-    s.consume_output(YH_LEN);
-    assert_eq!(c.read(&s_yh), Ok(YH_LEN));
+    let s_session = session(s.sent(YH_LEN));
+    let (used, step) = c.read(&s_yh).expect("client reads y_S");
+    assert_eq!(used, YH_LEN);
+    let c_session = session(Ok(step));
 
-    let (mut c_seal, mut c_open) = c.finish().expect("client done").into_parts();
-    let (mut s_seal, mut s_open) = s.finish().expect("server done").into_parts();
+    let (mut c_seal, mut c_open) = c_session.into_parts();
+    let (mut s_seal, mut s_open) = s_session.into_parts();
     let mut p0 = [0u8; PACKET_LEN];
     c_seal.seal(b"hello", &mut p0).expect("seal");
     assert_eq!(hex(&p0[..16]), "c8c82e462068c293de0bd6ffbb6c82b1");
@@ -224,17 +246,18 @@ fn pfs_values_match_the_vectors() {
         NONCE_S,
         DhMode::Pfs(s_pair),
     );
-    let (c_nonce, s_nonce) = (c.output().to_vec(), s.output().to_vec());
-    c.consume_output(32);
-    s.consume_output(32);
-    c.read(&s_nonce).expect("nonce");
-    s.read(&c_nonce).expect("nonce");
-    let c_yh = c.output().to_vec();
-    c.consume_output(YH_LEN);
-    s.read(&c_yh).expect("server validates y_C");
-    let s_yh = s.output().to_vec();
-    s.consume_output(YH_LEN);
-    c.read(&s_yh).expect("client validates y_S");
+    let (c_nonce, s_nonce) = (bytes(c.next_step()), bytes(s.next_step()));
+    c.sent(32).expect("sent");
+    s.sent(32).expect("sent");
+    let c_yh = bytes(c.read(&s_nonce).map(|(_, step)| step));
+    assert!(matches!(
+        s.read(&c_nonce),
+        Ok((32, Step::NeedInput(YH_LEN)))
+    ));
+    c.sent(YH_LEN).expect("sent");
+    let s_yh = bytes(s.read(&c_yh).map(|(_, step)| step));
+    let s_session = session(s.sent(YH_LEN));
+    let c_session = session(c.read(&s_yh).map(|(_, step)| step));
     // The y_C the client state machine put on the wire is the vector's.
     assert_eq!(
         sha256_hex(&c_yh[..256]),
@@ -271,8 +294,8 @@ fn pfs_values_match_the_vectors() {
         "5eafe82736e9880e64bb1d577c8855c74c9a985cdd5372f626813d9963ea995a"
     );
     // The two state machines agree with each other too.
-    let (mut cs, _) = c.finish().expect("client").into_parts();
-    let (_, mut so) = s.finish().expect("server").into_parts();
+    let (mut cs, _) = c_session.into_parts();
+    let (_, mut so) = s_session.into_parts();
     let mut p = [0u8; PACKET_LEN];
     cs.seal(b"pfs", &mut p).expect("seal");
     let mut out = [0u8; 1024];

@@ -27,7 +27,7 @@ use crate::proto::crypt::{
 };
 use crate::proto::dh::bignum::{Arith, Limbs, from_be_bytes, reduce_once, to_be_bytes};
 use crate::proto::dh::is_below_p;
-use crate::proto::handshake::{Exchange, Handshake, KeyPair};
+use crate::proto::handshake::{Exchange, Handshake, KeyPair, Session, Step};
 use crate::proto::key::{Key, KeySet};
 use crate::proto::packet::{Opener, Sealer, packets_for, sealed_len};
 use crate::proto::stream::{Decoder, Encoder};
@@ -459,25 +459,57 @@ fn handshake(role: Role, data: &[u8]) {
         Role::Client => CLIENT_NONCE,
         Role::Server => SERVER_NONCE,
     };
-    assert_eq!(hs.output(), nonce);
-    assert_eq!(hs.wanted(), NONCE_LEN);
+    // The first step hands out our nonce; the one after waits for the peer's.
+    assert!(matches!(hs.next_step(), Ok(Step::Send(b)) if b == nonce));
+    assert!(matches!(hs.sent(NONCE_LEN), Ok(Step::NeedInput(NONCE_LEN))));
 
-    let mut sent = Vec::new();
+    let mut sent = nonce.to_vec();
     let mut fed = 0;
     let mut err: Option<HandshakeError> = None;
     let mut leftover = Vec::new();
+    let mut session = None;
     while !input.is_empty() {
         let n = usize::from(input.byte());
         let chunk = input.take(n);
+        if session.is_some() {
+            // Everything after the handshake is the peer's first data.
+            leftover.extend_from_slice(chunk);
+            continue;
+        }
         match hs.read(chunk) {
-            Ok(consumed) => {
+            Ok((consumed, mut step)) => {
                 assert_eq!(err, None, "read succeeded after an error");
                 assert!(consumed <= chunk.len());
                 fed += consumed;
                 assert!(fed <= HANDSHAKE_LEN, "read past the handshake");
-                if consumed < chunk.len() {
-                    assert!(hs.is_done(), "bytes left over before the handshake ended");
-                    leftover.extend_from_slice(&chunk[consumed..]);
+                loop {
+                    step = match step {
+                        Step::Send(bytes) => {
+                            let n = bytes.len();
+                            sent.extend_from_slice(bytes);
+                            match hs.sent(n) {
+                                Ok(next) => next,
+                                Err(e) => panic!("marking bytes sent failed: {e}"),
+                            }
+                        }
+                        Step::NeedInput(want) => {
+                            assert!(want > 0);
+                            assert_eq!(
+                                consumed,
+                                chunk.len(),
+                                "bytes left over before the handshake ended"
+                            );
+                            break;
+                        }
+                        Step::Done(done) => {
+                            leftover.extend_from_slice(chunk.get(consumed..).unwrap_or_default());
+                            session = Some(done);
+                            break;
+                        }
+                        Step::NeedKeyPair(_) | Step::Derive => {
+                            panic!("a handshake with its key pair asked for {step:?}")
+                        }
+                    };
                 }
             }
             Err(e) => {
@@ -489,43 +521,43 @@ fn handshake(role: Role, data: &[u8]) {
                     "PfsRequired without -g"
                 );
                 err = Some(e);
-                assert!(!hs.is_done());
-                assert_eq!(hs.wanted(), 0);
+                assert_eq!(hs.next_step().err(), Some(e), "a failed handshake went on");
             }
         }
-        let out = hs.output().to_vec();
-        hs.consume_output(out.len());
-        sent.extend_from_slice(&out);
-        assert!(hs.output().is_empty());
 
         // What we have sent so far, from the state we are in.
         assert_eq!(sent.get(..NONCE_LEN), Some(&nonce[..]));
         // A client can only fail on y_S ‖ h_S, after it read the nonce and sent y_C ‖ h_C.
         let expect_sent = match role {
             Role::Client if fed >= NONCE_LEN || err.is_some() => HANDSHAKE_LEN,
-            Role::Server if hs.is_done() => HANDSHAKE_LEN,
+            Role::Server if session.is_some() => HANDSHAKE_LEN,
             _ => NONCE_LEN,
         };
         assert_eq!(sent.len(), expect_sent, "fed {fed}, error {err:?}");
     }
 
-    finish_and_use(hs, fed, &leftover);
+    finish_and_use(&mut hs, session, fed, &leftover);
 }
 
-/// The common end of the handshake harnesses: an unfinished handshake must refuse to finish; a
-/// done one, with all `HANDSHAKE_LEN` bytes fed, must finish with a key index valid for its
-/// role (0 for a client, 0 or 1 for a server), and `leftover` (what followed the handshake) goes
-/// through the session's decoder and encoder.
-fn finish_and_use(hs: Handshake, fed: usize, leftover: &[u8]) {
+/// The common end of the handshake harnesses: a handshake that handed over no session must not
+/// have one to hand over; a finished one, with all `HANDSHAKE_LEN` bytes fed, has a key index
+/// valid for its role (0 for a client, 0 or 1 for a server), and `leftover` (what followed the
+/// handshake) goes through the session's decoder and encoder.
+fn finish_and_use(hs: &mut Handshake, session: Option<Box<Session>>, fed: usize, leftover: &[u8]) {
     let role = hs.role();
-    if !hs.is_done() {
-        assert!(hs.finish().is_err());
+    let Some(session) = session else {
+        assert!(
+            !matches!(hs.next_step(), Ok(Step::Done(_))),
+            "a session was left behind"
+        );
         return;
-    }
-    assert_eq!(fed, HANDSHAKE_LEN);
-    let Ok(session) = hs.finish() else {
-        panic!("a done handshake with its output sent must finish")
     };
+    assert_eq!(fed, HANDSHAKE_LEN);
+    assert_eq!(
+        hs.next_step().err(),
+        Some(HandshakeError::UnexpectedKeyPair),
+        "a spent handshake went on"
+    );
     match role {
         Role::Client => assert_eq!(session.key_index(), 0),
         Role::Server => assert!(session.key_index() < 2),
@@ -614,23 +646,28 @@ pub fn handshake_x25519(data: &[u8]) {
         Role::Client => CLIENT_NONCE,
         Role::Server => SERVER_NONCE,
     };
-    assert_eq!(hs.output(), nonce);
+    assert!(matches!(hs.next_step(), Ok(Step::Send(b)) if b == nonce));
     let mut sent = Vec::new();
     let mut fed = 0;
     let mut err: Option<HandshakeError> = None;
     let mut leftover = Vec::new();
     let mut answered = false;
+    let mut session = None;
     while !input.is_empty() {
         let n = usize::from(input.byte());
         let mut chunk = input.take(n);
+        if session.is_some() {
+            leftover.extend_from_slice(chunk);
+            continue;
+        }
+        let mut step = hs.read(chunk).map(|(consumed, step)| {
+            assert_eq!(err, None, "read succeeded after an error");
+            fed += consumed;
+            chunk = chunk.get(consumed..).unwrap_or_default();
+            step
+        });
         loop {
-            match hs.read(chunk) {
-                Ok(consumed) => {
-                    assert_eq!(err, None, "read succeeded after an error");
-                    fed += consumed;
-                    assert!(fed <= HANDSHAKE_LEN, "read past the handshake");
-                    chunk = &chunk[consumed..];
-                }
+            step = match step {
                 Err(e) => {
                     if let Some(prev) = err {
                         assert_eq!(e, prev, "a failed handshake changed its error");
@@ -646,26 +683,29 @@ pub fn handshake_x25519(data: &[u8]) {
                         "group-14 error {e:?} in X25519 mode"
                     );
                     err = Some(e);
-                    chunk = &[];
+                    break;
                 }
-            }
-            if hs.wants_derive() {
-                assert_eq!(role, Role::Server);
-                assert_eq!(fed, HANDSHAKE_LEN, "answered before the client's y ‖ h");
-                assert_eq!(
-                    sent.len() + hs.output().len(),
-                    HANDSHAKE_LEN,
-                    "asks to derive before its answer is queued"
-                );
-                answered = true;
-                if let Err(e) = hs.derive() {
-                    assert_eq!(e, HandshakeError::ZeroSharedSecret);
-                    err = Some(e);
-                    chunk = &[];
+                Ok(Step::Send(bytes)) => {
+                    let n = bytes.len();
+                    sent.extend_from_slice(bytes);
+                    hs.sent(n)
                 }
-            }
-            match hs.wants_key_pair() {
-                Some(kind) => {
+                Ok(Step::Derive) => {
+                    assert_eq!(role, Role::Server);
+                    assert_eq!(fed, HANDSHAKE_LEN, "answered before the client's y ‖ h");
+                    assert_eq!(
+                        sent.len(),
+                        HANDSHAKE_LEN,
+                        "asks to derive before its answer is out"
+                    );
+                    answered = true;
+                    let r = hs.derive();
+                    if let Err(e) = &r {
+                        assert_eq!(*e, HandshakeError::ZeroSharedSecret);
+                    }
+                    r
+                }
+                Ok(Step::NeedKeyPair(kind)) => {
                     assert_eq!(kind, crate::proto::handshake::KeyKind::X25519);
                     let want_fed = match role {
                         Role::Client => NONCE_LEN,
@@ -673,32 +713,41 @@ pub fn handshake_x25519(data: &[u8]) {
                     };
                     assert_eq!(fed, want_fed, "key pair asked for too early");
                     let pair = KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE));
-                    if let Err(e) = hs.provide_key_pair(pair) {
-                        assert_eq!(e, HandshakeError::ZeroSharedSecret);
-                        err = Some(e);
-                        chunk = &[];
+                    let r = hs.provide_key_pair(pair);
+                    if let Err(e) = &r {
+                        assert_eq!(*e, HandshakeError::ZeroSharedSecret);
                     }
+                    r
                 }
-                None if chunk.is_empty() => break,
-                None => {
-                    assert!(hs.is_done(), "bytes left over before the handshake ended");
-                    leftover.extend_from_slice(chunk);
+                Ok(Step::NeedInput(want)) if chunk.is_empty() => {
+                    assert!(want > 0);
                     break;
                 }
-            }
+                Ok(Step::NeedInput(_)) => hs.read(chunk).map(|(consumed, step)| {
+                    assert!(consumed > 0, "input wanted, none taken");
+                    fed += consumed;
+                    chunk = chunk.get(consumed..).unwrap_or_default();
+                    step
+                }),
+                Ok(Step::Done(done)) => {
+                    leftover.extend_from_slice(chunk);
+                    session = Some(done);
+                    break;
+                }
+            };
+            assert!(fed <= HANDSHAKE_LEN, "read past the handshake");
         }
-        let out = hs.output().to_vec();
-        hs.consume_output(out.len());
-        sent.extend_from_slice(&out);
+        // A client sends its y_C ‖ h_C as soon as it has the server's nonce (its pair is
+        // handed in at once); a server answers once the client authenticated.
         let expect_sent = match role {
-            Role::Client if fed >= NONCE_LEN && hs.wants_key_pair().is_none() => HANDSHAKE_LEN,
-            Role::Server if hs.is_done() || answered => HANDSHAKE_LEN,
+            Role::Client if fed >= NONCE_LEN => HANDSHAKE_LEN,
+            Role::Server if session.is_some() || answered => HANDSHAKE_LEN,
             _ => NONCE_LEN,
         };
         assert_eq!(sent.len(), expect_sent, "fed {fed}, error {err:?}");
         assert_eq!(sent.get(..NONCE_LEN), Some(&nonce[..]));
     }
-    finish_and_use(hs, fed, &leftover);
+    finish_and_use(&mut hs, session, fed, &leftover);
 }
 
 /// Bytes per operand of the [`dh_arith`] harness: one 2048-bit value (§1.5).

@@ -9,11 +9,28 @@
 //!  read y_S ‖ h_S, validate ◀──────────────────── derive keys (§1.7)
 //!  derive keys
 //! ```
-//! The machine does no I/O. After each call the caller asks [`Handshake::next_step`] for the one
-//! [`Step`] it needs: bytes to send, a key pair, the deferred derivation, more input (fed to
-//! [`Handshake::read`], which never consumes more than the handshake needs, so bytes that
-//! follow the handshake stay with the caller), or the finished [`Session`]. Nonces and DH
-//! private values are handed in; [`ExchangePolicy`] names the exchange a pipe runs.
+//! The machine does no I/O. Every call that moves it on returns the one [`Step`] it needs next,
+//! in the manner of rustls's unbuffered `ConnectionState` and boringtun's `TunnResult`: bytes
+//! to send (marked sent with [`Handshake::sent`]), a key pair
+//! ([`Handshake::provide_key_pair`]), the deferred derivation ([`Handshake::derive`]), more
+//! input (fed to [`Handshake::read`], which never consumes more than the handshake needs, so
+//! bytes that follow the handshake stay with the caller), or the finished [`Session`].
+//! [`Handshake::next_step`] gives the first step, and the current one again after a pause
+//! (while a send is in flight). Nonces and DH private values are handed in; [`ExchangePolicy`]
+//! names the exchange a pipe runs.
+//!
+//! ```text
+//!  let mut step = hs.next_step()?;
+//!  loop {
+//!      step = match step {
+//!          Step::Send(bytes) => { let n = write(bytes); hs.sent(n)? }
+//!          Step::NeedKeyPair(kind) => hs.provide_key_pair(make(kind))?,
+//!          Step::Derive => hs.derive()?,
+//!          Step::NeedInput(n) => { let (used, step) = hs.read(next_bytes(n))?; step }
+//!          Step::Done(session) => break session,
+//!      }
+//!  }
+//! ```
 //!
 //! Two exchanges share this machine ([`Exchange`]): spiped's group 14 and spiperelay's
 //! `--x25519` mode ([`crate::proto::x25519`]; same messages and lengths, domain-separated
@@ -23,9 +40,10 @@
 //! [`Handshake::provide_key_pair`]. A bad MAC that verifies under the other exchange's
 //! derivation is reported as a mode mismatch instead of a wrong key.
 //!
-//! A server made with [`Handshake::answer_before_deriving`] queues `y_S ‖ h_S` and stops before
-//! its shared-secret computation until [`Handshake::derive`], so a caller can send the answer
-//! first and both ends compute at the same time (same bytes on the wire).
+//! A server made with [`Handshake::answer_before_deriving`] hands out `y_S ‖ h_S` and stops
+//! before its shared-secret computation ([`Step::Derive`]) until [`Handshake::derive`], so a
+//! caller can send the answer first and both ends compute at the same time (same bytes on the
+//! wire).
 
 use crate::proto::crypt::{
     DhKeyPair, DhMacKeys, DhMode, Role, SessionKeys, ValidatedPeer, dh_mac, find_mac_key,
@@ -114,12 +132,15 @@ impl ExchangePolicy {
     }
 }
 
-/// What a handshake needs from its caller next ([`Handshake::next_step`]), in the manner of
-/// boringtun's `TunnResult`: exactly one thing at a time.
+/// What a handshake needs from its caller next, returned by every call that moves it on
+/// ([`Handshake::read`], [`Handshake::sent`], [`Handshake::provide_key_pair`],
+/// [`Handshake::derive`], [`Handshake::next_step`]), in the manner of boringtun's `TunnResult`:
+/// exactly one thing at a time. Pending output comes first.
 #[derive(Debug)]
 pub enum Step<'a> {
-    /// Send these bytes to the peer, then mark them sent with [`Handshake::consume_output`]
-    /// (all of them, or as many as were written). Until then `next` returns them again.
+    /// Send these bytes to the peer, then mark them sent with [`Handshake::sent`] (all of
+    /// them, or as many as were written), which returns the step after. Until then every call
+    /// returns them again (input is still read meanwhile).
     Send(&'a [u8]),
     /// Hand in a key pair of this kind with [`Handshake::provide_key_pair`]. Only handshakes
     /// started with a deferred [`Exchange`] ask; a server asks only after the client's MAC
@@ -131,7 +152,8 @@ pub enum Step<'a> {
     /// Feed this many more peer bytes (at most) to [`Handshake::read`].
     NeedInput(usize),
     /// The handshake is complete and everything was sent; the session is handed over, and the
-    /// handshake is spent (later calls return [`HandshakeError::UnexpectedKeyPair`]).
+    /// handshake is spent (later calls return [`HandshakeError::UnexpectedKeyPair`]). When
+    /// [`Handshake::read`] returns this, the input it did not consume is the peer's first data.
     Done(Box<Session>),
 }
 
@@ -246,7 +268,7 @@ enum State {
     Done(Box<Session>),
     /// The handshake failed; every later call reports this error.
     Failed(HandshakeError),
-    /// The session was handed out by [`Handshake::next_step`].
+    /// The session was handed out ([`Step::Done`]).
     Finished,
 }
 
@@ -332,36 +354,31 @@ impl Handshake {
 
     /// Server: once the client's `y_C ‖ h_C` has validated, queue `y_S ‖ h_S` and stop before
     /// the shared-secret computation (§1.7) instead of doing it first. The caller sends the
-    /// output, then calls [`Handshake::derive`] when [`Handshake::wants_derive`] says so; the
-    /// client's own shared-secret computation then runs while ours does, instead of after it.
+    /// answer ([`Step::Send`]), then calls [`Handshake::derive`] when it gets [`Step::Derive`];
+    /// the client's own shared-secret computation then runs while ours does, instead of after it.
     /// The bytes on the wire are unchanged. No effect on a client.
     pub fn answer_before_deriving(mut self) -> Self {
         self.answer_first = true;
         self
     }
 
-    /// Whether `y_S ‖ h_S` is queued and the session keys wait for [`Handshake::derive`] (only
-    /// with [`Handshake::answer_before_deriving`]).
-    pub fn wants_derive(&self) -> bool {
-        matches!(self.state, State::Answered(_))
-    }
-
-    /// Derives the session keys of a handshake that [`Handshake::wants_derive`]; afterwards it
-    /// [`Handshake::is_done`]. The local key pair is dropped (zeroised) either way.
+    /// Derives the session keys of a server that returned [`Step::Derive`] and returns the
+    /// next step: [`Step::Send`] if part of the answer is still unsent, else [`Step::Done`]
+    /// with the session. The local key pair is dropped (zeroised) either way.
     ///
     /// # Errors
     /// [`HandshakeError::ZeroSharedSecret`] from the X25519 derivation, which kills the
     /// handshake as in [`Handshake::read`]; the error of a dead handshake;
     /// [`HandshakeError::UnexpectedKeyPair`] if no derivation was pending (the handshake is
     /// left as it was).
-    pub fn derive(&mut self) -> Result<(), HandshakeError> {
+    pub fn derive(&mut self) -> Result<Step<'_>, HandshakeError> {
         match std::mem::replace(&mut self.state, State::ReadYh) {
             State::Answered(peer) => {
-                let result = self.derive_session(*peer);
-                if let Err(e) = result {
+                if let Err(e) = self.derive_session(*peer) {
                     self.fail(e);
+                    return Err(e);
                 }
-                result
+                self.next_step()
             }
             other => {
                 let e = match other {
@@ -380,17 +397,17 @@ impl Handshake {
     }
 
     /// Bytes waiting to be sent to the peer, in order. Empty when there is nothing to send now.
-    pub fn output(&self) -> &[u8] {
+    fn output(&self) -> &[u8] {
         self.output
             .get(self.output_start..self.output_end)
             .unwrap_or_default()
     }
 
-    /// What the handshake needs next; see [`Step`]. The one question a driver asks after
-    /// each [`Handshake::read`], [`Handshake::provide_key_pair`], [`Handshake::derive`] or
-    /// [`Handshake::consume_output`]. Pending output comes first, so a server's answer is
-    /// handed out before it asks for [`Step::Derive`] and the session is handed over only
-    /// after the last byte is marked sent.
+    /// What the handshake needs now; see [`Step`]. A driver asks this once at the start (the
+    /// step is [`Step::Send`] with our nonce) and again after a pause of its own, such as a
+    /// send in flight; every other call returns the step itself. Pending output comes first,
+    /// so a server's answer is handed out before [`Step::Derive`] and the session only after
+    /// the last byte is marked sent.
     ///
     /// # Errors
     /// The error of a failed handshake (as [`Handshake::read`] returned it);
@@ -422,23 +439,28 @@ impl Handshake {
     /// waits for the server's was rejected: wrong key, or `--x25519` on one end only, since a
     /// spiped server closes at once on a bad MAC).
     pub fn peer_closed(&self) -> PeerClosed {
-        if self.awaiting_peer_value() {
+        if self.role == Role::Client && matches!(self.state, State::ReadYh) {
             PeerClosed::Rejected
         } else {
             PeerClosed::Early
         }
     }
 
-    /// Marks the first `n` bytes of [`Handshake::output`] as sent. `n` larger than the pending
-    /// output counts as all of it.
-    pub fn consume_output(&mut self, n: usize) {
+    /// Marks the first `n` bytes of the last [`Step::Send`] as sent and returns the next step
+    /// (the rest of those bytes, if `n` was short). `n` larger than the pending output counts
+    /// as all of it.
+    ///
+    /// # Errors
+    /// As [`Handshake::next_step`]: the error of a failed handshake;
+    /// [`HandshakeError::UnexpectedKeyPair`] once the session has been handed out.
+    pub fn sent(&mut self, n: usize) -> Result<Step<'_>, HandshakeError> {
         self.output_start = self.output_end.min(self.output_start.saturating_add(n));
+        self.next_step()
     }
 
     /// How many more input bytes the current step needs; 0 once done or failed, and while a key
-    /// pair is awaited. A caller that reads exactly this many bytes at a time never reads past
-    /// the handshake.
-    pub fn wanted(&self) -> usize {
+    /// pair is awaited ([`Step::NeedInput`] carries it).
+    fn wanted(&self) -> usize {
         match self.state {
             State::ReadNonce => NONCE_LEN - self.input_len,
             State::ReadYh => YH_LEN - self.input_len,
@@ -451,42 +473,30 @@ impl Handshake {
         }
     }
 
-    /// Whether the keys are derived (the output may still hold `y_S ‖ h_S` for a server).
-    pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done(_))
-    }
-
-    /// `Some(kind)` when the handshake cannot go on without a key pair of `kind`
-    /// ([`Handshake::provide_key_pair`]); only handshakes started with a `Deferred`
-    /// [`Exchange`] ask. A server asks only after the client's MAC verified.
-    pub fn wants_key_pair(&self) -> Option<KeyKind> {
+    /// `Some(kind)` when the handshake cannot go on without a key pair of `kind`.
+    fn wants_key_pair(&self) -> Option<KeyKind> {
         match self.state {
             State::AwaitClientPair | State::AwaitServerPair(_) => Some(self.local.kind()),
             _ => None,
         }
     }
 
-    /// Whether we have queued our `y ‖ h` and wait for the peer's: a client between its value
-    /// and the server's. A peer that closes now has rejected our value (wrong key, or one end
-    /// runs `--x25519` and the other does not; a spiped server closes at once on a bad MAC).
-    pub fn awaiting_peer_value(&self) -> bool {
-        self.role == Role::Client && matches!(self.state, State::ReadYh)
-    }
-
-    /// Hands in the key pair that [`Handshake::wants_key_pair`] asked for and does the waiting
-    /// step's work: a client queues `y_C ‖ h_C`; a server derives the session keys and queues
-    /// `y_S ‖ h_S`. The pair is used once and dropped (zeroised) once the keys are derived.
+    /// Hands in the key pair that [`Step::NeedKeyPair`] asked for, does the waiting step's work
+    /// and returns the next step: a client queues `y_C ‖ h_C` ([`Step::Send`]); a server
+    /// queues `y_S ‖ h_S` ([`Step::Send`]) and derives the session keys, or, made with
+    /// [`Handshake::answer_before_deriving`], leaves them for [`Step::Derive`]. The pair is
+    /// used once and dropped (zeroised) once the keys are derived.
     ///
     /// # Errors
     /// [`HandshakeError::UnexpectedKeyPair`] if no pair was asked for or `pair` is of the wrong
     /// kind; [`HandshakeError::ZeroSharedSecret`] from the X25519 derivation. Either kills the
     /// handshake, as in [`Handshake::read`].
-    pub fn provide_key_pair(&mut self, pair: KeyPair) -> Result<(), HandshakeError> {
-        let result = self.install_and_continue(pair);
-        if let Err(e) = result {
+    pub fn provide_key_pair(&mut self, pair: KeyPair) -> Result<Step<'_>, HandshakeError> {
+        if let Err(e) = self.install_and_continue(pair) {
             self.fail(e);
+            return Err(e);
         }
-        result
+        self.next_step()
     }
 
     fn install_and_continue(&mut self, pair: KeyPair) -> Result<(), HandshakeError> {
@@ -518,9 +528,10 @@ impl Handshake {
     }
 
     /// Feeds bytes read from the peer. Consumes at most what the handshake still needs and
-    /// returns how many bytes it consumed; the rest (`input[consumed..]`) belongs to the data
-    /// phase and must be given to the session's decoder (or, after
-    /// [`Handshake::provide_key_pair`], to this method again).
+    /// returns how many bytes it consumed, with the next step. The rest (`input[consumed..]`)
+    /// belongs to this method again once the step asked for is done (a client's key pair
+    /// after the server's nonce), or, after [`Step::Done`], to the session's decoder.
+    /// Empty input only returns the current step.
     ///
     /// When a step completes this does that step's work: the client queues `y_C ‖ h_C` after the
     /// server's nonce; either side validates the peer's `y ‖ h` (MAC first, before any modular
@@ -533,8 +544,9 @@ impl Handshake {
     /// [`HandshakeError::PeerUsesX25519`] / [`HandshakeError::PeerNotX25519`] when the MAC
     /// verifies under the other mode's derivation; [`HandshakeError::BadX25519Padding`] and
     /// [`HandshakeError::ZeroSharedSecret`] in X25519 mode. After an error the handshake is
-    /// dead: later calls return the same error, and no further output is queued.
-    pub fn read(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
+    /// dead: later calls return the same error, and no further output is queued. Once the
+    /// session has been handed out: [`HandshakeError::UnexpectedKeyPair`].
+    pub fn read(&mut self, input: &[u8]) -> Result<(usize, Step<'_>), HandshakeError> {
         let mut consumed = 0;
         loop {
             if let State::Failed(e) = self.state {
@@ -543,7 +555,7 @@ impl Handshake {
             let want = self.wanted();
             let rest = input.get(consumed..).unwrap_or_default();
             if want == 0 || rest.is_empty() {
-                return Ok(consumed);
+                return Ok((consumed, self.next_step()?));
             }
             let take = want.min(rest.len());
             let dst = self
@@ -560,15 +572,6 @@ impl Handshake {
                     return Err(e);
                 }
             }
-        }
-    }
-
-    /// Ends the handshake and returns the session, once [`Handshake::is_done`] and every output
-    /// byte has been consumed. Otherwise returns the handshake unchanged.
-    pub fn finish(self) -> Result<Session, Box<Self>> {
-        match self.state {
-            State::Done(session) if self.output_start == self.output_end => Ok(*session),
-            _ => Err(Box::new(self)),
         }
     }
 
@@ -814,8 +817,117 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Drivers for handshakes that run in memory, for the crate's tests and fuzz harnesses.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod testing {
+    use super::{Handshake, HandshakeError, KeyKind, KeyPair, Role, Session, Step};
+
+    /// What [`pump`] did.
+    #[derive(Debug, Default)]
+    pub struct Pumped {
+        /// How many bytes of the input the handshake consumed (the rest follows the handshake).
+        pub consumed: usize,
+        /// Every byte the handshake handed out to send (all marked sent).
+        pub sent: Vec<u8>,
+        /// The session, if the handshake finished.
+        pub session: Option<Box<Session>>,
+    }
+
+    /// Feeds `input` to `hs` and does what each returned step asks until the handshake needs
+    /// more input or hands over its session: bytes to send are collected and marked sent, a
+    /// key pair comes from `pair`, a pending derivation runs. Empty input just drives it on.
+    ///
+    /// # Errors
+    /// The first error any call returned (the handshake is then dead).
+    pub fn pump(
+        hs: &mut Handshake,
+        input: &[u8],
+        pair: &mut dyn FnMut(KeyKind) -> KeyPair,
+    ) -> Result<Pumped, HandshakeError> {
+        let mut done = Pumped::default();
+        let (used, mut step) = hs.read(input)?;
+        done.consumed = used;
+        loop {
+            step = match step {
+                Step::Send(bytes) => {
+                    let n = bytes.len();
+                    done.sent.extend_from_slice(bytes);
+                    hs.sent(n)?
+                }
+                Step::NeedKeyPair(kind) => hs.provide_key_pair(pair(kind))?,
+                Step::Derive => hs.derive()?,
+                Step::NeedInput(_) if done.consumed < input.len() => {
+                    let rest = input.get(done.consumed..).unwrap_or_default();
+                    let (used, step) = hs.read(rest)?;
+                    done.consumed += used;
+                    step
+                }
+                Step::NeedInput(_) => return Ok(done),
+                Step::Done(session) => {
+                    done.session = Some(session);
+                    return Ok(done);
+                }
+            }
+        }
+    }
+
+    /// A key-pair source for [`pump`] that makes every pair from `private`.
+    pub fn pairs_from(private: [u8; 32]) -> impl FnMut(KeyKind) -> KeyPair {
+        move |kind| KeyPair::from_private(kind, private)
+    }
+
+    /// Runs `c` (client) against `s` (server) in memory until both hand over their sessions
+    /// (at most four rounds), key pairs from [`pairs_from`] with `3` and `4`.
+    ///
+    /// # Errors
+    /// The first error, with the role whose call returned it; `UnexpectedKeyPair` on the
+    /// client's side if four rounds did not finish both.
+    pub fn run_pair(
+        c: &mut Handshake,
+        s: &mut Handshake,
+    ) -> Result<(Session, Session), (Role, HandshakeError)> {
+        run_pair_with(c, s, &mut pairs_from([3; 32]), &mut pairs_from([4; 32]))
+    }
+
+    /// [`run_pair`] with the client's key pairs from `cp` and the server's from `sp`.
+    ///
+    /// # Errors
+    /// As [`run_pair`].
+    pub fn run_pair_with(
+        c: &mut Handshake,
+        s: &mut Handshake,
+        cp: &mut dyn FnMut(KeyKind) -> KeyPair,
+        sp: &mut dyn FnMut(KeyKind) -> KeyPair,
+    ) -> Result<(Session, Session), (Role, HandshakeError)> {
+        let mut to_s = Vec::new();
+        let mut to_c = Vec::new();
+        let (mut cs, mut ss) = (None, None);
+        for _ in 0..4 {
+            if cs.is_none() {
+                let p = pump(c, &std::mem::take(&mut to_c), cp).map_err(|e| (Role::Client, e))?;
+                to_s.extend_from_slice(&p.sent);
+                cs = p.session;
+            }
+            if ss.is_none() {
+                let p = pump(s, &std::mem::take(&mut to_s), sp).map_err(|e| (Role::Server, e))?;
+                to_c.extend_from_slice(&p.sent);
+                ss = p.session;
+            }
+            if cs.is_some() && ss.is_some() {
+                break;
+            }
+        }
+        match (cs, ss) {
+            (Some(client), Some(server)) => Ok((*client, *server)),
+            _ => Err((Role::Client, HandshakeError::UnexpectedKeyPair)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{pairs_from, pump};
     use super::*;
 
     const KEY: &[u8] = b"handshake step test key\n";
@@ -826,59 +938,17 @@ mod tests {
             .answer_before_deriving()
     }
 
-    /// Drives `hs` with `next` alone, handing in pairs and deriving when asked; returns the
-    /// bytes to send and the session once done.
-    fn run(hs: &mut Handshake, seed: u8) -> (Vec<u8>, Option<Box<Session>>) {
-        let mut out = Vec::new();
-        loop {
-            match hs.next_step().expect("step") {
-                Step::Send(bytes) => {
-                    let n = bytes.len();
-                    out.extend_from_slice(bytes);
-                    hs.consume_output(n);
-                }
-                Step::NeedKeyPair(kind) => hs
-                    .provide_key_pair(KeyPair::from_private(kind, [seed; 32]))
-                    .expect("pair"),
-                Step::Derive => hs.derive().expect("derive"),
-                Step::NeedInput(n) => {
-                    assert!(n > 0);
-                    return (out, None);
-                }
-                Step::Done(session) => return (out, Some(session)),
-            }
-        }
-    }
-
     #[test]
-    fn next_alone_drives_both_roles_to_a_session_under_every_policy() {
+    fn the_returned_steps_alone_drive_both_roles_to_a_session_under_every_policy() {
         for policy in [
             ExchangePolicy::Group14NoPfs,
             ExchangePolicy::X25519,
             ExchangePolicy::Group14Pfs,
+            ExchangePolicy::Group14RequirePfs,
         ] {
             let mut c = start(Role::Client, policy, 1);
             let mut s = start(Role::Server, policy, 2);
-            let (mut to_s, _) = run(&mut c, 3);
-            let (mut to_c, _) = run(&mut s, 4);
-            let mut sessions = (None, None);
-            for _ in 0..4 {
-                if sessions.0.is_none() {
-                    c.read(&std::mem::take(&mut to_c)).expect("client read");
-                    let (o, done) = run(&mut c, 3);
-                    to_s.extend(o);
-                    sessions.0 = done;
-                }
-                if sessions.1.is_none() {
-                    s.read(&std::mem::take(&mut to_s)).expect("server read");
-                    let (o, done) = run(&mut s, 4);
-                    to_c.extend(o);
-                    sessions.1 = done;
-                }
-            }
-            let (Some(cs), Some(ss)) = sessions else {
-                panic!("{policy:?}: no session");
-            };
+            let (cs, ss) = testing::run_pair(&mut c, &mut s).expect("sessions");
             let (mut enc, _) = cs.into_stream();
             let (_, mut dec) = ss.into_stream();
             let mut wire = Vec::new();
@@ -887,30 +957,70 @@ mod tests {
             dec.decode(&wire, &mut plain).expect("decode");
             assert_eq!(plain, b"ping", "{policy:?}");
             assert_eq!(c.next_step().err(), Some(HandshakeError::UnexpectedKeyPair));
+            assert_eq!(c.read(&[0]).err(), Some(HandshakeError::UnexpectedKeyPair));
         }
     }
 
     #[test]
-    fn next_asks_for_the_pair_only_where_the_policy_needs_one() {
+    fn each_call_returns_the_step_after_it() {
         assert_eq!(ExchangePolicy::Group14NoPfs.key_kind(), None);
         assert_eq!(ExchangePolicy::X25519.key_kind(), Some(KeyKind::X25519));
         let mut c = start(Role::Client, ExchangePolicy::X25519, 1);
         assert!(matches!(c.next_step(), Ok(Step::Send(b)) if b.len() == NONCE_LEN));
-        c.consume_output(NONCE_LEN);
-        assert!(matches!(c.next_step(), Ok(Step::NeedInput(NONCE_LEN))));
-        c.read(&[5; NONCE_LEN]).expect("nonce");
+        // A short send leaves the rest to send.
+        assert!(matches!(c.sent(10), Ok(Step::Send(b)) if b.len() == NONCE_LEN - 10));
+        assert!(matches!(c.sent(NONCE_LEN), Ok(Step::NeedInput(NONCE_LEN))));
+        assert!(matches!(c.read(&[5; 10]), Ok((10, Step::NeedInput(22)))));
         assert!(matches!(
-            c.next_step(),
-            Ok(Step::NeedKeyPair(KeyKind::X25519))
+            c.read(&[5; NONCE_LEN]),
+            Ok((22, Step::NeedKeyPair(KeyKind::X25519)))
         ));
         assert_eq!(c.peer_closed(), PeerClosed::Early);
-        c.provide_key_pair(KeyPair::from_private(KeyKind::X25519, [7; 32]))
-            .expect("pair");
-        assert!(matches!(c.next_step(), Ok(Step::Send(b)) if b.len() == YH_LEN));
-        c.consume_output(YH_LEN);
+        // A pair of the wrong kind is refused and kills the handshake.
+        let mut wrong = start(Role::Client, ExchangePolicy::X25519, 1);
+        wrong.read(&[5; NONCE_LEN]).expect("nonce");
+        assert_eq!(
+            wrong
+                .provide_key_pair(KeyPair::from_private(KeyKind::Group14, [7; 32]))
+                .err(),
+            Some(HandshakeError::UnexpectedKeyPair)
+        );
+        let step = c.provide_key_pair(KeyPair::from_private(KeyKind::X25519, [7; 32]));
+        assert!(matches!(step, Ok(Step::Send(b)) if b.len() == YH_LEN));
+        assert!(matches!(c.sent(YH_LEN), Ok(Step::NeedInput(YH_LEN))));
         assert_eq!(c.peer_closed(), PeerClosed::Rejected);
-        // A failed handshake reports its error from `next` too.
-        assert_eq!(c.read(&[0; YH_LEN]), Err(HandshakeError::BadDhMac));
+        assert_eq!(c.derive().err(), Some(HandshakeError::UnexpectedKeyPair));
+        // A failed handshake reports its error from every call.
+        assert_eq!(c.read(&[0; YH_LEN]).err(), Some(HandshakeError::BadDhMac));
         assert_eq!(c.next_step().err(), Some(HandshakeError::BadDhMac));
+        assert_eq!(c.sent(0).err(), Some(HandshakeError::BadDhMac));
+    }
+
+    #[test]
+    fn a_server_answers_then_asks_to_derive_then_hands_over() {
+        let mut c = start(Role::Client, ExchangePolicy::Group14NoPfs, 1);
+        let mut s = start(Role::Server, ExchangePolicy::Group14NoPfs, 2);
+        let none = &mut pairs_from([9; 32]);
+        let c_out = pump(&mut c, &[], none).expect("client nonce").sent;
+        assert!(matches!(s.next_step(), Ok(Step::Send(b)) if b.len() == NONCE_LEN));
+        let s_nonce = pump(&mut s, &[], none).expect("server nonce").sent;
+        let c_yh = pump(&mut c, &s_nonce, none).expect("client value").sent;
+        assert_eq!(c_yh.len(), YH_LEN);
+        let (used, step) = s.read(&[c_out, c_yh].concat()).expect("server reads");
+        assert_eq!(used, HANDSHAKE_LEN);
+        let Step::Send(answer) = step else {
+            panic!("no answer: {step:?}");
+        };
+        let answer = answer.to_vec();
+        assert!(matches!(s.sent(YH_LEN), Ok(Step::Derive)));
+        assert!(matches!(s.derive(), Ok(Step::Done(_))));
+        let (used, step) = c
+            .read(&[&answer[..], b"data"].concat())
+            .expect("client reads");
+        assert_eq!(
+            used, YH_LEN,
+            "the data after the handshake stays with the caller"
+        );
+        assert!(matches!(step, Step::Done(_)));
     }
 }

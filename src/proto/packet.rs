@@ -665,6 +665,7 @@ mod tests {
     use crate::proto::MAC_LEN;
     use crate::proto::crypt::DhMode;
     use crate::proto::handshake::Handshake;
+    use crate::proto::handshake::testing::run_pair;
     use crate::proto::key::{Key, KeySet};
 
     /// A (client sealer, server opener) pair from an in-memory `-f` handshake.
@@ -672,16 +673,9 @@ mod tests {
         let keys = KeySet::single(Key::from_key_file(b"k"));
         let mut c = Handshake::new(Role::Client, keys.clone(), [1; 32], DhMode::NoPfs);
         let mut s = Handshake::new(Role::Server, keys, [2; 32], DhMode::NoPfs);
-        for _ in 0..3 {
-            let out = c.output().to_vec();
-            c.consume_output(out.len());
-            assert_eq!(s.read(&out), Ok(out.len()));
-            let out = s.output().to_vec();
-            s.consume_output(out.len());
-            assert_eq!(c.read(&out), Ok(out.len()));
-        }
-        let (sealer, _) = c.finish().expect("client").into_parts();
-        let (_, opener) = s.finish().expect("server").into_parts();
+        let (cs, ss) = run_pair(&mut c, &mut s).expect("handshake");
+        let (sealer, _) = cs.into_parts();
+        let (_, opener) = ss.into_parts();
         (sealer, opener)
     }
 

@@ -546,6 +546,8 @@ struct Setup {
     /// A handshake send is in flight on the encrypted side: the next one, the derivation and
     /// the pumps wait for it.
     sending: bool,
+    /// Handshake bytes handed out while a send was in flight: they go out when it completes.
+    queued: Vec<u8>,
     /// `-d`: the client's MAC verified (the target connect may start).
     authenticated: bool,
     /// A receive is armed on the encrypted side.
@@ -751,6 +753,7 @@ impl Conn {
             hs,
             keys,
             sending: false,
+            queued: Vec::new(),
             authenticated: false,
             reading: false,
             ready: None,
@@ -767,97 +770,123 @@ impl Conn {
             return;
         };
         setup.reading = false;
+        let server = setup.hs.role() == Role::Server;
         let mut rest = data;
         loop {
-            match setup.hs.read(rest) {
-                Ok(consumed) => rest = rest.get(consumed..).unwrap_or_default(),
+            let step = match setup.hs.read(rest) {
+                Ok((consumed, step)) => {
+                    rest = rest.get(consumed..).unwrap_or_default();
+                    step
+                }
                 Err(e) => {
                     self.fail(handshake_fault(e), cx);
                     return;
                 }
-            }
-            // A key pair is handed in as soon as it is asked for (a client after the server's
-            // nonce, a server once the client's MAC verified); then the rest is read on.
-            let Some(kind) = setup.hs.wants_key_pair() else {
-                break;
             };
-            if let Err(reason) = provide_pair(setup, kind, cx) {
-                self.fail(reason, cx);
-                return;
+            // Our output was all taken before this read, so a server that asks for anything
+            // but input has validated the client's MAC (§1.5): the client authenticated.
+            match step {
+                Step::NeedInput(_) => break,
+                Step::NeedKeyPair(kind) => {
+                    // A key pair is handed in as soon as it is asked for (a client after the
+                    // server's nonce, a server once the client's MAC verified); then the rest
+                    // is read on. The `y ‖ h` it queues is sent by `drive_handshake`.
+                    setup.authenticated |= server;
+                    match provide_pair(&mut setup.hs, kind, cx) {
+                        Ok(Step::Done(session)) => {
+                            setup.ready = Some(session);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(reason) => {
+                            self.fail(reason, cx);
+                            return;
+                        }
+                    }
+                }
+                Step::Done(session) => {
+                    setup.authenticated |= server;
+                    setup.ready = Some(session);
+                    break;
+                }
+                Step::Send(_) | Step::Derive => {
+                    setup.authenticated |= server;
+                    break;
+                }
             }
-        }
-        if setup.hs.role() == Role::Server && (setup.hs.wants_derive() || setup.hs.is_done()) {
-            // The client's MAC verified and our answer is queued.
-            setup.authenticated = true;
         }
         self.leftover.extend_from_slice(rest);
         self.drive_handshake(cx);
     }
 
-    /// The one place the handshake is driven: does what it asks for until it waits for input
-    /// or for its send in flight, then starts the target connect (`-d`, once the client
+    /// The one place the handshake is driven: does what each step asks for until it waits for
+    /// input or for its send in flight, then starts the target connect (`-d`, once the client
     /// authenticated) and finishes the handshake when it is done.
     fn drive_handshake(&mut self, cx: &mut Ctx<'_>) {
-        let outcome = loop {
+        let outcome = 'drive: {
             let Some(setup) = self.setup.as_mut() else {
                 return;
             };
-            let sending = setup.sending;
-            if setup.ready.is_some() {
-                match setup.ready.take() {
-                    Some(session) if !sending => break Ok(Some(session)),
-                    ready => {
-                        setup.ready = ready;
-                        break Ok(None);
-                    }
-                }
+            if !setup.sending && !setup.queued.is_empty() {
+                // What was handed out while the last send was in flight goes out now.
+                setup.sending = true;
+                cx.push(Action::Send {
+                    side: Side::Crypt,
+                    buf: std::mem::take(&mut setup.queued),
+                });
             }
-            match setup.hs.next_step() {
-                Err(e) => break Err(handshake_fault(e)),
-                Ok(Step::Send(bytes)) => {
-                    if sending {
-                        // The next message waits for the send in flight; input may not.
-                        if setup.hs.wanted() > 0 && !setup.reading {
+            if let Some(session) = setup.ready.take() {
+                if setup.sending {
+                    setup.ready = Some(session);
+                    break 'drive Ok(None);
+                }
+                break 'drive Ok(Some(session));
+            }
+            let mut step = match setup.hs.next_step() {
+                Ok(step) => step,
+                Err(e) => break 'drive Err(handshake_fault(e)),
+            };
+            loop {
+                let next = match step {
+                    Step::Send(bytes) => {
+                        let n = bytes.len();
+                        if setup.sending {
+                            // The next message waits for the send in flight; input may not.
+                            if setup.queued.is_empty() {
+                                setup.queued = cx.take_spare();
+                            }
+                            setup.queued.extend_from_slice(bytes);
+                        } else {
+                            let mut buf = cx.take_spare();
+                            buf.extend_from_slice(bytes);
+                            setup.sending = true;
+                            cx.push(Action::Send {
+                                side: Side::Crypt,
+                                buf,
+                            });
+                        }
+                        setup.hs.sent(n).map_err(handshake_fault)
+                    }
+                    Step::NeedKeyPair(kind) => provide_pair(&mut setup.hs, kind, cx),
+                    Step::Derive if setup.sending => break Ok(None),
+                    Step::Derive => setup.hs.derive().map_err(handshake_fault),
+                    Step::NeedInput(_) => {
+                        if !setup.reading {
                             setup.reading = true;
                             cx.push(Action::Recv(Side::Crypt));
                         }
                         break Ok(None);
                     }
-                    let n = bytes.len();
-                    let mut buf = cx.take_spare();
-                    buf.extend_from_slice(bytes);
-                    setup.hs.consume_output(n);
-                    setup.sending = true;
-                    cx.push(Action::Send {
-                        side: Side::Crypt,
-                        buf,
-                    });
-                }
-                Ok(Step::NeedKeyPair(kind)) => {
-                    if let Err(reason) = provide_pair(setup, kind, cx) {
-                        break Err(reason);
-                    }
-                }
-                Ok(Step::Derive) => {
-                    if sending {
+                    Step::Done(session) if setup.sending => {
+                        setup.ready = Some(session);
                         break Ok(None);
                     }
-                    if let Err(e) = setup.hs.derive() {
-                        break Err(handshake_fault(e));
-                    }
-                }
-                Ok(Step::NeedInput(_)) => {
-                    if !setup.reading {
-                        setup.reading = true;
-                        cx.push(Action::Recv(Side::Crypt));
-                    }
-                    break Ok(None);
-                }
-                Ok(Step::Done(session)) if sending => {
-                    setup.ready = Some(session);
-                    break Ok(None);
-                }
-                Ok(Step::Done(session)) => break Ok(Some(session)),
+                    Step::Done(session) => break Ok(Some(session)),
+                };
+                step = match next {
+                    Ok(step) => step,
+                    Err(reason) => break Err(reason),
+                };
             }
         };
         let session = match outcome {
@@ -1143,8 +1172,13 @@ impl Conn {
     }
 }
 
-/// Takes a key pair of `kind` from the environment and hands it to the handshake.
-fn provide_pair(setup: &mut Setup, kind: KeyKind, cx: &mut Ctx<'_>) -> Result<(), DropReason> {
+/// Takes a key pair of `kind` from the environment, hands it to the handshake and returns the
+/// step after.
+fn provide_pair<'s>(
+    hs: &'s mut Handshake,
+    kind: KeyKind,
+    cx: &mut Ctx<'_>,
+) -> Result<Step<'s>, DropReason> {
     let pair = match cx.env.key_pair(kind) {
         Ok(p) => p,
         Err(KeyPairError::Random(e)) => return Err(DropReason::Random(e)),
@@ -1152,7 +1186,7 @@ fn provide_pair(setup: &mut Setup, kind: KeyKind, cx: &mut Ctx<'_>) -> Result<()
             return Err(DropReason::Internal(LocalBug::NoKeyPool(kind)));
         }
     };
-    setup.hs.provide_key_pair(pair).map_err(handshake_fault)
+    hs.provide_key_pair(pair).map_err(handshake_fault)
 }
 
 /// A handshake error as a drop reason: peer faults stay [`DropReason::Handshake`]; a refusal

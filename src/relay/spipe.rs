@@ -33,7 +33,7 @@ use crate::proto::dh::DH_PRIVATE_LEN;
 use crate::proto::handshake::{Handshake, Step};
 use crate::proto::key::KeySet;
 use crate::proto::stream::{Decoder, Encoder};
-use crate::proto::{HANDSHAKE_LEN, NONCE_LEN, PACKET_LEN};
+use crate::proto::{HANDSHAKE_LEN, HandshakeError, NONCE_LEN, PACKET_LEN};
 
 use super::daemon::{self, StartupError};
 use super::keyfile::{self, KeyFileError, KeyWarning};
@@ -168,6 +168,8 @@ fn handshake(
     let mut stream = sock;
     let mut buf = vec![0u8; HANDSHAKE_LEN + SOCKET_CHUNK];
     let mut leftover = Vec::new();
+    let hs_failed = |e: HandshakeError| failed(e.to_string());
+    let mut step = hs.next_step().map_err(hs_failed)?;
     let session = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -177,11 +179,11 @@ fn handshake(
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
             _ => failed(e.to_string()),
         };
-        match hs.next_step().map_err(|e| failed(e.to_string()))? {
+        step = match step {
             Step::Send(out) => {
                 let _ = sock.set_write_timeout(Some(left));
                 let n = stream.write(out).map_err(timed)?;
-                hs.consume_output(n);
+                hs.sent(n).map_err(hs_failed)?
             }
             Step::NeedInput(_) => {
                 let _ = sock.set_read_timeout(Some(left));
@@ -189,8 +191,9 @@ fn handshake(
                 if n == 0 {
                     return Err(failed("the server closed the connection".into()));
                 }
-                let used = hs.read(&buf[..n]).map_err(|e| failed(e.to_string()))?;
+                let (used, step) = hs.read(&buf[..n]).map_err(hs_failed)?;
                 leftover.extend_from_slice(&buf[used..n]);
+                step
             }
             Step::Done(session) => break session,
             // The key pair is handed in up front and a client derives at once: neither is
@@ -198,7 +201,7 @@ fn handshake(
             Step::NeedKeyPair(_) | Step::Derive => {
                 return Err(failed("handshake incomplete".into()));
             }
-        }
+        };
     };
     let (enc, dec) = session.into_stream();
     Ok((enc, dec, leftover))

@@ -3,7 +3,7 @@
 
 use spiperelay::proto::HandshakeError;
 use spiperelay::proto::crypt::{DhKeyPair, DhMode, Role};
-use spiperelay::proto::handshake::{Handshake, Session};
+use spiperelay::proto::handshake::{Handshake, Session, Step};
 use spiperelay::proto::kernels::Kernels;
 use spiperelay::proto::key::{Key, KeySet};
 
@@ -106,31 +106,51 @@ pub fn pair(
     (c, s)
 }
 
-/// Moves all pending output of `from` through `filter` into `to`. Returns what `to` reported
-/// and any bytes it left unconsumed.
-pub fn transfer(
-    from: &mut Handshake,
-    to: &mut Handshake,
-    filter: &mut dyn FnMut(&mut Vec<u8>),
-) -> Result<(), HandshakeError> {
-    let mut bytes = from.output().to_vec();
-    from.consume_output(bytes.len());
-    filter(&mut bytes);
-    let mut off = 0;
-    while off < bytes.len() {
-        let n = to.read(&bytes[off..])?;
-        if n == 0 {
-            break;
-        }
-        off += n;
+/// What [`pump`] did: the bytes `hs` handed out to send (all marked sent), how many input
+/// bytes it consumed, and its session if it finished.
+pub struct Pumped {
+    pub sent: Vec<u8>,
+    pub consumed: usize,
+    pub session: Option<Session>,
+}
+
+/// Feeds `input` to `hs` and does what each returned step asks until it needs more input or
+/// hands over its session. The handshakes here have their key pairs up front and derive at
+/// once, so a step asking for either is a test failure.
+pub fn pump(hs: &mut Handshake, input: &[u8]) -> Result<Pumped, HandshakeError> {
+    let (consumed, mut step) = hs.read(input)?;
+    let mut sent = Vec::new();
+    loop {
+        step = match step {
+            Step::Send(bytes) => {
+                let n = bytes.len();
+                sent.extend_from_slice(bytes);
+                hs.sent(n)?
+            }
+            Step::NeedInput(_) => {
+                assert_eq!(consumed, input.len(), "input left over mid-handshake");
+                return Ok(Pumped {
+                    sent,
+                    consumed,
+                    session: None,
+                });
+            }
+            Step::Done(session) => {
+                return Ok(Pumped {
+                    sent,
+                    consumed,
+                    session: Some(*session),
+                });
+            }
+            other => panic!("a handshake with its key pair asked for {other:?}"),
+        };
     }
-    Ok(())
 }
 
 /// Which side failed, and how, when driving a pair.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Both sides finished; the sessions (client, server).
+    /// Both sides finished.
     Done,
     /// The client reported an error.
     ClientFailed(HandshakeError),
@@ -139,22 +159,39 @@ pub enum Outcome {
 }
 
 /// Drives both handshakes to completion, passing client→server bytes through `c2s` and
-/// server→client bytes through `s2c`. Bounded: at most 8 rounds.
+/// server→client bytes through `s2c`. Bounded: at most 8 rounds. Returns the outcome and, when
+/// both finished, the sessions (client, server).
 pub fn drive(
     c: &mut Handshake,
     s: &mut Handshake,
     c2s: &mut dyn FnMut(&mut Vec<u8>),
     s2c: &mut dyn FnMut(&mut Vec<u8>),
-) -> Outcome {
+) -> (Outcome, Option<(Session, Session)>) {
+    let (mut to_c, mut to_s) = (Vec::new(), Vec::new());
+    let (mut cs, mut ss) = (None, None);
     for _ in 0..8 {
-        if let Err(e) = transfer(c, s, c2s) {
-            return Outcome::ServerFailed(e);
+        if cs.is_none() {
+            match pump(c, &std::mem::take(&mut to_c)) {
+                Ok(mut p) => {
+                    c2s(&mut p.sent);
+                    to_s = p.sent;
+                    cs = p.session;
+                }
+                Err(e) => return (Outcome::ClientFailed(e), None),
+            }
         }
-        if let Err(e) = transfer(s, c, s2c) {
-            return Outcome::ClientFailed(e);
+        if ss.is_none() {
+            match pump(s, &std::mem::take(&mut to_s)) {
+                Ok(mut p) => {
+                    s2c(&mut p.sent);
+                    to_c = p.sent;
+                    ss = p.session;
+                }
+                Err(e) => return (Outcome::ServerFailed(e), None),
+            }
         }
-        if c.is_done() && s.is_done() && c.output().is_empty() && s.output().is_empty() {
-            return Outcome::Done;
+        if let (Some(_), Some(_)) = (&cs, &ss) {
+            return (Outcome::Done, cs.zip(ss));
         }
     }
     panic!("handshake did not finish in 8 rounds: {c:?} {s:?}");
@@ -163,11 +200,7 @@ pub fn drive(
 /// Runs an untampered handshake and returns the two sessions (client, server).
 pub fn established(c: Handshake, s: Handshake) -> (Session, Session) {
     let (mut c, mut s) = (c, s);
-    assert_eq!(
-        drive(&mut c, &mut s, &mut |_| {}, &mut |_| {}),
-        Outcome::Done
-    );
-    let c = c.finish().expect("client done");
-    let s = s.finish().expect("server done");
-    (c, s)
+    let (outcome, sessions) = drive(&mut c, &mut s, &mut |_| {}, &mut |_| {});
+    assert_eq!(outcome, Outcome::Done);
+    sessions.expect("both sessions")
 }

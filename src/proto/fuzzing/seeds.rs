@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::proto::dh::GROUP14_P;
+use crate::proto::handshake::testing::{pairs_from, pump};
 use crate::proto::x25519;
 
 /// The DH private value of the simulated peer in the handshake seeds.
@@ -96,27 +97,29 @@ fn peer_stream(role: Role, sel: u8, peer_key: &[u8], peer_mode: DhMode, data: &[
 /// finished, by the peer's encoding of `data`.
 fn run_against(mut local: Handshake, mut peer: Handshake, data: &[u8]) -> Vec<u8> {
     let mut stream = Vec::new();
+    let (mut local_pairs, mut peer_pairs) =
+        (pairs_from(X25519_PRIVATE), pairs_from(X25519_PRIVATE));
+    let (mut to_local, mut to_peer) = (Vec::new(), Vec::new());
+    let (mut local_done, mut peer_done) = (None, None);
     for _ in 0..3 {
-        let out = local.output().to_vec();
-        local.consume_output(out.len());
-        if peer.read(&out).is_err() {
-            break;
-        }
-        let out = peer.output().to_vec();
-        peer.consume_output(out.len());
-        stream.extend_from_slice(&out);
-        if local.read(&out).is_err() {
-            break;
-        }
-        if local.wants_key_pair().is_some() {
-            let pair = KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE));
-            if local.provide_key_pair(pair).is_err() {
+        if local_done.is_none() {
+            let Ok(p) = pump(&mut local, &std::mem::take(&mut to_local), &mut local_pairs) else {
                 break;
-            }
+            };
+            to_peer.extend_from_slice(&p.sent);
+            local_done = p.session;
+        }
+        if peer_done.is_none() {
+            let Ok(p) = pump(&mut peer, &std::mem::take(&mut to_peer), &mut peer_pairs) else {
+                break;
+            };
+            stream.extend_from_slice(&p.sent);
+            to_local.extend_from_slice(&p.sent);
+            peer_done = p.session;
         }
     }
-    if local.is_done() && peer.is_done() {
-        let (mut encoder, _) = peer.finish().expect("peer session").into_stream();
+    if let (Some(_), Some(peer_session)) = (local_done, peer_done) {
+        let (mut encoder, _) = peer_session.into_stream();
         encoder.encode(data, &mut stream).expect("encode");
     }
     stream
@@ -321,25 +324,20 @@ pub(super) fn x25519_seeds() -> Vec<(&'static str, Vec<u8>, Result<usize, Handsh
 /// Runs a `handshake_x25519` seed as the harness parses it and reports the outcome.
 pub(super) fn x25519_outcome(seed: &[u8]) -> Result<usize, HandshakeError> {
     let mut input = Input(seed);
-    let mut hs = local_x25519(input.byte());
-    while !input.is_empty() {
+    let hs = local_x25519(input.byte());
+    outcome(hs, input)
+}
+
+/// Feeds the rest of a seed to `hs` chunk by chunk as the harnesses do, doing what each step
+/// asks (key pairs from [`X25519_PRIVATE`]), and returns the session's key index.
+fn outcome(mut hs: Handshake, mut input: Input<'_>) -> Result<usize, HandshakeError> {
+    let mut pairs = pairs_from(X25519_PRIVATE);
+    let mut session = None;
+    while !input.is_empty() && session.is_none() {
         let n = usize::from(input.byte());
-        let mut chunk = input.take(n);
-        loop {
-            let used = hs.read(chunk)?;
-            chunk = &chunk[used..];
-            if hs.wants_derive() {
-                hs.derive()?;
-            }
-            if hs.wants_key_pair().is_none() {
-                break;
-            }
-            hs.provide_key_pair(KeyPair::X25519(X25519KeyPair::from_private(X25519_PRIVATE)))?;
-        }
-        let pending = hs.output().len();
-        hs.consume_output(pending);
+        session = pump(&mut hs, input.take(n), &mut pairs)?.session;
     }
-    Ok(hs.finish().expect("handshake completed").key_index())
+    Ok(session.expect("handshake completed").key_index())
 }
 
 /// `dh_arith` seeds: edge operands (0, 1, p - 1, p - 2, all-ones limbs, p itself and
@@ -398,12 +396,6 @@ fn strip<A, B, C>(v: Vec<(A, B, C)>) -> Vec<(A, B)> {
 /// Runs a handshake seed as the harness parses it and reports the outcome.
 pub(super) fn handshake_outcome(role: Role, seed: &[u8]) -> Result<usize, HandshakeError> {
     let mut input = Input(seed);
-    let mut hs = local_handshake(role, input.byte());
-    while !input.is_empty() {
-        let n = usize::from(input.byte());
-        hs.read(input.take(n))?;
-        let pending = hs.output().len();
-        hs.consume_output(pending);
-    }
-    Ok(hs.finish().expect("handshake completed").key_index())
+    let hs = local_handshake(role, input.byte());
+    outcome(hs, input)
 }

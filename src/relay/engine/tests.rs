@@ -424,28 +424,18 @@ impl Peer {
         let Some(hs) = self.hs.as_mut() else {
             return Ok(Vec::new());
         };
-        let used = hs.read(from_relay)?;
+        // The peer's key pair is made up front: it never asks for one.
+        let done = pump(hs, from_relay, &mut pairs_from([9; 32]))?;
         assert_eq!(
-            used,
+            done.consumed,
             from_relay.len(),
             "the relay sent more than the handshake"
         );
-        let mut out = Vec::new();
-        loop {
-            match hs.next_step()? {
-                Step::Send(bytes) => {
-                    let n = bytes.len();
-                    out.extend_from_slice(bytes);
-                    hs.consume_output(n);
-                }
-                Step::Done(session) => {
-                    self.stream = Some(session.into_stream());
-                    self.hs = None;
-                    return Ok(out);
-                }
-                _ => return Ok(out),
-            }
+        if let Some(session) = done.session {
+            self.stream = Some(session.into_stream());
+            self.hs = None;
         }
+        Ok(done.sent)
     }
 
     /// The peer's first message (its nonce), before reading anything.
@@ -454,7 +444,7 @@ impl Peer {
     }
 }
 
-use crate::proto::handshake::Step;
+use crate::proto::handshake::testing::{pairs_from, pump};
 
 /// Runs the handshake between the relay's encrypted socket `crypt` and `peer` until neither
 /// has anything more to say.
@@ -764,11 +754,10 @@ fn a_missing_key_pool_is_our_bug_not_the_peers() {
         [3; NONCE_LEN],
         ExchangePolicy::X25519.with_private([9; 32]),
     );
-    let mut msg = peer.output().to_vec();
-    let n = msg.len();
-    peer.consume_output(n);
-    peer.read(&nonce).expect("nonce");
-    msg.extend_from_slice(peer.output());
+    // Our nonce and y_C ‖ h_C.
+    let msg = pump(&mut peer, &nonce, &mut pairs_from([9; 32]))
+        .expect("nonce")
+        .sent;
     s.recv(client, &msg);
     assert_eq!(s.drops(), ["internal_error"]);
     let reason = s.relay.drops[0];
@@ -794,15 +783,14 @@ fn x25519_handshake_takes_a_key_pair_only_after_the_mac() {
         [3; NONCE_LEN],
         ExchangePolicy::X25519.with_private([9; 32]),
     );
-    let mut msg = peer.output().to_vec();
-    let n = msg.len();
-    peer.consume_output(n);
-    peer.read(&nonce).expect("nonce");
-    msg.extend_from_slice(peer.output());
+    // Our nonce and y_C ‖ h_C.
+    let msg = pump(&mut peer, &nonce, &mut pairs_from([9; 32]))
+        .expect("nonce")
+        .sent;
     s.recv(client, &msg);
     let answer = s.sent(client);
-    peer.read(&answer).expect("answer verifies");
-    assert!(peer.is_done());
+    let done = pump(&mut peer, &answer, &mut pairs_from([9; 32])).expect("answer verifies");
+    assert!(done.session.is_some());
     assert!(s.drops().is_empty());
     assert_eq!(s.stats().handshakes, 1);
 }
