@@ -17,7 +17,7 @@
 # spiped-style command line instead (the unit is otherwise the shipped one).
 #
 # Needs root, debootstrap and systemd-nspawn (Debian packages debootstrap, systemd-container;
-# installed here if missing) and network access to deb.debian.org for the first run (the
+# installed here if missing) and access to Debian's package mirror (debootstrap's default) for the first run (the
 # bootstrapped root is kept in target/nspawn/bookworm and copied for each run). Otherwise it
 # says SKIP, or fails under CI=true. Every wait is bounded; the container is powered off (or
 # killed) and its copy removed on every path.
@@ -49,12 +49,14 @@ if ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null
 		debootstrap systemd-container >&2 || skip "cannot install debootstrap and systemd-container"
 fi
 
-base=target/nspawn/bookworm
+# Absolute: debootstrap changes directory while it works, so a relative target breaks it.
+base=$PWD/target/nspawn/bookworm
+mkdir -p "$(dirname "$base")"
 if [ ! -x "$base/lib/systemd/systemd" ]; then
 	echo "== debootstrap bookworm into $base (once)" >&2
 	rm -rf "$base.tmp"
 	timeout 900 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,adduser,procps,socat,redis-server \
-		bookworm "$base.tmp" http://deb.debian.org/debian >&2 || {
+		bookworm "$base.tmp" >&2 || {
 		rm -rf "$base.tmp"
 		skip "debootstrap failed (no network?)"
 	}

@@ -74,7 +74,7 @@ if [ "${CI:-}" = true ] || [ "$(id -u)" -eq 0 ]; then
 fi
 
 # The package under a real systemd in a container (boots Debian bookworm with systemd-nspawn;
-# needs root and, the first time, network access to deb.debian.org). Opt-in.
+# needs root and, the first time, access to Debian's package mirror). Opt-in.
 if [ "${SPIPERELAY_TEST_SYSTEMD:-0}" = 1 ]; then
 	echo "== scripts/test-systemd.sh" >&2
 	scripts/test-systemd.sh
