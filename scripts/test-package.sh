@@ -39,10 +39,14 @@ for f in dist/spiperelay.toml dist/man/spiperelay.1; do
 	[ -f "$f" ] || skip "$f is not in this tree yet"
 done
 
-# Everything named spiperelay outside the build trees, before and after.
+# Everything named spiperelay outside the build trees (this checkout, wherever it is, and
+# cargo's target directory), before and after.
+tree=$(pwd -P)
+target=$(realpath -m "${CARGO_TARGET_DIR:-$tree/target}")
 leftovers() {
 	"${sudo[@]}" find / -xdev \( -path /proc -o -path /sys -o -path /tmp -o -path /work \
-		-o -path /root -o -path /home -o -path /var/tmp -o -path /var/cache/man \) -prune \
+		-o -path /root -o -path /home -o -path /var/tmp -o -path /var/cache/man \
+		-o -path "$tree" -o -path "$target" \) -prune \
 		-o -name '*spiperelay*' -print 2>/dev/null | sort
 	getent passwd spiperelay || true
 	getent group spiperelay || true
