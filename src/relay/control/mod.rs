@@ -1,78 +1,70 @@
-//! Key rotation at run time: `SIGHUP` reload, the `--control` Unix socket, and the
-//! `spiperelay keys` client that talks to it.
+//! The control socket: key rotation and reloads at run time, served to the `spiperelay keys`,
+//! `spiperelay reload` and `spiperelay status` clients ([`client`]).
 //!
-//! - **SIGHUP** re-reads the `-k` files given on the command line and makes the running key set
-//!   exactly those keys (repeats merged). The command line stays the persistent configuration:
-//!   a reload also undoes earlier `keys rotate` / `keys set` changes. A `-k -` key, and a FIFO
-//!   or character device read once at startup, cannot be read again and keep the value read
-//!   then. Other key files are read by the rules of [`super::keyfile`] (regular files only,
-//!   never blocking on a FIFO). A
-//!   reload that fails (a missing or unreadable file, a directory or FIFO, more keys than
-//!   `--max-keys`) logs why and changes nothing.
-//! - **`--control PATH`** serves a Unix stream socket, created with mode 0600 and removed on
-//!   exit, on a small thread of its own. Each connection carries one request line and gets one
-//!   answer, then is closed: `status`, `rotate <absolute key file path>`,
-//!   `set <path>` or `force-set <path>` (paths are raw bytes up to the newline). The answer is
-//!   `ok` or `error` on a line of its own, then text for the operator. The daemon reads the key
-//!   file itself, so no key material crosses the socket.
-//! - **`spiperelay keys [--control PATH] status | rotate FILE | set [--force] FILE`** is the
-//!   client ([`keys_main`]); without `--control` it uses `$SPIPERELAY_CONTROL`.
-//! - **`report`** and **`report json`** answer `spiperelay status`
-//!   ([`super::status`]) from the metrics board, once the daemon has handed one over
-//!   ([`Rotation::set_board`]).
+//! - **The socket** (`--control PATH`, or `control` in a configuration file) is a Unix stream
+//!   socket, created with mode 0600 and removed on exit, served on a small thread of its own.
+//!   Each connection carries one request line and gets one answer, then is closed. The answer
+//!   is `ok` or `error` on a line of its own, then text for the operator.
+//! - **Requests**: `status`, `rotate <absolute key file path>`, `set <path>` or
+//!   `force-set <path>` (paths are raw bytes up to the newline), each optionally preceded by
+//!   `pipe <name> ` to pick the pipe whose keys it concerns (needed when the process runs more
+//!   than one pipe); `reload` (the supervisor re-reads its configuration, as on `SIGHUP`, and
+//!   the answer is the outcome); `report` and `report json` (the `spiperelay status` report,
+//!   from the metrics board once the daemon has handed one over with [`Control::set_board`]).
+//!   The daemon reads key files itself, so no key material crosses the socket.
+//! - **Keys** of every pipe are in a [`KeyRegistry`] the supervisor keeps up to date across
+//!   reloads. A `rotate`/`set` change lasts until the next reload, which makes the key set
+//!   exactly the configured files again.
 //!
-//! Every change is logged by the daemon (`log.always`), naming keys only by fingerprint.
-//! Established connections are never interrupted by any of this.
+//! Every change is logged by the daemon (through [`ControlMsg::Log`]), naming keys only by
+//! fingerprint. Established connections are never interrupted by any of this.
 
-use std::ffi::{OsStr, OsString};
+pub mod client;
+
+use std::ffi::OsStr;
 use std::fmt;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{KeySource, Mode, SpipedArgs};
 use crate::io::sys::{self, Reclaimed, SocketAccess, UnixListenError};
-use crate::proto::key::{Key, KeySet};
+use crate::proto::key::Key;
 
 use super::keyfile::{self, KeyWarning};
-use super::keys::{KeyRing, KeyRingError, RingMode};
-use super::log::Logger;
+use super::keys::{KeyRing, KeyRingError};
 use super::metrics::Board;
 use super::status;
+
+pub(crate) use client::request;
+pub use client::{KEYS_USAGE, RELOAD_USAGE, keys_main, reload_main};
 
 /// How long the daemon waits for a control client to send its request or take the answer,
 /// and how long the client waits for the answer.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The longest request line accepted (a command word and a path).
+/// How long a `reload` request waits for the supervisor's outcome (reading key files and
+/// resolving names may take a while).
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest request line accepted (a command word, a pipe name and a path).
 pub const MAX_REQUEST: usize = 8192;
 
-/// The longest answer the client reads (a status report is a few hundred bytes).
-pub const MAX_ANSWER: u64 = 1 << 20;
+/// The longest answer the client reads (a status report of many pipes).
+pub const MAX_ANSWER: u64 = 16 << 20;
 
-/// The environment variable `spiperelay keys` reads when `--control` is not given.
+/// The environment variable the control clients read when `--control` is not given.
 pub const CONTROL_ENV: &str = "SPIPERELAY_CONTROL";
 
-/// The usage text of `spiperelay keys`, with its final newline.
-pub const KEYS_USAGE: &str = "\
-usage: spiperelay keys [--control <socket>] status
-       spiperelay keys [--control <socket>] rotate <new key file>
-       spiperelay keys [--control <socket>] set [--force] <key file>
-";
-
-/// Why key rotation could not be set up at startup.
+/// Why the control socket could not be set up.
 #[derive(Debug)]
-pub enum RotationError {
-    /// The `-k` keys break the `--max-keys` bound.
-    Keys(KeyRingError),
+pub enum ControlError {
     /// The control socket could not be created: the path is in use by another process or
     /// by something that is not a socket, or binding failed ([`sys::listen_unix_reclaiming`]).
     Bind {
-        /// The `--control` path.
+        /// The control socket's path.
         path: PathBuf,
         /// What failed.
         error: UnixListenError,
@@ -81,10 +73,9 @@ pub enum RotationError {
     Thread(std::io::Error),
 }
 
-impl fmt::Display for RotationError {
+impl fmt::Display for ControlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Keys(e) => e.fmt(f),
             Self::Bind { path, error } => write!(
                 f,
                 "cannot create control socket {}: {error}",
@@ -95,7 +86,7 @@ impl fmt::Display for RotationError {
     }
 }
 
-impl std::error::Error for RotationError {}
+impl std::error::Error for ControlError {}
 
 /// The control socket's file, removed when dropped (daemon exit or failed startup).
 struct SocketFile(PathBuf);
@@ -106,84 +97,111 @@ impl Drop for SocketFile {
     }
 }
 
-/// Binds the control socket with mode 0600. A leftover socket file that nobody listens on any
-/// more (after a crash) is replaced ([`sys::listen_unix_reclaiming`]); a live one, or anything
-/// that is not a socket, is an error.
-fn bind_control(path: &Path) -> Result<(UnixListener, SocketFile, Reclaimed), RotationError> {
-    let (fd, reclaimed) =
-        sys::listen_unix_reclaiming(path, SocketAccess::OwnerOnly).map_err(|error| {
-            RotationError::Bind {
-                path: path.to_path_buf(),
-                error,
-            }
-        })?;
-    Ok((
-        UnixListener::from(fd),
-        SocketFile(path.to_path_buf()),
-        reclaimed,
-    ))
+/// The key ring of every pipe, by pipe name, shared by the supervisor (which sets it at start
+/// and after every reload) and the control thread.
+#[derive(Clone, Debug, Default)]
+pub struct KeyRegistry(Arc<RwLock<Vec<(String, KeyRing)>>>);
+
+impl KeyRegistry {
+    /// Makes `pipes` the registered pipes and their rings, in order.
+    pub fn set(&self, pipes: Vec<(String, KeyRing)>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = pipes;
+    }
+
+    /// The ring of pipe `name`; with `None`, the only pipe's.
+    ///
+    /// # Errors
+    /// The message for the operator: no such pipe (listing the pipes), or no pipe named while
+    /// the process runs several (listing them), or none at all.
+    pub fn pick(&self, name: Option<&str>) -> Result<KeyRing, String> {
+        let pipes = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let names = || {
+            pipes
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match name {
+            Some(name) => pipes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, r)| r.clone())
+                .ok_or_else(|| format!("no pipe named {name} (the pipes: {})", names())),
+            None => match pipes.as_slice() {
+                [(_, ring)] => Ok(ring.clone()),
+                [] => Err("this process runs no pipe".to_owned()),
+                _ => Err(format!(
+                    "this process runs {} pipes ({}): name one with --pipe",
+                    pipes.len(),
+                    names()
+                )),
+            },
+        }
+    }
 }
 
-/// The daemon's side of key rotation: the shared [`KeyRing`], `SIGHUP` reloads, and the control
-/// socket with its thread.
-pub struct Rotation {
-    ring: KeyRing,
-    sources: Vec<KeySource>,
-    startup: KeySet,
+/// What the control thread hands to the supervisor.
+#[derive(Debug)]
+pub enum ControlMsg {
+    /// A line for the daemon's log (a key change, or a refused one).
+    Log(String),
+    /// A `reload` request: reload, then send the outcome (what changed, or why nothing did).
+    Reload(mpsc::Sender<Result<String, String>>),
+}
+
+/// The control socket of a daemon: bound at startup, served on its own thread once started.
+pub struct Control {
     listener: Option<UnixListener>,
     socket_file: Option<SocketFile>,
     stale_removed: bool,
-    log_rx: Option<mpsc::Receiver<String>>,
-    hups_seen: usize,
+    registry: KeyRegistry,
     board: Option<Arc<Board>>,
 }
 
-impl fmt::Debug for Rotation {
+impl fmt::Debug for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rotation")
-            .field("ring", &self.ring)
-            .field("control", &self.socket_file.as_ref().map(|s| &s.0))
+        f.debug_struct("Control")
+            .field("socket", &self.socket_file.as_ref().map(|s| &s.0))
             .finish_non_exhaustive()
     }
 }
 
-impl Rotation {
-    /// Builds the key ring from `keys` (what [`keyfile::read_startup_keys`] read for
-    /// `args.keys`) and, with `--control`, binds the control socket (mode 0600). Call it while
-    /// the process is single-threaded; the thread starts in [`Rotation::start`].
+impl Control {
+    /// Binds the control socket at `path` with mode 0600 (`None`: no socket; the other calls
+    /// then do nothing). A leftover socket file nobody listens on any more (after a crash) is
+    /// replaced ([`sys::listen_unix_reclaiming`]); a live one, or anything that is not a
+    /// socket, is an error. Call it while the process is single-threaded.
     ///
     /// # Errors
-    /// [`RotationError::Keys`] for more distinct keys than `--max-keys`;
-    /// [`RotationError::Bind`] for the control socket.
-    pub fn setup(args: &SpipedArgs, keys: &KeySet) -> Result<Self, RotationError> {
-        let mode = match args.mode {
-            Mode::Encrypt => RingMode::Encrypt,
-            Mode::Decrypt => RingMode::Decrypt,
-        };
-        let ring = KeyRing::new(keys.clone(), args.max_keys, mode).map_err(RotationError::Keys)?;
-        let (listener, socket_file, reclaimed) = match &args.control {
+    /// [`ControlError::Bind`].
+    pub fn bind(path: Option<&Path>, registry: KeyRegistry) -> Result<Self, ControlError> {
+        let (listener, socket_file, reclaimed) = match path {
             Some(path) => {
-                let (l, f, r) = bind_control(path)?;
-                (Some(l), Some(f), r)
+                let (fd, reclaimed) = sys::listen_unix_reclaiming(path, SocketAccess::OwnerOnly)
+                    .map_err(|error| ControlError::Bind {
+                        path: path.to_path_buf(),
+                        error,
+                    })?;
+                (
+                    Some(UnixListener::from(fd)),
+                    Some(SocketFile(path.to_path_buf())),
+                    reclaimed,
+                )
             }
             None => (None, None, Reclaimed::Nothing),
         };
         Ok(Self {
-            ring,
-            // A FIFO or character device was read once at startup and keeps that key.
-            sources: keyfile::once_as_stdin(&args.keys),
-            startup: keys.clone(),
             listener,
             socket_file,
             stale_removed: reclaimed == Reclaimed::StaleSocket,
-            log_rx: None,
-            hups_seen: 0,
+            registry,
             board: None,
         })
     }
 
-    /// The control socket path if [`Rotation::setup`] found a stale socket there (left by a
-    /// process that died) and replaced it, for the caller to log.
+    /// The socket path if [`Control::bind`] found a stale socket there (left by a process that
+    /// died) and replaced it, for the caller to log.
     pub fn replaced_stale_socket(&self) -> Option<&Path> {
         self.socket_file
             .as_ref()
@@ -191,84 +209,38 @@ impl Rotation {
             .map(|f| f.0.as_path())
     }
 
-    /// The running key set, to hand to the relay.
-    pub fn ring(&self) -> KeyRing {
-        self.ring.clone()
-    }
-
-    /// Lets the control socket answer `report` (`spiperelay status`) from `board`. Call it
-    /// before [`Rotation::start`].
+    /// Lets the socket answer `report` (`spiperelay status`) from `board`. Call it before
+    /// [`Control::start`].
     pub fn set_board(&mut self, board: Arc<Board>) {
         self.board = Some(board);
     }
 
-    /// Starts serving the control socket (if any) on its own thread, which blocks `SIGTERM`,
-    /// `SIGINT` and `SIGHUP` so they reach the event loop. Call it after daemonising.
+    /// Starts serving the socket (if any) on its own thread, which blocks `SIGTERM`, `SIGINT`
+    /// and `SIGHUP` so they reach the supervisor; log lines and reload requests go to `to`.
+    /// Call it after daemonising.
     ///
     /// # Errors
-    /// [`RotationError::Thread`] if the thread cannot be spawned.
-    pub fn start(&mut self) -> Result<(), RotationError> {
+    /// [`ControlError::Thread`] if the thread cannot be spawned.
+    pub fn start(&mut self, to: mpsc::Sender<ControlMsg>) -> Result<(), ControlError> {
         let Some(listener) = self.listener.take() else {
             return Ok(());
         };
-        let (tx, rx) = mpsc::channel();
-        let ring = self.ring.clone();
+        let registry = self.registry.clone();
         let board = self.board.clone();
         std::thread::Builder::new()
             .name("spiperelay-control".into())
-            .spawn(move || serve_control(&listener, &ring, board.as_deref(), &tx))
-            .map_err(RotationError::Thread)?;
-        self.log_rx = Some(rx);
-        Ok(())
-    }
-
-    /// Whether [`Rotation::tick`] with this `SIGHUP` count will reload the key files.
-    pub fn reload_due(&self, hups: usize) -> bool {
-        hups > self.hups_seen
-    }
-
-    /// Called by the event loop after each turn with the `SIGHUP` count: reloads the key files
-    /// once per new `SIGHUP`, and logs what the control thread did. Returns the reload's
-    /// outcome when one ran: `Ok` with what changed, `Err` with why nothing did.
-    pub fn tick(&mut self, hups: usize, log: &mut Logger) -> Option<Result<String, String>> {
-        // Control changes first: they happened before this turn's SIGHUP is handled.
-        if let Some(rx) = &self.log_rx {
-            for line in rx.try_iter().take(1000) {
-                log.always(format_args!("{line}"));
-            }
-        }
-        if hups <= self.hups_seen {
-            return None;
-        }
-        self.hups_seen = hups;
-        let read =
-            keyfile::read_reload_keys(&self.sources, &self.startup).map_err(KeyRingError::KeyFile);
-        match read.and_then(|(s, w)| self.ring.replace(&s).map(|msg| (msg, w))) {
-            Ok((mut msg, warnings)) => {
-                // One line per reload, its key-file warnings included.
-                for w in warnings {
-                    msg.push_str(&format!("; {w}"));
-                }
-                log.always(format_args!("SIGHUP: reloaded the key files: {msg}"));
-                Some(Ok(msg))
-            }
-            Err(e) => {
-                log.always(format_args!(
-                    "SIGHUP: reload failed, keeping the accepted keys ({}): {e}",
-                    self.ring.fingerprints()
-                ));
-                Some(Err(e.to_string()))
-            }
-        }
+            .spawn(move || serve_control(&listener, &registry, board.as_deref(), &to))
+            .map(drop)
+            .map_err(ControlError::Thread)
     }
 }
 
 /// The control thread: one request per connection, one connection at a time.
 fn serve_control(
     listener: &UnixListener,
-    ring: &KeyRing,
+    registry: &KeyRegistry,
     board: Option<&Board>,
-    log: &mpsc::Sender<String>,
+    to: &mpsc::Sender<ControlMsg>,
 ) {
     let _ = crate::os::signals::block_daemon_signals_in_thread();
     for conn in listener.incoming() {
@@ -280,10 +252,11 @@ fn serve_control(
         let _ = conn.set_read_timeout(Some(CONTROL_TIMEOUT));
         let _ = conn.set_write_timeout(Some(CONTROL_TIMEOUT));
         let (ok, text) = match read_request(&mut conn) {
+            Some(req) if req == b"reload" => reload(to),
             Some(req) => {
-                let (result, audit) = execute(&req, ring, board);
+                let (result, audit) = execute(&req, registry, board);
                 if let Some(line) = audit {
-                    let _ = log.send(line);
+                    let _ = to.send(ControlMsg::Log(line));
                 }
                 match result {
                     Ok(text) => (true, text),
@@ -294,6 +267,22 @@ fn serve_control(
         };
         let head = if ok { "ok\n" } else { "error\n" };
         let _ = conn.write_all(format!("{head}{text}\n").as_bytes());
+    }
+}
+
+/// Asks the supervisor to reload and waits for the outcome.
+fn reload(to: &mpsc::Sender<ControlMsg>) -> (bool, String) {
+    let (tx, rx) = mpsc::channel();
+    if to.send(ControlMsg::Reload(tx)).is_err() {
+        return (false, "the daemon is shutting down".to_owned());
+    }
+    match rx.recv_timeout(RELOAD_TIMEOUT) {
+        Ok(Ok(text)) => (true, text),
+        Ok(Err(text)) => (false, text),
+        Err(_) => (
+            false,
+            "the daemon did not answer the reload in time (it may be shutting down)".to_owned(),
+        ),
     }
 }
 
@@ -314,39 +303,60 @@ fn read_request(conn: &mut UnixStream) -> Option<Vec<u8>> {
     None
 }
 
-/// Runs one request: the answer text (`Err` for a refusal) and the log line to write.
+/// Splits `pipe NAME REST` into the pipe name and the rest; other requests come back whole.
+fn split_pipe(req: &[u8]) -> (Option<String>, &[u8]) {
+    if let Some(rest) = req.strip_prefix(b"pipe ") {
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        let name = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let rest = rest.get(end + 1..).unwrap_or_default();
+        return (Some(name), rest);
+    }
+    (None, req)
+}
+
+/// Runs one request other than `reload`: the answer text (`Err` for a refusal) and the log
+/// line to write.
 fn execute(
     req: &[u8],
-    ring: &KeyRing,
+    registry: &KeyRegistry,
     board: Option<&Board>,
 ) -> (Result<String, String>, Option<String>) {
+    let (pipe, req) = split_pipe(req);
     let (cmd, arg) = match req.iter().position(|&b| b == b' ') {
         Some(i) => (&req[..i], Some(&req[i + 1..])),
         None => (req, None),
     };
-    if cmd == b"report" && (arg.is_none() || arg == Some(&b"json"[..])) {
+    if cmd == b"report" && pipe.is_none() && (arg.is_none() || arg == Some(&b"json"[..])) {
         return match board {
             Some(b) => (Ok(status::answer(b, arg.is_some())), None),
             None => (Err("this daemon keeps no status report".to_owned()), None),
         };
     }
     let path = arg.map(|a| PathBuf::from(OsStr::from_bytes(a)));
-    let mut warnings = Vec::new();
-    let (name, result) = match (cmd, path) {
-        (b"status", None) => return (Ok(render_status(ring, SystemTime::now())), None),
-        (b"rotate", Some(p)) => ("rotate", read_then(&p, &mut warnings, |k| ring.rotate(k))),
-        (b"set", Some(p)) => ("set", read_then(&p, &mut warnings, |k| ring.set(k, false))),
-        (b"force-set", Some(p)) => (
-            "set --force",
-            read_then(&p, &mut warnings, |k| ring.set(k, true)),
-        ),
+    let name = match (cmd, &path) {
+        (b"status", None) => "status",
+        (b"rotate", Some(_)) => "rotate",
+        (b"set", Some(_)) => "set",
+        (b"force-set", Some(_)) => "set --force",
         _ => return (Err("unknown control request".to_owned()), None),
     };
+    let ring = match registry.pick(pipe.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None),
+    };
+    let mut warnings = Vec::new();
+    let result = match (cmd, path) {
+        (b"rotate", Some(p)) => read_then(&p, &mut warnings, |k| ring.rotate(k)),
+        (b"set", Some(p)) => read_then(&p, &mut warnings, |k| ring.set(k, false)),
+        (b"force-set", Some(p)) => read_then(&p, &mut warnings, |k| ring.set(k, true)),
+        _ => return (Ok(render_status(&ring, SystemTime::now())), None),
+    };
+    let who = pipe.map(|p| format!("pipe {p}: ")).unwrap_or_default();
     match result {
         Ok(msg) => {
             // The operator sees each key-file warning on a line of its own; the log gets one
             // line per request.
-            let (mut answer, mut audit) = (msg.clone(), format!("keys {name}: {msg}"));
+            let (mut answer, mut audit) = (msg.clone(), format!("{who}keys {name}: {msg}"));
             for w in &warnings {
                 answer.push_str(&format!("\n{w}"));
                 audit.push_str(&format!("; {w}"));
@@ -355,7 +365,7 @@ fn execute(
         }
         Err(e) => (
             Err(e.to_string()),
-            Some(format!("keys {name} refused, keys unchanged: {e}")),
+            Some(format!("{who}keys {name} refused, keys unchanged: {e}")),
         ),
     }
 }
@@ -405,174 +415,16 @@ pub fn utc_text(t: SystemTime) -> String {
     )
 }
 
-// ---- the `spiperelay keys` client ----
-
-/// What `spiperelay keys` was asked to do.
-#[derive(Debug, PartialEq, Eq)]
-enum KeysCommand {
-    Status,
-    Rotate(PathBuf),
-    Set { path: PathBuf, force: bool },
-    Help,
-}
-
-/// Why a `spiperelay keys` command line was rejected (the usage text follows).
-#[derive(Debug, PartialEq, Eq)]
-enum KeysArgsError {
-    Illegal(String),
-    MissingArgument(&'static str),
-    Shape,
-    NoSocket,
-}
-
-impl fmt::Display for KeysArgsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Illegal(a) => write!(f, "illegal option -- {a}"),
-            Self::MissingArgument(o) => write!(f, "Missing argument to {o}"),
-            Self::Shape => f.write_str("expected status, rotate <key file> or set <key file>"),
-            Self::NoSocket => write!(
-                f,
-                "no control socket given: use --control <socket> (the daemon's --control) or \
-                 set {CONTROL_ENV}"
-            ),
-        }
-    }
-}
-
-fn parse_keys_args(
-    args: Vec<OsString>,
-    env: Option<OsString>,
-) -> Result<(KeysCommand, PathBuf), KeysArgsError> {
-    let mut control = env.filter(|e| !e.is_empty()).map(PathBuf::from);
-    let mut force = false;
-    let mut words: Vec<OsString> = Vec::new();
-    let mut it = args.into_iter();
-    let mut only_words = false;
-    while let Some(a) = it.next() {
-        let b = a.as_bytes();
-        if only_words || !b.starts_with(b"-") || b == b"-" {
-            words.push(a);
-        } else if b == b"--" {
-            only_words = true;
-        } else if b == b"--force" || b == b"-f" {
-            force = true;
-        } else if b == b"--help" || b == b"-h" {
-            return Ok((KeysCommand::Help, PathBuf::new()));
-        } else if b == b"--control" {
-            let v = it
-                .next()
-                .ok_or(KeysArgsError::MissingArgument("--control"))?;
-            control = Some(PathBuf::from(v));
-        } else if let Some(v) = b.strip_prefix(b"--control=") {
-            control = Some(PathBuf::from(OsStr::from_bytes(v)));
-        } else {
-            return Err(KeysArgsError::Illegal(a.to_string_lossy().into_owned()));
-        }
-    }
-    let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
-    let path = |w: &[u8]| PathBuf::from(OsStr::from_bytes(w));
-    let cmd = match words.as_slice() {
-        [b"status"] if !force => KeysCommand::Status,
-        [b"rotate", file] if !force => KeysCommand::Rotate(path(file)),
-        [b"set", file] => KeysCommand::Set {
-            path: path(file),
-            force,
-        },
-        _ => return Err(KeysArgsError::Shape),
-    };
-    let control = control.ok_or(KeysArgsError::NoSocket)?;
-    Ok((cmd, control))
-}
-
-/// Sends one request line and returns the daemon's verdict and text.
-pub(crate) fn request(control: &Path, line: &[u8]) -> Result<(bool, String), String> {
-    let mut conn = UnixStream::connect(control).map_err(|e| {
-        format!(
-            "cannot connect to control socket {}: {e} (is the daemon running with --control?)",
-            control.display()
-        )
-    })?;
-    let io_err = |e: std::io::Error| format!("control socket {}: {e}", control.display());
-    conn.set_read_timeout(Some(CONTROL_TIMEOUT))
-        .map_err(io_err)?;
-    conn.set_write_timeout(Some(CONTROL_TIMEOUT))
-        .map_err(io_err)?;
-    conn.write_all(line).map_err(io_err)?;
-    let mut answer = Vec::new();
-    conn.take(MAX_ANSWER)
-        .read_to_end(&mut answer)
-        .map_err(io_err)?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, text) = answer.split_once('\n').unwrap_or((&answer, ""));
-    match head {
-        "ok" => Ok((true, text.trim_end().to_owned())),
-        "error" => Ok((false, text.trim_end().to_owned())),
-        _ => Err(format!(
-            "control socket {}: unexpected answer",
-            control.display()
-        )),
-    }
-}
-
-/// `spiperelay keys ...`: talks to a running daemon's `--control` socket (see the module docs).
-/// `args` are the arguments after `keys`. Prints the daemon's answer on standard output and
-/// exits 0; prints `<program>: <message>` on standard error and exits 1 for a refusal, a
-/// connection failure or a bad command line (then followed by [`KEYS_USAGE`]).
-pub fn keys_main(program: &str, args: Vec<OsString>) -> ExitCode {
-    let (cmd, control) = match parse_keys_args(args, std::env::var_os(CONTROL_ENV)) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{program}: {e}");
-            eprint!("{KEYS_USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (word, file) = match cmd {
-        KeysCommand::Help => {
-            print!("{KEYS_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        KeysCommand::Status => ("status", None),
-        KeysCommand::Rotate(p) => ("rotate", Some(p)),
-        KeysCommand::Set { path, force } => (if force { "force-set" } else { "set" }, Some(path)),
-    };
-    let mut line = word.as_bytes().to_vec();
-    if let Some(file) = file {
-        // The daemon may run in another directory: send an absolute path.
-        let abs = std::path::absolute(&file).unwrap_or(file);
-        let bytes = abs.as_os_str().as_bytes();
-        if bytes.contains(&b'\n') {
-            eprintln!("{program}: key file path contains a newline");
-            return ExitCode::FAILURE;
-        }
-        line.push(b' ');
-        line.extend_from_slice(bytes);
-    }
-    line.push(b'\n');
-    match request(&control, &line) {
-        Ok((true, text)) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Ok((false, text)) => {
-            eprintln!("{program}: {text}");
-            ExitCode::FAILURE
-        }
-        Err(msg) => {
-            eprintln!("{program}: {msg}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::key::Key;
+    use crate::proto::key::KeySet;
+    use crate::relay::keys::RingMode;
 
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
+    fn registry(ring: &KeyRing) -> KeyRegistry {
+        let r = KeyRegistry::default();
+        r.set(vec![("default".to_owned(), ring.clone())]);
+        r
     }
 
     #[test]
@@ -585,45 +437,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_command_lines() {
-        let p = |v: &[&str]| parse_keys_args(os(v), None);
-        assert_eq!(
-            p(&["--control", "/c", "status"]),
-            Ok((KeysCommand::Status, PathBuf::from("/c")))
-        );
-        assert_eq!(
-            p(&["set", "--force", "k", "--control=/c"]),
-            Ok((
-                KeysCommand::Set {
-                    path: PathBuf::from("k"),
-                    force: true
-                },
-                PathBuf::from("/c")
-            ))
-        );
-        assert_eq!(
-            parse_keys_args(os(&["rotate", "k"]), Some("/e".into())),
-            Ok((KeysCommand::Rotate(PathBuf::from("k")), PathBuf::from("/e")))
-        );
-        assert_eq!(p(&["rotate", "k"]), Err(KeysArgsError::NoSocket));
-        assert_eq!(
-            p(&["--control=/c", "rotate", "--force", "k"]),
-            Err(KeysArgsError::Shape)
-        );
-        assert_eq!(p(&["--control=/c", "set"]), Err(KeysArgsError::Shape));
-        assert_eq!(p(&["--control=/c"]), Err(KeysArgsError::Shape));
-        assert_eq!(
-            p(&["--control"]),
-            Err(KeysArgsError::MissingArgument("--control"))
-        );
-        assert_eq!(p(&["-x"]), Err(KeysArgsError::Illegal("-x".into())));
-    }
-
-    #[test]
     fn requests_are_executed_against_the_ring() {
         let set = KeySet::single(Key::from_key_file(b"old"));
         let ring = KeyRing::new(set, 2, RingMode::Decrypt).expect("ring");
-        let (r, audit) = execute(b"status", &ring, None);
+        let reg = registry(&ring);
+        let (r, audit) = execute(b"status", &reg, None);
         let text = r.expect("status");
         assert!(text.contains("1 key(s) accepted, at most 2"), "{text}");
         assert!(
@@ -634,28 +452,60 @@ mod tests {
             "{text}"
         );
         assert!(audit.is_none());
-        let (r, audit) = execute(b"rotate /nonexistent/key", &ring, None);
+        let (r, audit) = execute(b"rotate /nonexistent/key", &reg, None);
         assert!(r.is_err() && audit.is_some_and(|a| a.contains("refused")));
-        assert!(execute(b"frobnicate", &ring, None).0.is_err());
+        assert!(execute(b"frobnicate", &reg, None).0.is_err());
         // `report` needs the metrics board; `report` with another argument is unknown.
-        let e = execute(b"report", &ring, None).0.expect_err("no board");
+        let e = execute(b"report", &reg, None).0.expect_err("no board");
         assert!(e.contains("no status report"), "{e}");
         let board = Board::new(crate::relay::metrics::ProcessInfo::new("epoll"));
-        let text = execute(b"report", &ring, Some(&board)).0.expect("report");
+        let text = execute(b"report", &reg, Some(&board)).0.expect("report");
         assert!(
             text.starts_with("spiperelay ") && text.contains("no pipes"),
             "{text}"
         );
-        let json = execute(b"report json", &ring, Some(&board))
-            .0
-            .expect("json");
+        let json = execute(b"report json", &reg, Some(&board)).0.expect("json");
         assert!(
             json.starts_with('{') && json.contains("\"pipes\":[]"),
             "{json}"
         );
-        assert!(execute(b"report xml", &ring, Some(&board)).0.is_err());
-        assert!(execute(b"rotate", &ring, None).0.is_err());
+        assert!(execute(b"report xml", &reg, Some(&board)).0.is_err());
+        assert!(execute(b"rotate", &reg, None).0.is_err());
         assert_eq!(ring.len(), 1);
+    }
+
+    #[test]
+    fn requests_name_their_pipe_when_there_are_several() {
+        let ring = |k: &[u8]| {
+            KeyRing::new(KeySet::single(Key::from_key_file(k)), 2, RingMode::Decrypt).expect("ring")
+        };
+        let (a, b) = (ring(b"a"), ring(b"b"));
+        let reg = KeyRegistry::default();
+        reg.set(vec![("a".into(), a.clone()), ("b".into(), b.clone())]);
+        let e = execute(b"status", &reg, None).0.expect_err("which pipe?");
+        assert!(
+            e.contains("runs 2 pipes (a, b)") && e.contains("--pipe"),
+            "{e}"
+        );
+        let text = execute(b"pipe b status", &reg, None)
+            .0
+            .expect("status of b");
+        assert!(
+            text.contains(Key::from_key_file(b"b").fingerprint().as_str()),
+            "{text}"
+        );
+        assert!(
+            !text.contains(Key::from_key_file(b"a").fingerprint().as_str()),
+            "{text}"
+        );
+        let e = execute(b"pipe c status", &reg, None).0.expect_err("no c");
+        assert!(e.contains("no pipe named c (the pipes: a, b)"), "{e}");
+        let (r, audit) = execute(b"pipe a rotate /nonexistent/key", &reg, None);
+        assert!(r.is_err());
+        assert!(audit.is_some_and(|l| l.starts_with("pipe a: keys rotate refused")));
+        reg.set(Vec::new());
+        let e = execute(b"status", &reg, None).0.expect_err("none");
+        assert!(e.contains("no pipe"), "{e}");
     }
 
     #[test]
@@ -670,11 +520,12 @@ mod tests {
             RingMode::Decrypt,
         )
         .expect("ring");
+        let reg = registry(&ring);
         // A FIFO with no writer: refused at once, the ring unchanged.
         let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
-        let (r, audit) = execute(format!("rotate {}", fifo.display()).as_bytes(), &ring, None);
+        let (r, audit) = execute(format!("rotate {}", fifo.display()).as_bytes(), &reg, None);
         let e = r.expect_err("a FIFO is refused");
         assert!(e.contains("is a FIFO, not a regular file"), "{e}");
         assert!(audit.is_some_and(|a| a.contains("refused")));
@@ -682,11 +533,7 @@ mod tests {
         // A short key: accepted, with the warning in the answer and in the one audit line.
         let short = dir.join("short");
         std::fs::write(&short, b"tiny").expect("write");
-        let (r, audit) = execute(
-            format!("rotate {}", short.display()).as_bytes(),
-            &ring,
-            None,
-        );
+        let (r, audit) = execute(format!("rotate {}", short.display()).as_bytes(), &reg, None);
         let text = r.expect("rotated");
         assert!(text.contains("\nwarning: key file"), "{text}");
         assert!(text.contains("holds only 4 bytes"), "{text}");
