@@ -69,7 +69,7 @@ use plan::{Change, Plan};
 
 /// How long the supervisor waits for a control request before it looks at signals, timers
 /// and the loops again.
-const SUPERVISOR_TICK: Duration = Duration::from_millis(50);
+const SUPERVISOR_TICK: Duration = Duration::from_millis(100);
 
 /// How long to wait before re-arming an accept that failed with `EMFILE`/`ENFILE`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
