@@ -63,10 +63,10 @@ fn assert_backend(pid: u32, epoll: bool, what: &str) {
     // The event loops open their driver just after the listening socket exists: wait for it
     // (bounded).
     let want = if epoll { "[eventpoll]" } else { "[io_uring]" };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut kinds = anon_inodes(pid);
     while !kinds.iter().any(|x| x == want) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
         kinds = anon_inodes(pid);
     }
     let has = |k: &str| kinds.iter().any(|x| x == k);
