@@ -209,6 +209,15 @@ impl RelayEnv for TestEnv {
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
+
+    fn pool_samples(&self) -> Vec<PoolSample> {
+        vec![PoolSample {
+            kind: "group14",
+            ready: 3,
+            pooled: 2,
+            inline: 1,
+        }]
+    }
 }
 
 fn addr(port: u16) -> SockAddr {

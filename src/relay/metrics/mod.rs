@@ -359,14 +359,17 @@ impl ConnMeter {
         }
     }
 
-    /// The handshake completed at `now` with the key named `fingerprint` (`None` if the key
-    /// was removed meanwhile): how long it took, `None` if no start was seen.
+    /// The handshake completed at `now` with the key named `fingerprint`: how long it took,
+    /// `None` if no start was seen. With `fingerprint` `None` (the key was removed from the
+    /// ring while the handshake ran, so the connection is dropped) the duration is still
+    /// returned but the connection stays [`ConnMeter::in_handshake`], so its close counts as a
+    /// failed handshake.
     pub fn handshake_finished(
         &mut self,
         now: Instant,
         fingerprint: Option<&str>,
     ) -> Option<Duration> {
-        self.handshake_done = true;
+        self.handshake_done = fingerprint.is_some();
         self.fingerprint = fingerprint.map(Box::from);
         self.handshake_started
             .map(|t| now.saturating_duration_since(t))
