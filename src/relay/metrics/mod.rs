@@ -208,7 +208,9 @@ pub struct PipeCounters {
     /// ([`HANDSHAKE_FAILURE_REASONS`]); also counted in `closed`.
     pub handshake_failures: ReasonCounts,
     /// Durations of completed handshakes, from the handshake's start (after the target connect
-    /// with `-e`, at accept with `-d`) to its last byte sent and key claimed.
+    /// with `-e`, at accept with `-d`) to its last byte sent and key claimed. A handshake whose
+    /// key was removed from the ring meanwhile is timed too (the protocol exchange completed),
+    /// and its connection, dropped, is also a `key_removed` handshake failure.
     pub handshake_duration: Histogram,
     /// Durations of successful target connects, from the connect's submission to its
     /// completion (one per address tried that succeeded).
