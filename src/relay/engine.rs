@@ -391,6 +391,9 @@ pub struct Relay<D: Driver> {
     pipes: Vec<Option<Pipe>>,
     /// Counters of pipes that are gone.
     retired: RelayStats,
+    /// The metrics counters of pipes that are gone, by name: added to those of a pipe of the
+    /// same name (one replaced by a reload), so that its counters never go back.
+    retired_counters: Vec<(Arc<str>, PipeCounters)>,
     conns: Slots<Entry>,
     env: Box<dyn RelayEnv>,
     log: Logger,
@@ -432,6 +435,7 @@ impl<D: Driver> Relay<D> {
             io,
             pipes: Vec::new(),
             retired: RelayStats::default(),
+            retired_counters: Vec::new(),
             conns: Slots::new(),
             env,
             log,
@@ -590,23 +594,38 @@ impl<D: Driver> Relay<D> {
     /// [`Publisher`](super::metrics::Publisher)): one [`PipeSample`] per pipe still there
     /// (name, mode, open connections, its [`PipeCounters`] and its key ring, whose per-key
     /// table is read when scraped), in the order the pipes were added, and one [`PoolSample`]
-    /// per key-pair pool. A pipe that is gone ([`Relay::stop_pipe`]) is no longer listed.
-    /// Allocates and copies the counters: call it at most every
-    /// [`PUBLISH_INTERVAL`](super::metrics::PUBLISH_INTERVAL), never per event. Never fails.
+    /// per key-pair pool. A pipe that is gone ([`Relay::stop_pipe`]) is no longer listed,
+    /// but its counts are added to those of a pipe of the same name (the first listed), now or
+    /// added later: a pipe replaced under its name by a reload keeps counting from where the
+    /// old one was, so no counter ever goes back (which Prometheus would read as a restart).
+    /// Two pipes of one name (the old one still draining) are both listed; the scrape sums
+    /// them ([`sum_loops`](super::metrics::sum_loops)). Allocates and copies the counters:
+    /// call it at most every [`PUBLISH_INTERVAL`](super::metrics::PUBLISH_INTERVAL), never
+    /// per event. Never fails.
     pub fn metrics_snapshot(&self) -> LoopSnapshot {
+        let mut pipes: Vec<PipeSample> = self
+            .pipes
+            .iter()
+            .flatten()
+            .map(|p| PipeSample {
+                name: Arc::clone(&p.cfg.name),
+                mode: p.cfg.mode,
+                active: p.active as u64,
+                counters: Some(p.counters.clone()),
+                keys: Some(p.cfg.keys.clone()),
+            })
+            .collect();
+        for (name, gone) in &self.retired_counters {
+            if let Some(c) = pipes
+                .iter_mut()
+                .find(|p| p.name == *name)
+                .and_then(|p| p.counters.as_mut())
+            {
+                c.merge(gone);
+            }
+        }
         LoopSnapshot {
-            pipes: self
-                .pipes
-                .iter()
-                .flatten()
-                .map(|p| PipeSample {
-                    name: Arc::clone(&p.cfg.name),
-                    mode: p.cfg.mode,
-                    active: p.active as u64,
-                    counters: Some(p.counters.clone()),
-                    keys: Some(p.cfg.keys.clone()),
-                })
-                .collect(),
+            pipes,
             pools: self.env.pool_samples(),
         }
     }
@@ -1419,6 +1438,12 @@ impl<D: Driver> Relay<D> {
         if pipe.stopping && pipe.listener_closed && pipe.active == 0 {
             let stats = pipe.stats();
             self.retired.add(&stats);
+            let counters = std::mem::take(&mut pipe.counters);
+            let name = Arc::clone(&pipe.cfg.name);
+            match self.retired_counters.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => c.merge(&counters),
+                None => self.retired_counters.push((name, counters)),
+            }
             if let Some(entry) = self.pipes.get_mut(id.0 as usize) {
                 *entry = None;
             }

@@ -459,10 +459,38 @@ fn the_snapshot_lists_pipes_by_name_with_seeded_labels_and_the_pools() {
         }]
     );
 
-    // A pipe that is gone is no longer listed; its counts stay in the relay's totals.
+    // A connection on "redis" (its accept was armed last), still open when the pipe stops:
+    // the pipe is listed until it has drained.
+    let _c = s.accept();
     s.relay.stop_pipe(second).expect("stop");
+    let names: Vec<String> = (s.relay.metrics_snapshot().pipes.iter())
+        .map(|p| p.name.to_string())
+        .collect();
+    assert_eq!(names, ["default", "redis"]);
+    s.fire(Op::Deadline);
     s.finish_closes();
+    // Gone: no longer listed; its counts stay in the relay's totals.
     let snap = s.relay.metrics_snapshot();
     let names: Vec<&str> = snap.pipes.iter().map(|p| &*p.name).collect();
     assert_eq!(names, ["default"]);
+    assert_eq!(s.stats().accepted, 1);
+    assert_eq!(counters(&s).accepted, 0, "not added to another pipe's");
+
+    // A pipe added again under that name (a reload) counts on from the old one's counts.
+    let mut cfg = config(Mode::Decrypt);
+    cfg.name = "redis".into();
+    let listener: OwnedFd = File::open("/dev/null").expect("/dev/null").into();
+    let third = s.relay.add_pipe(listener, cfg).expect("pipe");
+    let redis = |s: &Sim| {
+        let snap = s.relay.metrics_snapshot();
+        let p = snap.pipes.iter().find(|p| &*p.name == "redis").cloned();
+        p.and_then(|p| p.counters).expect("redis listed")
+    };
+    let c = redis(&s);
+    assert_eq!(c.accepted, 1);
+    assert_eq!(c.closed.get("handshake_timeout"), 1);
+    assert_eq!(c.handshake_failures.get("handshake_timeout"), 1);
+    let _d = s.accept();
+    assert_eq!(redis(&s).accepted, 2);
+    assert_eq!(s.relay.pipe_stats(third).map(|st| st.accepted), Some(1));
 }
