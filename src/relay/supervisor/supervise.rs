@@ -13,6 +13,7 @@ use crate::io::SockAddr;
 use crate::os::notify::{self, Notifier};
 use crate::proto::key::KeySet;
 
+use super::super::audit::ReopenHandle;
 use super::super::check_config;
 use super::super::control::{ControlMsg, KeyRegistry};
 use super::super::daemon::{self, RunError, StartupError, UnixPathGuard};
@@ -43,6 +44,8 @@ pub(super) struct Supervisor {
     pub(super) notify: Notifier,
     pub(super) log: Logger,
     pub(super) hups_seen: usize,
+    /// Asks every loop's audit writer to reopen its file (logrotate), on every reload.
+    pub(super) audit_reopen: Option<ReopenHandle>,
 }
 
 impl Supervisor {
@@ -192,6 +195,9 @@ impl Supervisor {
     pub(super) fn reload_and_report(&mut self, by_signal: bool) -> Result<String, String> {
         let sent = self.notify.reloading();
         self.notified(sent);
+        if let Some(h) = &self.audit_reopen {
+            h.request();
+        }
         let outcome = self.reload();
         self.board.reload_done(outcome.is_ok());
         let why = if by_signal { "SIGHUP" } else { "reload" };
@@ -250,9 +256,6 @@ impl Supervisor {
                 .collect();
             return Err(lines.join("; "));
         };
-        if let Some(field) = new.settings.audit_log.as_ref().map(|_| "process.audit_log") {
-            return Err(format!("{name}: {field}: not supported yet"));
-        }
         for field in restart_only(&config.settings, &new.settings) {
             self.log.always(format_args!(
                 "reload: process.{field} changed; it takes effect at the next start"
