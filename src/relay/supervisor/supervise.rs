@@ -103,10 +103,13 @@ impl Supervisor {
             for msg in control.try_iter().take(100) {
                 self.on_control(msg, drain.is_some());
             }
-            if loops.iter().all(|h| h.is_finished()) {
-                return;
-            }
+            // Signals first: a loop with nothing open exits on SIGTERM at once, and systemd
+            // must still hear STOPPING=1 before the process ends.
+            let finished = loops.iter().all(|h| h.is_finished());
             if signals.int.load(Relaxed) > 0 || common.failed.load(Relaxed) {
+                if finished {
+                    return;
+                }
                 continue;
             }
             let terms = signals.term.load(Relaxed);
@@ -144,6 +147,9 @@ impl Supervisor {
                      still open",
                     limit.as_secs_f64()
                 ));
+            }
+            if finished {
+                return;
             }
             if drain.is_some() {
                 continue;
