@@ -578,7 +578,8 @@ fn redis_replicates_between_two_hosts_through_their_relays() {
     // While it is cut the replica gets nothing (the replication stream crosses the veth and
     // nothing else), though the master keeps taking writes.
     net.set_link(false).expect("veth down");
-    thread::sleep(Duration::from_millis(500));
+    // What was already past the veth settles first.
+    thread::sleep(Duration::from_secs(1));
     let (stalled_at, master_at) = (
         offset(&mut replica, "slave_repl_offset"),
         offset(&mut master, "master_repl_offset"),
