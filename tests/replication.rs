@@ -20,7 +20,8 @@
 //! seconds, and B's spiperelay killed and restarted (the replica reconnects and continues
 //! with a partial resync). Once the writes stop, the replica catches up (equal replication
 //! offsets) and both hold identical data (`DEBUG DIGEST`, and `DBSIZE`). Last, A's `send`
-//! pipe reaches B's Redis (the other direction of the pair serves too).
+//! pipe reaches B's Redis (the other direction of the pair serves too). The whole scenario
+//! runs once with the relays on io_uring (where the kernel has it) and once on epoll.
 //!
 //! The test talks to both Redis servers over their Unix sockets (a path is reachable from any
 //! network namespace) with a small RESP client. Needs root, `ip` (iproute2), redis-server and
@@ -42,8 +43,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bin_common::{
-    Proc, TempDir, args, have_tool, pid_listens_on, random_bytes, relay_bin, run_bounded,
-    wait_until,
+    Proc, TempDir, anon_inodes, args, have_tool, pid_listens_on, random_bytes, relay_bin,
+    run_bounded, wait_until,
 };
 use netns_common::{Net, cannot_make_namespaces, skip, spawn_in};
 
@@ -284,7 +285,15 @@ struct Relay {
 impl Relay {
     /// Starts the host's relay in `ns` from `config` (written under `dir`), and waits until
     /// every pipe listens.
-    fn start(dir: &TempDir, ns: &str, host: char, config: &str, generation: u32) -> Relay {
+    /// The relay runs on io backend `backend` (`SPIPERELAY_BACKEND`), checked in
+    /// `/proc/<pid>/fd`.
+    fn start(
+        dir: &TempDir,
+        ns: &str,
+        backend: &str,
+        (host, generation): (char, u32),
+        config: &str,
+    ) -> Relay {
         let files = if ONE_PROCESS_PER_PIPE {
             split_per_pipe(config)
         } else {
@@ -299,7 +308,7 @@ impl Relay {
                 dir,
                 ns,
                 &name,
-                &[],
+                &[("SPIPERELAY_BACKEND", backend)],
                 &relay_bin(),
                 &args([OsString::from("--config"), file.into()]),
             );
@@ -312,6 +321,16 @@ impl Relay {
                 up && p.try_exit().is_none(),
                 "{name} did not listen on {ports:?}: {}",
                 p.stderr()
+            );
+            let kind = if backend == "epoll" {
+                "[eventpoll]"
+            } else {
+                "[io_uring]"
+            };
+            let kinds = anon_inodes(p.pid());
+            assert!(
+                kinds.iter().any(|k| k == kind),
+                "{name} runs on {kinds:?}, not {backend}"
             );
             procs.push(p);
         }
@@ -494,16 +513,38 @@ fn redis_replicates_between_two_hosts_through_their_relays() {
     if !have_tool(REDIS_SERVER, "redis-server") || !have_tool(REDIS_CLI, "redis-tools") {
         return;
     }
-    let net = match Net::create("sprrp", 'r', ADDR_A, ADDR_B) {
-        Ok(n) => n,
-        Err(e) => {
-            skip(
-                "replication test",
-                &format!("cannot create the namespaces: {e}"),
-            );
-            return;
+    let mut ran = 0;
+    for backend in ["io_uring", "epoll"] {
+        if backend == "io_uring"
+            && let Err(e) = spiperelay::io::uring::probe()
+        {
+            eprintln!("SKIP io_uring: {e}");
+            continue;
         }
-    };
+        let net = match Net::create(
+            "sprrp",
+            backend.chars().next().unwrap_or('x'),
+            ADDR_A,
+            ADDR_B,
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                skip(
+                    "replication test",
+                    &format!("cannot create the namespaces: {e}"),
+                );
+                return;
+            }
+        };
+        replicate(&net, backend);
+        ran += 1;
+    }
+    assert!(ran > 0, "no io backend ran");
+}
+
+/// The scenario of the module documentation on `net`, with every relay on `backend`.
+fn replicate(net: &Net, backend: &str) {
+    eprintln!("== {backend}");
     let started = Instant::now();
     let dir = TempDir::new("repl");
     let key = dir.join("replication.key");
@@ -531,8 +572,8 @@ fn redis_replicates_between_two_hosts_through_their_relays() {
 
     let (_redis_a, sock_a) = start_redis(&dir, &net.a, 'a');
     let (_redis_b, sock_b) = start_redis(&dir, &net.b, 'b');
-    let relay_a = Relay::start(&dir, &net.a, 'a', &config_a, 0);
-    let mut relay_b = Relay::start(&dir, &net.b, 'b', &config_b, 0);
+    let relay_a = Relay::start(&dir, &net.a, backend, ('a', 0), &config_a);
+    let mut relay_b = Relay::start(&dir, &net.b, backend, ('b', 0), &config_b);
     let mut master = Redis::connect(&sock_a, "master").expect("connect master");
     let mut replica = Redis::connect(&sock_b, "replica").expect("connect replica");
 
@@ -617,7 +658,7 @@ fn redis_replicates_between_two_hosts_through_their_relays() {
         "the replica's link stayed up with B's relay gone"
     );
     thread::sleep(Duration::from_secs(1));
-    relay_b = Relay::start(&dir, &net.b, 'b', &config_b, 1);
+    relay_b = Relay::start(&dir, &net.b, backend, ('b', 1), &config_b);
     let t = Instant::now();
     assert!(
         link_up(&mut replica, LINK_WAIT),
@@ -692,7 +733,7 @@ fn redis_replicates_between_two_hosts_through_their_relays() {
         let log = p.stderr();
         assert!(!log.contains("panic"), "{}: {log}", p.name);
     }
-    eprintln!("replication test took {:?}", started.elapsed());
+    eprintln!("{backend}: replication test took {:?}", started.elapsed());
     drop((relay_a, relay_b, master, replica));
 }
 
