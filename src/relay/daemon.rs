@@ -640,6 +640,7 @@ pub fn run(program: &str, args: &SpipedArgs) -> Result<(), DaemonError> {
     let shares = connection_shares(args.max_connections, args.threads);
     let handshake_share = handshake_share(args.handshake_limit, shares.len());
     let cfg = PipeConfig {
+        name: PIPE_NAME.into(),
         mode: args.mode,
         targets,
         keys: rotation.ring(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::Mode;
-use crate::config::TcpOptions;
+use crate::config::{COMMAND_LINE_PIPE, TcpOptions};
 use crate::io::{
     Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, WaitError, sys,
 };
@@ -136,6 +136,9 @@ impl RelayEnv for OsEnv {
 /// here is a command-line type: the spiped command line is one way to build one.
 #[derive(Clone, Debug)]
 pub struct PipeConfig {
+    /// The pipe's name, in log lines (see [`PipeConfig::log_prefix`]), `spiperelay status`
+    /// and the metrics.
+    pub name: Arc<str>,
     /// `-e` (protocol client) or `-d` (protocol server).
     pub mode: Mode,
     /// The target's addresses, tried in order for each connection.
@@ -171,6 +174,16 @@ pub struct PipeConfig {
 }
 
 impl PipeConfig {
+    /// What the relay's log lines about this pipe start with: `pipe NAME: `, or nothing for
+    /// the spiped command line's one pipe ([`COMMAND_LINE_PIPE`]), whose lines stay spiped's.
+    pub fn log_prefix(&self) -> String {
+        if &*self.name == COMMAND_LINE_PIPE {
+            String::new()
+        } else {
+            format!("pipe {}: ", self.name)
+        }
+    }
+
     /// The TCP options of the socket on `side` of a connection of this pipe: `source_tcp`
     /// for the accepted side, `target_tcp` for the target side.
     pub fn tcp_options(&self, side: Side) -> &TcpOptions {
@@ -799,8 +812,9 @@ impl<D: Driver> Relay<D> {
                     if let Err(e) = tcp_opts::apply(fd, entry.cfg.tcp_options(side))
                         && !tcp_opts::is_not_tcp(&e)
                     {
+                        let who = entry.cfg.log_prefix();
                         self.log.warn(format_args!(
-                            "cannot set the {side} socket's TCP options: {e}"
+                            "{who}cannot set the {side} socket's TCP options: {e}"
                         ));
                     }
                 }
@@ -814,9 +828,9 @@ impl<D: Driver> Relay<D> {
                 if let Some(p) = pipe_mut(&mut self.pipes, pipe) {
                     p.stats.handshakes += 1;
                     if let Some(c) = &claim {
-                        let mode = p.mode_flag();
+                        let (who, mode) = (p.cfg.log_prefix(), p.mode_flag());
                         self.log.notice(format_args!(
-                            "connection established ({mode}) with key {}",
+                            "{who}connection established ({mode}) with key {}",
                             c.fingerprint()
                         ));
                     }
@@ -850,10 +864,10 @@ impl<D: Driver> Relay<D> {
             return;
         };
         if pipe.starved.is_empty() {
-            let active = pipe.stats.active;
+            let (active, who) = (pipe.stats.active, pipe.cfg.log_prefix());
             if let SubmitError::Socket(e) = error {
                 self.log.warn(format_args!(
-                    "cannot create a socket for the target: {e}; pausing accepts and retrying \
+                    "{who}cannot create a socket for the target: {e}; pausing accepts and retrying \
                      (open connections: {active})"
                 ));
             }
@@ -911,6 +925,7 @@ impl<D: Driver> Relay<D> {
         pipe.accept_epoch = pipe.accept_epoch.wrapping_add(1) & 0xff_ffff;
         let t = token(id.0, pipe.accept_epoch, Op::Accept);
         let listener = pipe.listener;
+        let who = pipe.cfg.log_prefix();
         match self.io.accept(listener, t) {
             Ok(()) => {
                 if let Some(pipe) = pipe_mut(&mut self.pipes, id) {
@@ -918,8 +933,9 @@ impl<D: Driver> Relay<D> {
                 }
             }
             Err(e) => {
-                self.log
-                    .warn(format_args!("cannot accept connections: {e}; retrying"));
+                self.log.warn(format_args!(
+                    "{who}cannot accept connections: {e}; retrying"
+                ));
                 self.start_backoff(id);
             }
         }
@@ -959,8 +975,10 @@ impl<D: Driver> Relay<D> {
             let max = pipe.cfg.max_connections.unwrap_or(0);
             self.io.cancel_accept(pipe.listener);
             pipe.accept = AcceptState::AtLimit;
+            let who = pipe.cfg.log_prefix();
             self.log.warn(format_args!(
-                "Maximum number of connections ({max}) reached; new clients wait until one closes"
+                "{who}Maximum number of connections ({max}) reached; new clients wait until one \
+                 closes"
             ));
         }
         let Some(pipe) = pipe_mut(&mut self.pipes, id) else {
@@ -1038,6 +1056,7 @@ impl<D: Driver> Relay<D> {
             // The end of an accept we cancelled ourselves.
             return;
         }
+        let who = pipe.cfg.log_prefix();
         if error.0 == libc::ECANCELED && !armed {
             // Our accept ended although we did not cancel it (we cancel only when leaving
             // `Armed`, and re-arm under a new epoch): without a new accept the pipe would be
@@ -1048,19 +1067,19 @@ impl<D: Driver> Relay<D> {
         pipe.stats.accept_errors += 1;
         if armed {
             self.log
-                .warn(format_args!("accepting a connection failed: {error}"));
+                .warn(format_args!("{who}accepting a connection failed: {error}"));
             return;
         }
         let ms = pipe.cfg.accept_backoff.as_millis();
         let active = pipe.stats.active;
         if error.is_resource_exhaustion() {
             self.log.warn(format_args!(
-                "accepting a connection failed: {error}; pausing accepts for {ms} ms \
+                "{who}accepting a connection failed: {error}; pausing accepts for {ms} ms \
                  (open connections: {active})"
             ));
         } else {
             self.log.warn(format_args!(
-                "accepting a connection failed: {error}; retrying in {ms} ms"
+                "{who}accepting a connection failed: {error}; retrying in {ms} ms"
             ));
         }
         self.start_backoff(id);
@@ -1120,14 +1139,15 @@ impl<D: Driver> Relay<D> {
             match reason {
                 Some(r) => {
                     pipe.stats.dropped += 1;
+                    let who = pipe.cfg.log_prefix();
                     match &key {
                         Some(u) => self.log.warn(format_args!(
-                            "connection dropped ({mode}): {r} (key {})",
+                            "{who}connection dropped ({mode}): {r} (key {})",
                             u.fingerprint()
                         )),
                         None => self
                             .log
-                            .warn(format_args!("connection dropped ({mode}): {r}")),
+                            .warn(format_args!("{who}connection dropped ({mode}): {r}")),
                     }
                 }
                 None => pipe.stats.clean_closes += 1,

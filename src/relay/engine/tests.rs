@@ -221,6 +221,7 @@ fn config(mode: Mode) -> PipeConfig {
         Mode::Decrypt => RingMode::Decrypt,
     };
     PipeConfig {
+        name: "default".into(),
         mode,
         targets: vec![addr(1)],
         keys: KeyRing::new(KeySet::single(Key::from_key_file(KEY)), 4, ring_mode)
