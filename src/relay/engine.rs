@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::Mode;
-use crate::config::{COMMAND_LINE_PIPE, TcpOptions};
+use crate::config::TcpOptions;
 use crate::io::{
     Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, WaitError, sys,
 };
@@ -177,11 +177,7 @@ impl PipeConfig {
     /// What the relay's log lines about this pipe start with: `pipe NAME: `, or nothing for
     /// the spiped command line's one pipe ([`COMMAND_LINE_PIPE`]), whose lines stay spiped's.
     pub fn log_prefix(&self) -> String {
-        if &*self.name == COMMAND_LINE_PIPE {
-            String::new()
-        } else {
-            format!("pipe {}: ", self.name)
-        }
+        super::log::pipe_prefix(&self.name)
     }
 
     /// The TCP options of the socket on `side` of a connection of this pipe: `source_tcp`
@@ -362,6 +358,12 @@ impl<D: Driver> Relay<D> {
         let mut relay = Self::with_env(io, log, Box::new(OsEnv::new()));
         relay.add_pipe(listener, cfg)?;
         Ok(relay)
+    }
+
+    /// A relay with no pipes yet ([`Relay::add_pipe`] adds them), drawing its randomness from
+    /// the operating system.
+    pub fn empty(io: D, log: Logger) -> Self {
+        Self::with_env(io, log, Box::new(OsEnv::new()))
     }
 
     /// A relay with no pipes yet, drawing its randomness from `env`.

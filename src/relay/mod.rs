@@ -36,8 +36,10 @@ pub mod pool;
 pub(crate) mod slots;
 pub mod spipe;
 pub mod status;
+pub mod supervisor;
 pub mod tcp_opts;
 
 pub use conn::{DropReason, Side};
-pub use daemon::{DaemonError, RunError, StartupError, run};
+pub use daemon::{DaemonError, RunError, StartupError};
 pub use engine::{PipeConfig, PipeId, Relay, RelayError, RelayStats};
+pub use supervisor::{ConfigSource, run};
