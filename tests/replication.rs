@@ -10,8 +10,9 @@
 //! the other host's `receive`).
 //!
 //! ```text
-//!  ns A: redis master :6379 ◀── receive (-d) ◀══ veth ══ send (-e) :6380 ◀── replica (ns B)
-//!        :6380 send (-e) ══ veth ══▶ receive (-d) ──▶ redis replica :6379   (the other way)
+//!  ns A                                          ns B
+//!  master :6379 ◀── receive ◀═══ veth ═══ send :6380 ◀── replica (REPLICAOF 127.0.0.1 6380)
+//!         :6380 send ═══════ veth ═══════▶ receive ──▶ :6379 replica
 //! ```
 //!
 //! The master gets a data set of tens of MB (random values, so the RDB does not compress);
@@ -74,11 +75,6 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
 const LINK_WAIT: Duration = Duration::from_secs(20);
 /// Bound on one Redis reply.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// TEMPORARY, until the daemon runs every pipe of a configuration file in one process: runs
-/// each host's configuration as one process per pipe (the file split in two, the control
-/// socket renamed per process). `false` runs the example's shape: one process per host.
-const ONE_PROCESS_PER_PIPE: bool = true;
 
 // ---------------------------------------------------------------------------------------------
 // A small RESP client (enough for the commands below)
@@ -263,30 +259,15 @@ fn source_ports(config: &str) -> Vec<u16> {
         .collect()
 }
 
-/// [`ONE_PROCESS_PER_PIPE`]: `config` split into one file per pipe, each with the
-/// `[process]` table (its control socket renamed after the pipe) and one `[pipe.NAME]`.
-fn split_per_pipe(config: &str) -> Vec<(String, String)> {
-    let mut parts = config.split("\n[pipe.");
-    let head = parts.next().unwrap_or_default().to_owned();
-    parts
-        .map(|p| {
-            let name = p.split(']').next().unwrap_or_default().to_owned();
-            let head = head.replace("control.sock", &format!("control-{name}.sock"));
-            (name, format!("{head}\n[pipe.{p}"))
-        })
-        .collect()
-}
-
-/// One host's spiperelay: one process (or, [`ONE_PROCESS_PER_PIPE`], one per pipe).
+/// One host's spiperelay: one process carrying every pipe of the host's configuration.
 struct Relay {
-    procs: Vec<Proc>,
+    proc: Proc,
 }
 
 impl Relay {
-    /// Starts the host's relay in `ns` from `config` (written under `dir`), and waits until
-    /// every pipe listens.
-    /// The relay runs on io backend `backend` (`SPIPERELAY_BACKEND`), checked in
-    /// `/proc/<pid>/fd`.
+    /// Starts the host's relay in `ns` from `config` (written under `dir`) on io backend
+    /// `backend` (`SPIPERELAY_BACKEND`, checked in `/proc/<pid>/fd`), and waits until every
+    /// pipe listens.
     fn start(
         dir: &TempDir,
         ns: &str,
@@ -294,55 +275,42 @@ impl Relay {
         (host, generation): (char, u32),
         config: &str,
     ) -> Relay {
-        let files = if ONE_PROCESS_PER_PIPE {
-            split_per_pipe(config)
+        let name = format!("relay-{host}-{generation}");
+        let file = dir.join(&format!("{host}.toml"));
+        fs::write(&file, config).expect("write config");
+        let mut p = spawn_in(
+            dir,
+            ns,
+            &name,
+            &[("SPIPERELAY_BACKEND", backend)],
+            &relay_bin(),
+            &args([OsString::from("--config"), file.into()]),
+        );
+        let ports = source_ports(config);
+        assert_eq!(ports.len(), 2, "two TCP sources in {config}");
+        let up = wait_until(Duration::from_secs(10), || {
+            p.try_exit().is_some() || ports.iter().all(|&port| pid_listens_on(p.pid(), port))
+        });
+        assert!(
+            up && p.try_exit().is_none(),
+            "{name} did not listen on {ports:?}: {}",
+            p.stderr()
+        );
+        let kind = if backend == "epoll" {
+            "[eventpoll]"
         } else {
-            vec![("all".to_owned(), config.to_owned())]
+            "[io_uring]"
         };
-        let mut procs = Vec::new();
-        for (part, text) in files {
-            let name = format!("relay-{host}-{part}-{generation}");
-            let file = dir.join(&format!("{host}-{part}.toml"));
-            fs::write(&file, &text).expect("write config");
-            let mut p = spawn_in(
-                dir,
-                ns,
-                &name,
-                &[("SPIPERELAY_BACKEND", backend)],
-                &relay_bin(),
-                &args([OsString::from("--config"), file.into()]),
-            );
-            let ports = source_ports(&text);
-            assert!(!ports.is_empty(), "no TCP source in {text}");
-            let up = wait_until(Duration::from_secs(10), || {
-                p.try_exit().is_some() || ports.iter().all(|&port| pid_listens_on(p.pid(), port))
-            });
-            assert!(
-                up && p.try_exit().is_none(),
-                "{name} did not listen on {ports:?}: {}",
-                p.stderr()
-            );
-            let kind = if backend == "epoll" {
-                "[eventpoll]"
-            } else {
-                "[io_uring]"
-            };
-            let kinds = anon_inodes(p.pid());
-            assert!(
-                kinds.iter().any(|k| k == kind),
-                "{name} runs on {kinds:?}, not {backend}"
-            );
-            procs.push(p);
-        }
-        Relay { procs }
+        let kinds = anon_inodes(p.pid());
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{name} runs on {kinds:?}, not {backend}"
+        );
+        Relay { proc: p }
     }
 
     fn logs(&self) -> String {
-        self.procs
-            .iter()
-            .map(|p| format!("{}: {}", p.name, p.stderr()))
-            .collect::<Vec<_>>()
-            .join("; ")
+        format!("{}: {}", self.proc.name, self.proc.stderr())
     }
 }
 
@@ -668,6 +636,14 @@ fn replicate(net: &Net, backend: &str) {
         relay_b.logs()
     );
     eprintln!("reconnected {:?} after B's relay restarted", t.elapsed());
+    // Through the restarted process's send pipe (its log lines name the pipe).
+    assert!(
+        wait_until(Duration::from_secs(5), || relay_b
+            .logs()
+            .contains("pipe send: connection established")),
+        "B's relay logged no connection on its send pipe: {}",
+        relay_b.logs()
+    );
     thread::sleep(Duration::from_secs(1));
 
     let writes = writer.finish().expect("the writer");
@@ -729,9 +705,9 @@ fn replicate(net: &Net, backend: &str) {
         relay_b.logs()
     );
 
-    for p in relay_a.procs.iter().chain(&relay_b.procs) {
-        let log = p.stderr();
-        assert!(!log.contains("panic"), "{}: {log}", p.name);
+    for relay in [&relay_a, &relay_b] {
+        let log = relay.logs();
+        assert!(!log.contains("panic"), "{log}");
     }
     eprintln!("{backend}: replication test took {:?}", started.elapsed());
     drop((relay_a, relay_b, master, replica));
@@ -747,13 +723,8 @@ fn the_generated_configurations_keep_the_examples_shape() {
         assert!(!text.contains("/etc/") && !text.contains("/run/"), "{text}");
         // The receive pipe on the veth address, the send pipe on 127.0.0.1:6380.
         assert_eq!(source_ports(text), [8025, 6380], "{text}");
-        let parts = split_per_pipe(text);
-        let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["receive", "send"]);
-        for (name, part) in &parts {
-            assert_eq!(part.matches("[pipe.").count(), 1, "{part}");
-            assert!(part.contains(&format!("control-{name}.sock")), "{part}");
-        }
+        assert_eq!(text.matches("[pipe.receive]").count(), 1, "{text}");
+        assert_eq!(text.matches("[pipe.send]").count(), 1, "{text}");
     }
     assert!(a.contains(&format!("source = \"[{ADDR_A}]:8025\"")), "{a}");
     assert!(a.contains(&format!("target = \"[{ADDR_B}]:8025\"")), "{a}");
