@@ -2,7 +2,7 @@
 # Redis replication between two hosts through spiperelay, on one machine. Two network
 # namespaces stand for the hosts A and B, joined by a veth pair addressed from 169.254.79.0/30
 # (nothing outside the namespaces is addressed). Each host runs a redis-server on 127.0.0.1:6379
-# and spiperelay with examples/replication-a.toml or replication-b.toml (host addresses, key
+# and one spiperelay process with examples/replication-a.toml or -b.toml (host addresses, key
 # and control-socket paths substituted): a `receive` pipe (decrypt, veth -> local Redis) and a
 # `send` pipe (encrypt, 127.0.0.1:6380 -> the other host's receive pipe). The master in A gets
 # a data set of tens of MB, the replica in B runs `REPLICAOF 127.0.0.1 6380`, writes go on
@@ -15,11 +15,6 @@
 # (redis-tools), and cargo unless SPIPERELAY_BIN is set.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-# TEMPORARY, until the daemon runs every pipe of a configuration file in one process: 1 runs
-# each host's file split into one process per pipe. 0 runs the examples' shape: one process
-# per host.
-ONE_PROCESS_PER_PIPE="${ONE_PROCESS_PER_PIPE:-1}"
 
 ADDR_A=169.254.79.1
 ADDR_B=169.254.79.2
@@ -114,32 +109,10 @@ for host in a b; do
 	"$BIN" check-config "$DIR/$host.toml"
 done
 
-# FILE: the files to run, one per process (see ONE_PROCESS_PER_PIPE).
-config_files() {
-	if [ "$ONE_PROCESS_PER_PIPE" != 1 ]; then
-		echo "$1"
-		return
-	fi
-	awk -v out="${1%.toml}" '
-		/^\[pipe\./ {
-			name = $0; sub(/^\[pipe\./, "", name); sub(/\].*/, "", name)
-			file = out "-" name ".toml"; h = head
-			gsub(/control\.sock/, "control-" name ".sock", h)
-			printf "%s", h > file
-			print file
-		}
-		{ if (file == "") head = head $0 "\n"; else print > file }
-	' "$1"
-}
-
-# HOST NS: starts that host's relay; its PIDs in STARTED.
+# HOST NS: starts that host's spiperelay (one process, both pipes); its PID in STARTED.
 start_relay() {
-	local f
-	STARTED=()
-	for f in $(config_files "$DIR/$1.toml"); do
-		ip netns exec "$2" "$BIN" --config "$f" </dev/null >>"$DIR/relay-$1.log" 2>&1 &
-		STARTED+=($!)
-	done
+	ip netns exec "$2" "$BIN" --config "$DIR/$1.toml" </dev/null >>"$DIR/relay-$1.log" 2>&1 &
+	STARTED=$!
 }
 
 # NS PORT: whether something in NS listens on TCP PORT.
@@ -162,15 +135,17 @@ B="redis-cli -s $DIR/redis-b.sock"
 wait_for 10 "redis-server in A did not start" $A ping
 wait_for 10 "redis-server in B did not start" $B ping
 
-echo "== spiperelay on each host (ONE_PROCESS_PER_PIPE=$ONE_PROCESS_PER_PIPE)" >&2
+echo "== one spiperelay on each host, carrying both pipes of its file" >&2
 start_relay a "$NS_A"
-PIDS+=("${STARTED[@]}")
+PIDS+=("$STARTED")
 start_relay b "$NS_B"
-RELAY_B=("${STARTED[@]}")
+RELAY_B=("$STARTED")
 for ns in "$NS_A" "$NS_B"; do
-	wait_for 10 "no relay listens in $ns (see $DIR/relay-*.log)" listening "$ns" 8025
-	wait_for 10 "no relay listens in $ns (see $DIR/relay-*.log)" listening "$ns" 6380
+	wait_for 10 "spiperelay does not listen in $ns" listening "$ns" 8025
+	wait_for 10 "spiperelay does not listen in $ns" listening "$ns" 6380
 done
+ip netns exec "$NS_A" ss -Hltnp | grep spiperelay | awk -v h="host A:" '{print h, $4, $6}'
+ip netns exec "$NS_B" ss -Hltnp | grep spiperelay | awk -v h="host B:" '{print h, $4, $6}'
 
 echo "== master (A): DEBUG POPULATE 200000 keys of 200 bytes" >&2
 $A debug populate 200000 key 200 >/dev/null
@@ -203,7 +178,7 @@ RELAY_B=()
 wait_for 20 "the replica's link stayed up without B's relay" \
 	bash -c "$B info replication | grep -q '^master_link_status:down'"
 start_relay b "$NS_B"
-RELAY_B=("${STARTED[@]}")
+RELAY_B=("$STARTED")
 wait_for 20 "the replica did not reconnect" synced
 wait "$BENCH" || true
 echo "writes: $(tr '\r' '\n' <"$DIR/bench.log" | grep -E 'requests per second' | tr '\n' ' ')"
