@@ -19,7 +19,8 @@
 //! the replica runs `REPLICAOF 127.0.0.1 6380` and makes its full sync through the pipes.
 //! Then a stream of writes runs while the link is broken twice: the veth set down for a few
 //! seconds, and B's spiperelay killed and restarted (the replica reconnects and continues
-//! with a partial resync). Once the writes stop, the replica catches up (equal replication
+//! with a partial resync); in between, both relays reload their files (SIGHUP, `spiperelay
+//! reload`) without touching the replication link. Once the writes stop, the replica catches up (equal replication
 //! offsets) and both hold identical data (`DEBUG DIGEST`, and `DBSIZE`). Last, A's `send`
 //! pipe reaches B's Redis (the other direction of the pair serves too). The whole scenario
 //! runs once with the relays on io_uring (where the kernel has it) and once on epoll.
@@ -613,6 +614,60 @@ fn replicate(net: &Net, backend: &str) {
             > before),
         "the replica stalled after the link came back: {:?}; A: {}; B: {}",
         replica.info("replication"),
+        relay_a.logs(),
+        relay_b.logs()
+    );
+
+    // Reloads leave the replication link alone: B's relay by SIGHUP, A's by `spiperelay
+    // reload` over its control socket (the files unchanged). No reconnect, no resync.
+    let syncs = |m: &mut Redis| {
+        (
+            int_field(m, "stats", "sync_full"),
+            int_field(m, "stats", "sync_partial_ok"),
+        )
+    };
+    let syncs_before = syncs(&mut master);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(relay_b.proc.pid()).expect("pid")),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    let control_a = dir.join("a-control.sock");
+    let out = run_bounded(
+        &relay_bin(),
+        &args([
+            OsString::from("reload"),
+            "--control".into(),
+            control_a.into(),
+        ]),
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code(), Some(0), "reload A: {out:?}; {}", relay_a.logs());
+    assert!(
+        wait_until(Duration::from_secs(10), || relay_b
+            .logs()
+            .contains("SIGHUP: reloaded")),
+        "B's relay did not reload: {}",
+        relay_b.logs()
+    );
+    let before = offset(&mut replica, "slave_repl_offset");
+    assert!(
+        wait_until(LINK_WAIT, || offset(&mut replica, "slave_repl_offset")
+            > before),
+        "the replica stalled after the reloads: {:?}; A: {}; B: {}",
+        replica.info("replication"),
+        relay_a.logs(),
+        relay_b.logs()
+    );
+    assert_eq!(
+        replica.info_field("replication", "master_link_status"),
+        "up"
+    );
+    assert_eq!(
+        syncs(&mut master),
+        syncs_before,
+        "a reload broke the replication link: A: {}; B: {}",
         relay_a.logs(),
         relay_b.logs()
     );
