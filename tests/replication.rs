@@ -18,12 +18,14 @@
 //! The master gets a data set of tens of MB (random values, so the RDB does not compress);
 //! the replica runs `REPLICAOF 127.0.0.1 6380` and makes its full sync through the pipes.
 //! Then a stream of writes runs while the link is broken twice: the veth set down for a few
-//! seconds, and B's spiperelay killed and restarted (the replica reconnects and continues
-//! with a partial resync); in between, both relays reload their files (SIGHUP, `spiperelay
-//! reload`) without touching the replication link. Once the writes stop, the replica catches up (equal replication
-//! offsets) and both hold identical data (`DEBUG DIGEST`, and `DBSIZE`). Last, A's `send`
-//! pipe reaches B's Redis (the other direction of the pair serves too). The whole scenario
-//! runs once with the relays on io_uring (where the kernel has it) and once on epoll.
+//! seconds, and B's spiperelay stopped and started again (killed on one run; on the other
+//! stopped by SIGTERM, its `shutdown_timeout` cutting the link), the replica reconnecting and
+//! continuing with a partial resync. In between, both relays reload their files (SIGHUP,
+//! `spiperelay reload`) without touching the replication link. Once the writes stop, the
+//! replica catches up (equal replication offsets) and both hold identical data (`DEBUG
+//! DIGEST`, and `DBSIZE`). Last, A's `send` pipe reaches B's Redis (the other direction of
+//! the pair serves too). The whole scenario runs once with the relays on io_uring (where the
+//! kernel has it) and once on epoll.
 //!
 //! The test talks to both Redis servers over their Unix sockets (a path is reachable from any
 //! network namespace) with a small RESP client. Needs root, `ip` (iproute2), redis-server and
@@ -249,6 +251,16 @@ fn host_config(example: &str, dir: &TempDir, host: char) -> String {
         out = out.replace(from, &to);
     }
     out
+}
+
+/// The `shutdown_timeout = N` of `config`'s `[process]` table.
+fn shutdown_timeout(config: &str) -> Duration {
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("shutdown_timeout = "))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| panic!("no shutdown_timeout in {config}"))
 }
 
 /// The `source = "..."` ports of `config`'s pipes, in order.
@@ -672,8 +684,40 @@ fn replicate(net: &Net, backend: &str) {
         relay_b.logs()
     );
 
-    // Break 2: B's spiperelay is killed (the replica's link goes down) and started again.
-    drop(relay_b);
+    // Break 2: B's spiperelay is stopped (the replica's link goes down) and started again. On
+    // the epoll run it is killed, as by a crash; on the other, stopped as `systemctl restart`
+    // does: SIGTERM, and it exits once its shutdown_timeout has cut the replication link
+    // (which stays up meanwhile: that is the drain).
+    if backend == "epoll" {
+        drop(relay_b);
+    } else {
+        let timeout = shutdown_timeout(&config_b);
+        let t = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(relay_b.proc.pid()).expect("pid")),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        let exited = wait_until(timeout + Duration::from_secs(10), || {
+            relay_b.proc.try_exit().is_some()
+        });
+        assert!(
+            exited,
+            "B's relay still runs {:?} after SIGTERM (shutdown_timeout {timeout:?}): {}",
+            t.elapsed(),
+            relay_b.logs()
+        );
+        eprintln!(
+            "B's relay exited {:?} after SIGTERM (shutdown_timeout {timeout:?})",
+            t.elapsed()
+        );
+        assert!(
+            t.elapsed() + Duration::from_secs(1) >= timeout,
+            "B's relay cut the replication link at once: {}",
+            relay_b.logs()
+        );
+        drop(relay_b);
+    }
     assert!(
         wait_until(LINK_WAIT, || replica
             .info_field("replication", "master_link_status")
