@@ -6,7 +6,8 @@
 # and control-socket paths substituted): a `receive` pipe (decrypt, veth -> local Redis) and a
 # `send` pipe (encrypt, 127.0.0.1:6380 -> the other host's receive pipe). The master in A gets
 # a data set of tens of MB, the replica in B runs `REPLICAOF 127.0.0.1 6380`, writes go on
-# while the link is cut and B's spiperelay is restarted, and the two DEBUG DIGESTs are printed.
+# while the link is cut and B's spiperelay is restarted (SIGTERM, then started again), and the
+# two DEBUG DIGESTs are printed.
 # Everything it starts is stopped by PID, and the namespaces removed, on exit.
 #
 # Usage: sudo scripts/demo-replication.sh
@@ -171,9 +172,13 @@ sleep 1
 ip -n "$NS_A" link set "${TAG}a0" down
 sleep 3
 ip -n "$NS_A" link set "${TAG}a0" up
-echo "== ... and while B's spiperelay is killed (as by a crash) and started again" >&2
-kill -KILL "${RELAY_B[@]}"
+echo "== ... and while B's spiperelay is restarted: SIGTERM (it keeps the replication link" \
+	"for its shutdown_timeout, then exits), then started again" >&2
+t0=$(date +%s)
+kill -TERM "${RELAY_B[@]}"
+wait_for 20 "B's spiperelay did not exit after SIGTERM" bash -c "! kill -0 ${RELAY_B[*]}"
 wait "${RELAY_B[@]}" 2>/dev/null || true
+echo "B's spiperelay exited $(($(date +%s) - t0)) s after SIGTERM"
 RELAY_B=()
 wait_for 20 "the replica's link stayed up without B's relay" \
 	bash -c "$B info replication | grep -q '^master_link_status:down'"
