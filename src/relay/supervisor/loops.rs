@@ -24,7 +24,7 @@ use super::super::metrics::{Board, LoopSnapshot, PipeSample};
 
 /// How long a loop waits for io at most before it looks at signals and commands: the latency
 /// of a pipe change or a `SIGTERM` in a loop with nothing to do.
-pub(super) const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(250);
 
 /// A change of the pipes a loop carries, from the supervisor. `serial` names the pipe for the
 /// process's lifetime (a reload may rename it).
