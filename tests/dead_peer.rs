@@ -323,12 +323,13 @@ fn dead_peer_is_dropped(net: &Net, backend: &str) {
         "[io_uring]"
     };
     for p in [&e, &d] {
-        let kinds = anon_inodes(p.pid());
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "{} runs on {kinds:?}, not {backend}",
-            p.name
-        );
+        // The listeners are bound before the event loops start: wait for the loop's instance.
+        let mut kinds = Vec::new();
+        let on_it = wait_until(Duration::from_secs(10), || {
+            kinds = anon_inodes(p.pid());
+            kinds.iter().any(|k| k == kind)
+        });
+        assert!(on_it, "{} runs on {kinds:?}, not {backend}", p.name);
     }
 
     let streamer = Streamer::start(&e_sock);

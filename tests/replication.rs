@@ -314,11 +314,13 @@ impl Relay {
         } else {
             "[io_uring]"
         };
-        let kinds = anon_inodes(p.pid());
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "{name} runs on {kinds:?}, not {backend}"
-        );
+        // The listeners are bound before the event loops start: wait for the loop's instance.
+        let mut kinds = Vec::new();
+        let on_it = wait_until(Duration::from_secs(10), || {
+            kinds = anon_inodes(p.pid());
+            kinds.iter().any(|k| k == kind)
+        });
+        assert!(on_it, "{name} runs on {kinds:?}, not {backend}");
         Relay { proc: p }
     }
 
