@@ -257,16 +257,24 @@ in_ct journalctl --no-pager -u spiperelay | grep -q 'shutdown timeout of 3 s rea
 echo "== stopped in $took_ms ms, 1 connection cut at the deadline" >&2
 in_ct test ! -e /run/spiperelay/default.sock || fail "the relay left its socket behind"
 
-echo "== socket activation: spiperelay-pipe@default.socket" >&2
-in_ct systemctl start spiperelay-pipe@default.socket || fail "socket unit did not start"
+# With a config, every pipe gets its socket unit (a pipe without one is a startup error).
+sockets=spiperelay-pipe@default.socket
+[ -z "$exec_lines" ] && sockets="$sockets spiperelay-pipe@extra.socket spiperelay-pipe@third.socket"
+echo "== socket activation: $sockets" >&2
+# shellcheck disable=SC2086 # a list of unit names
+in_ct systemctl start $sockets || fail "socket units did not start"
 in_ct test -S /run/spiperelay/default.sock || fail "no socket from the socket unit"
 [ "$(spipe activated)" = activated ] || fail "no echo through the activated relay"
 [ "$(show ActiveState)" = active ] || fail "the connection did not start the service"
 in_ct journalctl --no-pager -u spiperelay | grep -q 'passed by systemd' ||
 	fail "the relay did not use the passed socket"
+if [ -z "$exec_lines" ]; then
+	[ "$(pipe_echo third activated-third)" = activated-third ] || fail "no echo through the third passed socket"
+fi
 in_ct systemctl stop spiperelay.service
 in_ct test -S /run/spiperelay/default.sock || fail "the relay unlinked systemd's socket"
-in_ct systemctl stop spiperelay-pipe@default.socket
+# shellcheck disable=SC2086
+in_ct systemctl stop $sockets
 
 echo "== spiperelay@second.service (an instance, its own runtime directory)" >&2
 in_ct mkdir -p /etc/systemd/system/spiperelay@second.service.d

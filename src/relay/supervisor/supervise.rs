@@ -91,7 +91,11 @@ impl Supervisor {
         loop {
             match control.recv_timeout(SUPERVISOR_TICK) {
                 Ok(msg) => self.on_control(msg, drain.is_some()),
-                Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // No control socket (its sender is gone at once) or its thread has ended:
+                // `recv_timeout` now returns at once, so wait out the tick here instead of
+                // spinning.
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(SUPERVISOR_TICK),
             }
             for msg in control.try_iter().take(100) {
                 self.on_control(msg, drain.is_some());
