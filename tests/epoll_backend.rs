@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bin_common::{
     ChainSpec, Fam, Reply, TempDir, anon_inodes, args, have_spiped, random_bytes, relay_bin,
-    relay_is_ours, run_bounded, spiped_bin,
+    relay_is_ours, run_bounded, spiped_bin, wait_until,
 };
 
 /// The variable the binary reads (`spiperelay::relay::daemon::BACKEND_ENV`).
@@ -60,7 +60,14 @@ fn assert_backend(pid: u32, epoll: bool, what: &str) {
         eprintln!("{what}: backend forced by SPIPERELAY_BACKEND; not checking for io_uring");
         return;
     }
-    let kinds = anon_inodes(pid);
+    // The supervisor binds the listeners before its event loops create their instance: the
+    // process may accept before the descriptor exists. Wait for it (bounded).
+    let want = if epoll { "[eventpoll]" } else { "[io_uring]" };
+    let mut kinds = Vec::new();
+    wait_until(Duration::from_secs(10), || {
+        kinds = anon_inodes(pid);
+        kinds.iter().any(|k| k == want)
+    });
     let has = |k: &str| kinds.iter().any(|x| x == k);
     if epoll {
         assert!(
