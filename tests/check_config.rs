@@ -390,3 +390,69 @@ fn unknown_accounts_are_errors_with_their_place() {
         "root exists: {out:?}"
     );
 }
+
+/// The seed's client/server case from the shipped examples, running: `client.toml` (two
+/// encrypting pipes, one on a Unix socket, one on TCP) in front of `redis-host.toml` (one
+/// decrypting pipe) in front of an echo server standing in for Redis. Addresses are moved to
+/// loopback and the test's directory; the account settings (`user`, `group`,
+/// `socket_group`), which need root and those accounts, are left out.
+#[test]
+fn the_client_and_redis_host_examples_start_and_serve() {
+    let dir = TempDir::new("cc-run");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let echo = Echo::start(Fam::Unix, &dir, Reply::Stream);
+    let (db, local) = (
+        bin_common::free_tcp_addr(Fam::V4),
+        bin_common::free_tcp_addr(Fam::V4),
+    );
+    let run_dir = format!("{}/", dir.path().display());
+    let adapt = |name: &str, tag: &str| -> PathBuf {
+        let text = fs::read_to_string(root.join("examples").join(name)).expect("example");
+        let text: String = localize(&text, &dir)
+            .replace("/run/spiperelay/", &format!("{run_dir}{tag}-"))
+            .replace("db.example.net:8025", &format!("[127.0.0.1]:{}", db.port()))
+            .replace("[0.0.0.0]:8025", &format!("[127.0.0.1]:{}", db.port()))
+            .replace("[127.0.0.1]:6379", &format!("[127.0.0.1]:{}", local.port()))
+            .replace("/run/redis/redis-server.sock", &echo.addr.spiped())
+            .lines()
+            .filter(|l| {
+                let field = l.split('=').next().unwrap_or("").trim();
+                !["user", "group", "socket_group", "socket_owner"].contains(&field)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let path = dir.join(&format!("{tag}.toml"));
+        fs::write(&path, text).expect("write");
+        assert_eq!(check(&path).code(), Some(0), "{name}");
+        path
+    };
+    let host = adapt("redis-host.toml", "host");
+    let client = adapt("client.toml", "client");
+    let start = |path: &Path, name: &str, listen: &bin_common::Addr| {
+        let a = args([OsString::from("--config"), path.into()]);
+        let mut p = Proc::spawn(&dir, name, &bin(), &a).expect("spawn");
+        p.wait_listening(listen)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", p.stderr()));
+        p
+    };
+    let _host = start(&host, "host", &bin_common::Addr::Tcp(db));
+    let unix = bin_common::Addr::Unix(PathBuf::from(format!("{run_dir}client-redis.sock")));
+    let client = start(&client, "client", &unix);
+    assert_echo(
+        &unix,
+        b"PING through the Unix pipe\r\n",
+        "client.toml pipe redis",
+    );
+    let tcp = bin_common::Addr::Tcp(local);
+    assert_echo(
+        &tcp,
+        b"PING through the TCP pipe\r\n",
+        "client.toml pipe redis-tcp",
+    );
+    let log = client.stderr();
+    assert!(log.contains("pipe redis: connection established"), "{log}");
+    assert!(
+        log.contains("pipe redis-tcp: connection established"),
+        "{log}"
+    );
+}

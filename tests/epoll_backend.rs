@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bin_common::{
     ChainSpec, Fam, Reply, TempDir, anon_inodes, args, have_spiped, random_bytes, relay_bin,
-    relay_is_ours, run_bounded, spiped_bin, wait_until,
+    relay_is_ours, run_bounded, spiped_bin,
 };
 
 /// The variable the binary reads (`spiperelay::relay::daemon::BACKEND_ENV`).
@@ -60,14 +60,15 @@ fn assert_backend(pid: u32, epoll: bool, what: &str) {
         eprintln!("{what}: backend forced by SPIPERELAY_BACKEND; not checking for io_uring");
         return;
     }
-    // The supervisor binds the listeners before its event loops create their instance: the
-    // process may accept before the descriptor exists. Wait for it (bounded).
+    // The event loops open their driver just after the listening socket exists: wait for it
+    // (bounded).
     let want = if epoll { "[eventpoll]" } else { "[io_uring]" };
-    let mut kinds = Vec::new();
-    wait_until(Duration::from_secs(10), || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut kinds = anon_inodes(pid);
+    while !kinds.iter().any(|x| x == want) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
         kinds = anon_inodes(pid);
-        kinds.iter().any(|k| k == want)
-    });
+    }
     let has = |k: &str| kinds.iter().any(|x| x == k);
     if epoll {
         assert!(

@@ -27,6 +27,7 @@ use crate::io::{Errno, SockAddr, WaitError};
 use crate::os::activation::ActivationError;
 use crate::os::user;
 
+use super::audit::AuditError;
 use super::control::ControlError;
 use super::engine::RelayError;
 use super::keyfile::KeyFileError;
@@ -177,8 +178,8 @@ pub enum StartupError {
     },
     /// The metrics socket could not be set up.
     Metrics(MetricsError),
-    /// A setting of the configuration file that this version does not run yet (its field).
-    NotSupported(&'static str),
+    /// The audit log could not be opened.
+    Audit(AuditError),
     /// An event loop could not start carrying a pipe.
     Loop(String),
     /// Something above, about one pipe of a configuration file.
@@ -236,9 +237,7 @@ impl fmt::Display for StartupError {
                 path.display()
             ),
             Self::Metrics(e) => e.fmt(f),
-            Self::NotSupported(field) => {
-                write!(f, "{field}: not supported by this version yet")
-            }
+            Self::Audit(e) => e.fmt(f),
             Self::Loop(e) => e.fmt(f),
             Self::Pipe { pipe, error } => write!(f, "pipe {pipe}: {error}"),
             Self::Thread(e) => write!(f, "cannot start an event-loop thread: {e}"),

@@ -13,14 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::config::Mode;
 use crate::io::any::AnyDriver;
 use crate::os::signals::SignalCounts;
 
 use super::super::daemon::RunError;
 use super::super::engine::{PipeConfig, PipeId, Relay};
-use super::super::keys::KeyRing;
-use super::super::metrics::{Board, LoopSnapshot, PipeSample};
+use super::super::metrics::Board;
 
 /// How long a loop waits for io at most before it looks at signals and commands: the latency
 /// of a pipe change or a `SIGTERM` in a loop with nothing to do.
@@ -76,18 +74,10 @@ pub(super) struct Common<'a> {
     pub board: Arc<Board>,
 }
 
-/// One pipe as this loop carries it.
-struct Carried {
-    id: PipeId,
-    name: Arc<str>,
-    mode: Mode,
-    keys: KeyRing,
-}
-
-/// A loop's relay with the pipes it carries, by serial.
+/// A loop's relay with the pipes it carries (their engine ids, by serial).
 pub(super) struct Loop {
     relay: Relay<AnyDriver>,
-    pipes: HashMap<u64, Carried>,
+    pipes: HashMap<u64, PipeId>,
 }
 
 impl Loop {
@@ -111,57 +101,29 @@ impl Loop {
                 listener,
                 cfg,
             } => {
-                let (name, mode, keys) = (Arc::clone(&cfg.name), cfg.mode, cfg.keys.clone());
+                let name = Arc::clone(&cfg.name);
                 let id = self
                     .relay
                     .add_pipe(listener, cfg)
                     .map_err(|e| format!("pipe {name}: {e}"))?;
-                self.pipes.insert(
-                    serial,
-                    Carried {
-                        id,
-                        name,
-                        mode,
-                        keys,
-                    },
-                );
+                self.pipes.insert(serial, id);
             }
             LoopCmd::Update { serial, cfg } => {
-                let Some(p) = self.pipes.get_mut(&serial) else {
+                let Some(&id) = self.pipes.get(&serial) else {
                     return Ok(());
                 };
-                (p.name, p.mode, p.keys) = (Arc::clone(&cfg.name), cfg.mode, cfg.keys.clone());
-                let name = Arc::clone(&p.name);
+                let name = Arc::clone(&cfg.name);
                 self.relay
-                    .update_pipe(p.id, cfg)
+                    .update_pipe(id, cfg)
                     .map_err(|e| format!("pipe {name}: {e}"))?;
             }
             LoopCmd::Stop { serial } => {
-                if let Some(p) = self.pipes.remove(&serial) {
-                    let _ = self.relay.stop_pipe(p.id);
+                if let Some(id) = self.pipes.remove(&serial) {
+                    let _ = self.relay.stop_pipe(id);
                 }
             }
         }
         Ok(())
-    }
-
-    /// This loop's status for the board: each pipe it carries (and has not stopped).
-    fn snapshot(&self) -> LoopSnapshot {
-        let pipes = self
-            .pipes
-            .values()
-            .map(|p| PipeSample {
-                name: Arc::clone(&p.name),
-                mode: p.mode,
-                active: self.relay.pipe_stats(p.id).map_or(0, |s| s.active as u64),
-                counters: None,
-                keys: Some(p.keys.clone()),
-            })
-            .collect();
-        LoopSnapshot {
-            pipes,
-            pools: Vec::new(),
-        }
     }
 
     /// Turns the relay until a signal, the end of a drain, or another loop's failure ends it,
@@ -205,7 +167,7 @@ impl Loop {
             state.active.store(self.relay.active(), Relaxed);
             let now = Instant::now();
             if publisher.due(now) {
-                publisher.publish(now, self.snapshot());
+                publisher.publish(now, self.relay.metrics_snapshot());
             }
             let signals = common.signals;
             if signals.int.load(Relaxed) > 0 || common.failed.load(Relaxed) {

@@ -41,12 +41,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use crate::config::{COMMAND_LINE_PIPE, Config, LogTarget};
+use crate::config::{AuditLog as ConfigAudit, COMMAND_LINE_PIPE, Config, LogTarget};
 use crate::io::any::{AnyDriver, Backend};
 use crate::os::activation::{Inherited, InheritedSocket};
 use crate::os::notify::Notifier;
 use crate::os::{limits, process, signals, user};
 
+use super::audit::{AuditLog, AuditTarget};
 use super::control::{Control, KeyRegistry};
 use super::daemon::{
     self, BACKEND_ENV, DaemonError, RunError, StartupError, UnixPathGuard, forced_backend,
@@ -114,9 +115,6 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
     };
     let notifier = Notifier::from_env(Instant::now());
     let mut log = Logger::new(program, Sink::Stderr);
-    if settings.audit_log.is_some() {
-        return Err(StartupError::NotSupported("process.audit_log").into());
-    }
 
     // Keys, and the rings the loops and the control socket share.
     let mut keys = Vec::with_capacity(config.pipes.len());
@@ -236,6 +234,25 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
     if let (Some(p), false) = (&settings.pidfile, retry) {
         daemon::write_pidfile(p)?;
     }
+    // The audit log, opened while the process may still write where it is configured.
+    let audit = settings
+        .audit_log
+        .as_ref()
+        .map(|a| {
+            AuditLog::open(match a {
+                ConfigAudit::Stderr => AuditTarget::Stderr,
+                ConfigAudit::File(p) => AuditTarget::File(p.clone()),
+            })
+        })
+        .transpose()
+        .map_err(StartupError::Audit)?;
+    let mut loop_audits = Vec::with_capacity(settings.thread_count());
+    if let Some(a) = &audit {
+        for _ in 0..settings.thread_count() {
+            loop_audits.push(Some(a.another().map_err(StartupError::Audit)?));
+        }
+    }
+    loop_audits.resize_with(settings.thread_count(), || None);
     let metrics = match &settings.metrics {
         Some(spec) => {
             let addr = metrics_addr(spec)?;
@@ -304,6 +321,7 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
         notify: notifier,
         log,
         hups_seen: 0,
+        audit_reopen: audit.as_ref().map(AuditLog::reopen_handle),
     };
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -318,13 +336,13 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
         for cmd in sup.start_commands() {
             let _ = sup.senders[cmd.0].send(cmd.1);
         }
-        for (i, rx) in receivers.into_iter().enumerate() {
+        for (i, (rx, audit)) in receivers.into_iter().zip(loop_audits).enumerate() {
             let (ready, common, state) = (ready_tx.clone(), &common, Arc::clone(&sup.states[i]));
             let log = sup.log.sibling();
             let spawned = std::thread::Builder::new()
                 .name(format!("relay-loop{i}"))
                 .spawn_scoped(scope, move || {
-                    event_loop(backend, forced, log, &rx, &state, common, &ready)
+                    event_loop(backend, forced, log, audit, &rx, &state, common, &ready)
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -375,12 +393,15 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
     })
 }
 
-/// An event-loop thread: builds its driver and relay, takes its first pipes from `cmds`,
-/// reports on `ready` whether that worked, then serves ([`Loop::run`]).
+/// An event-loop thread: builds its driver and relay (writing `audit` lines, if any), takes its
+/// first pipes from `cmds`, reports on `ready` whether that worked, then serves
+/// ([`Loop::run`]).
+#[allow(clippy::too_many_arguments)]
 fn event_loop(
     backend: Backend,
     forced: Option<Backend>,
     mut log: Logger,
+    audit: Option<AuditLog>,
     cmds: &mpsc::Receiver<LoopCmd>,
     state: &LoopState,
     common: &Common<'_>,
@@ -389,7 +410,11 @@ fn event_loop(
     // Signals go to the supervisor, whose wait they interrupt; the counts are process-wide.
     let _ = signals::block_daemon_signals_in_thread();
     let started = daemon::new_driver(&mut log, backend, forced).and_then(|io: AnyDriver| {
-        let mut lp = Loop::new(Relay::empty(io, log));
+        let mut relay = Relay::empty(io, log);
+        if let Some(a) = audit {
+            relay.set_audit(a);
+        }
+        let mut lp = Loop::new(relay);
         for cmd in cmds.try_iter() {
             lp.apply(cmd).map_err(StartupError::Loop)?;
         }

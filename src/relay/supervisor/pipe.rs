@@ -283,7 +283,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn handshake_shares_round_up() {
+    fn handshake_shares_round_up() {
         assert_eq!(handshake_share(None, 4), None);
         assert_eq!(handshake_share(Some(10), 1), Some(10));
         assert_eq!(handshake_share(Some(10), 4), Some(3));
@@ -292,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn connection_shares_are_exact() {
+    fn connection_shares_are_exact() {
         assert_eq!(connection_shares(None, 1), vec![None]);
         assert_eq!(connection_shares(None, 3), vec![None; 3]);
         assert_eq!(connection_shares(Some(100), 1), vec![Some(100)]);

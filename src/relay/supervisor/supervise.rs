@@ -13,6 +13,7 @@ use crate::io::SockAddr;
 use crate::os::notify::{self, Notifier};
 use crate::proto::key::KeySet;
 
+use super::super::audit::ReopenHandle;
 use super::super::check_config;
 use super::super::control::{ControlMsg, KeyRegistry};
 use super::super::daemon::{self, RunError, StartupError, UnixPathGuard};
@@ -43,6 +44,8 @@ pub(super) struct Supervisor {
     pub(super) notify: Notifier,
     pub(super) log: Logger,
     pub(super) hups_seen: usize,
+    /// Asks every loop's audit writer to reopen its file (logrotate), on every reload.
+    pub(super) audit_reopen: Option<ReopenHandle>,
 }
 
 impl Supervisor {
@@ -55,18 +58,18 @@ impl Supervisor {
             .collect()
     }
 
-    pub(super) fn send(&self, cmds: Vec<(usize, LoopCmd)>) {
+    fn send(&self, cmds: Vec<(usize, LoopCmd)>) {
         for (i, cmd) in cmds {
             // A loop that has ended (shutdown) takes no more commands.
             let _ = self.senders[i].send(cmd);
         }
     }
 
-    pub(super) fn live(&self) -> usize {
+    fn live(&self) -> usize {
         self.states.iter().map(|s| s.active.load(Relaxed)).sum()
     }
 
-    pub(super) fn notified(&mut self, sent: std::io::Result<()>) {
+    fn notified(&mut self, sent: std::io::Result<()>) {
         if let Err(e) = sent {
             self.log
                 .warn(format_args!("cannot notify systemd (NOTIFY_SOCKET): {e}"));
@@ -157,12 +160,8 @@ impl Supervisor {
                 .iter()
                 .map(|s| s.heartbeat.load(Relaxed))
                 .collect();
-            let all_turned = now_beats
-                .iter()
-                .zip(&beats)
-                .zip(loops)
-                .all(|((now, before), h)| now != before || h.is_finished());
-            if all_turned {
+            let finished: Vec<bool> = loops.iter().map(|h| h.is_finished()).collect();
+            if all_turned(&now_beats, &beats, &finished) {
                 beats = now_beats;
                 let (pipes, live) = (self.running.len(), self.live());
                 let sent = self
@@ -173,7 +172,7 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn on_control(&mut self, msg: ControlMsg, draining: bool) {
+    fn on_control(&mut self, msg: ControlMsg, draining: bool) {
         match msg {
             ControlMsg::Log(line) => self.log.always(format_args!("{line}")),
             ControlMsg::Reload(reply) => {
@@ -189,9 +188,12 @@ impl Supervisor {
 
     /// A reload with its notifications, counters and log lines. `by_signal`: `SIGHUP` (the
     /// log lines say so) rather than `spiperelay reload`.
-    pub(super) fn reload_and_report(&mut self, by_signal: bool) -> Result<String, String> {
+    fn reload_and_report(&mut self, by_signal: bool) -> Result<String, String> {
         let sent = self.notify.reloading();
         self.notified(sent);
+        if let Some(h) = &self.audit_reopen {
+            h.request();
+        }
         let outcome = self.reload();
         self.board.reload_done(outcome.is_ok());
         let why = if by_signal { "SIGHUP" } else { "reload" };
@@ -230,7 +232,7 @@ impl Supervisor {
     }
 
     /// The configuration a reload applies.
-    pub(super) fn reread(&mut self) -> Result<Config, String> {
+    fn reread(&mut self) -> Result<Config, String> {
         let ConfigSource::File { path, config } = &self.source else {
             return Ok(self.source.config().clone());
         };
@@ -250,9 +252,6 @@ impl Supervisor {
                 .collect();
             return Err(lines.join("; "));
         };
-        if let Some(field) = new.settings.audit_log.as_ref().map(|_| "process.audit_log") {
-            return Err(format!("{name}: {field}: not supported yet"));
-        }
         for field in restart_only(&config.settings, &new.settings) {
             self.log.always(format_args!(
                 "reload: process.{field} changed; it takes effect at the next start"
@@ -263,7 +262,7 @@ impl Supervisor {
 
     /// Re-reads the configuration and applies the difference (see the module docs). Returns
     /// what changed, or why nothing did.
-    pub(super) fn reload(&mut self) -> Result<String, String> {
+    fn reload(&mut self) -> Result<String, String> {
         let new = self.reread()?;
         let plan = {
             let running: Vec<&PipeSpec> = self.running.iter().map(|p| &p.spec).collect();
@@ -288,7 +287,7 @@ impl Supervisor {
 
     /// Everything of `plan` that can fail, with nothing changed yet: one [`Prepared`] per
     /// change, in order. Errors name the pipe.
-    pub(super) fn prepare(&mut self, plan: &Plan) -> Result<Vec<Prepared>, (String, StartupError)> {
+    fn prepare(&mut self, plan: &Plan) -> Result<Vec<Prepared>, (String, StartupError)> {
         let mut out = Vec::with_capacity(plan.changes.len());
         for change in &plan.changes {
             let (spec, old) = match change {
@@ -348,7 +347,7 @@ impl Supervisor {
     }
 
     /// Applies a prepared plan; returns the summary for the log and systemd.
-    pub(super) fn commit(&mut self, plan: Plan, prepared: Vec<Prepared>) -> String {
+    fn commit(&mut self, plan: Plan, prepared: Vec<Prepared>) -> String {
         let threads = self.senders.len();
         let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running)
             .into_iter()
@@ -479,7 +478,7 @@ impl Supervisor {
 
     /// Re-resolves the targets that are due (`-r`), on this thread, and hands new addresses
     /// to the loops.
-    pub(super) fn resolve_due(&mut self, now: Instant) {
+    fn resolve_due(&mut self, now: Instant) {
         let threads = self.senders.len();
         let mut cmds = Vec::new();
         for p in &mut self.running {
@@ -503,12 +502,18 @@ impl Supervisor {
     }
 }
 
+/// Whether every event loop has turned since the last watchdog ping: its heartbeat count in
+/// `now` differs from the one in `before`, or it has `finished`. A loop stuck in one turn
+/// keeps its count, so the pings stop and systemd's watchdog restarts the service.
+fn all_turned(now: &[u64], before: &[u64], finished: &[bool]) -> bool {
+    now.iter()
+        .zip(before)
+        .zip(finished)
+        .all(|((now, before), done)| now != before || *done)
+}
+
 /// The counts of a committed plan, for the summary line.
-pub(super) fn plan_summary(
-    removed: &[usize],
-    running: &[Running],
-    keys: &[(String, String)],
-) -> String {
+fn plan_summary(removed: &[usize], running: &[Running], keys: &[(String, String)]) -> String {
     format!(
         "{} pipes running, {} removed, {} with keys re-read",
         running.len(),
@@ -518,21 +523,21 @@ pub(super) fn plan_summary(
 }
 
 /// What [`Supervisor::prepare`] made ready for one change.
-pub(super) struct Prepared {
-    pub(super) keys: KeySet,
-    pub(super) sources: Vec<KeySource>,
-    pub(super) warnings: Vec<keyfile::KeyWarning>,
+struct Prepared {
+    keys: KeySet,
+    sources: Vec<KeySource>,
+    warnings: Vec<keyfile::KeyWarning>,
     /// A ring to replace the old one (a new pipe, or a changed mode or `max_keys`).
-    pub(super) new_ring: Option<KeyRing>,
-    pub(super) targets: Vec<SockAddr>,
-    pub(super) bind: Option<SockAddr>,
-    pub(super) socket_ids: (Option<u32>, Option<u32>),
+    new_ring: Option<KeyRing>,
+    targets: Vec<SockAddr>,
+    bind: Option<SockAddr>,
+    socket_ids: (Option<u32>, Option<u32>),
     /// A new pipe's listener.
-    pub(super) listener: Option<(OwnedFd, UnixPathGuard)>,
+    listener: Option<(OwnedFd, UnixPathGuard)>,
 }
 
 /// The process settings that differ between `old` and `new` and apply only at startup.
-pub(super) fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
+fn restart_only(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let fields: [(&'static str, bool); 10] = [
         ("control", old.control != new.control),
@@ -562,7 +567,18 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn restart_only_settings_are_named() {
+    fn a_stuck_loop_stops_the_watchdog_pings() {
+        assert!(all_turned(&[5, 9], &[4, 8], &[false, false]));
+        assert!(
+            !all_turned(&[5, 8], &[4, 8], &[false, false]),
+            "loop 1 stuck"
+        );
+        assert!(all_turned(&[5, 8], &[4, 8], &[false, true]), "loop 1 ended");
+        assert!(all_turned(&[0], &[u64::MAX], &[false]), "the first check");
+    }
+
+    #[test]
+    fn restart_only_settings_are_named() {
         let old = Settings::default();
         let mut new = old.clone();
         assert!(restart_only(&old, &new).is_empty());
