@@ -8,11 +8,10 @@ mod bin_common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bin_common::{TempDir, have_tool};
+use bin_common::{TempDir, promtool_check};
 use spiperelay::cli::Mode;
 use spiperelay::proto::key::{Key, KeySet};
 use spiperelay::relay::keys::{KeyRing, RingMode};
@@ -24,7 +23,6 @@ use spiperelay::relay::metrics::{
     Board, LoopSnapshot, PipeCounters, PipeSample, PoolSample, ProcessInfo,
 };
 
-const PROMTOOL: &str = "/usr/bin/promtool";
 const IO: Duration = Duration::from_secs(20);
 
 /// A board with two loops serving two pipes, one `-d` with two keys (one removed while in
@@ -90,46 +88,6 @@ fn busy_board() -> Arc<Board> {
     // The old key keeps its live connection (never handed back): it stays listed as removed.
     drop(claim);
     board
-}
-
-/// Runs `promtool check metrics` on `text`: `None` (after SKIP) without promtool, else its
-/// exit status and output.
-fn promtool_check(text: &str) -> Option<(bool, String)> {
-    if !have_tool(PROMTOOL, "prometheus (promtool)") {
-        return None;
-    }
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(_status) = child.try_wait().expect("wait promtool") {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("promtool did not finish in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("promtool output");
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.success(), msg))
 }
 
 #[test]

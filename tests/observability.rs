@@ -13,16 +13,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bin_common::{
-    Addr, Conn, Echo, Fam, Proc, Reply, TempDir, args, have_tool, relay_bin, run_bounded,
-    wait_until,
+    Addr, Conn, Echo, Fam, Proc, Reply, TempDir, args, relay_bin, run_bounded, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
-const PROMTOOL: &str = "/usr/bin/promtool";
 
 /// `GET /metrics` over the Unix socket at `path`: the body.
 fn scrape(path: &Path) -> String {
@@ -192,27 +189,8 @@ fn metrics_status_and_audit_log_tell_what_happened() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert!(!text.contains(&key_hex[..16]), "{text}");
-    if have_tool(PROMTOOL, "prometheus (promtool)") {
-        let mut child = Command::new(PROMTOOL)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("feed promtool");
-        let out = child.wait_with_output().expect("promtool");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    if let Some((ok, said)) = bin_common::promtool_check(&text) {
+        assert!(ok && said.trim().is_empty(), "{said}");
     }
 
     // status --json: the same pipes, with their counts.

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
                     spiperelay::relay::check_config::check_config_main(&program, rest)
                 }
                 "kernels" => kernels_main(&program, &rest),
-                "status" => spiperelay::relay::status::status_main(&program, rest),
+                "status" => spiperelay::relay::control::status_main(&program, rest),
                 "reload" => spiperelay::relay::control::reload_main(&program, rest),
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }

@@ -167,7 +167,7 @@ pub const RELOAD_OPTIONS: &[OptDoc] = &[OptDoc::own(
     "$SPIPERELAY_CONTROL",
 )];
 
-/// `spiperelay status`'s options (parsed in [`crate::relay::status`]).
+/// `spiperelay status`'s options (parsed in [`crate::relay::control::client`]).
 pub const STATUS_OPTIONS: &[OptDoc] = &[
     OptDoc::own(
         "--control",

@@ -1,4 +1,5 @@
-//! `spiperelay status`: what a running daemon is doing, per pipe — its listeners and target,
+//! The report behind `spiperelay status` (whose client is in
+//! [`super::control::client`]): what a running daemon is doing, per pipe — its listeners and target,
 //! live and past connections, bytes, and the key table that `keys status` shows — read from
 //! the metrics [`Board`] through the control socket, as text or (`--json`) as one JSON object.
 //!
@@ -7,24 +8,17 @@
 //! event loops do not keep (an engine without [`PipeCounters`](super::metrics::PipeCounters))
 //! are left out of the text and are `null` in the JSON.
 
-use std::ffi::OsString;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::control::{CONTROL_ENV, request, utc_text};
+use super::control::utc_text;
 use super::keys::{KeyStatus, RingMode};
 use super::metrics::{
     Board, CLEAN, PipeCounters, PipeTotals, ProcessSnapshot, key_state, mode_label, ring_mode,
 };
 use crate::cli::Mode;
-
-/// The usage text of `spiperelay status`, with its final newline.
-pub const STATUS_USAGE: &str = "usage: spiperelay status [--control <socket>] [--json]\n";
 
 /// The control request for the text report.
 pub const REQUEST_TEXT: &[u8] = b"report";
@@ -247,93 +241,6 @@ pub fn render_json(s: &ProcessSnapshot) -> String {
     .to_string()
 }
 
-// ---- the `spiperelay status` client ----
-
-/// Why a `spiperelay status` command line was rejected.
-#[derive(Debug, PartialEq, Eq)]
-enum StatusArgsError {
-    Illegal(String),
-    MissingArgument,
-    NoSocket,
-}
-
-impl fmt::Display for StatusArgsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Illegal(a) => write!(f, "illegal option or argument -- {a}"),
-            Self::MissingArgument => f.write_str("Missing argument to --control"),
-            Self::NoSocket => write!(
-                f,
-                "no control socket given: use --control <socket> (the daemon's --control) or \
-                 set {CONTROL_ENV}"
-            ),
-        }
-    }
-}
-
-/// `(json, control socket)`, or `None` for `--help`.
-fn parse_status_args(
-    args: Vec<OsString>,
-    env: Option<OsString>,
-) -> Result<Option<(bool, PathBuf)>, StatusArgsError> {
-    let mut control = env.filter(|e| !e.is_empty()).map(PathBuf::from);
-    let mut json = false;
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        let b = a.as_bytes();
-        if b == b"--json" {
-            json = true;
-        } else if b == b"--help" || b == b"-h" {
-            return Ok(None);
-        } else if b == b"--control" {
-            control = Some(PathBuf::from(
-                it.next().ok_or(StatusArgsError::MissingArgument)?,
-            ));
-        } else if let Some(v) = b.strip_prefix(b"--control=") {
-            control = Some(PathBuf::from(std::ffi::OsStr::from_bytes(v)));
-        } else {
-            return Err(StatusArgsError::Illegal(a.to_string_lossy().into_owned()));
-        }
-    }
-    let control = control.ok_or(StatusArgsError::NoSocket)?;
-    Ok(Some((json, control)))
-}
-
-/// `spiperelay status [--control SOCKET] [--json]`: prints the daemon's report on standard
-/// output and exits 0; prints `<program>: <message>` on standard error and exits 1 when the
-/// daemon refuses, cannot be reached, or the command line is bad (then followed by
-/// [`STATUS_USAGE`]).
-pub fn status_main(program: &str, args: Vec<OsString>) -> ExitCode {
-    let (json, control) = match parse_status_args(args, std::env::var_os(CONTROL_ENV)) {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            print!("{STATUS_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{program}: {e}");
-            eprint!("{STATUS_USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut line = if json { REQUEST_JSON } else { REQUEST_TEXT }.to_vec();
-    line.push(b'\n');
-    match request(&control, &line) {
-        Ok((true, text)) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Ok((false, text)) => {
-            eprintln!("{program}: {text}");
-            ExitCode::FAILURE
-        }
-        Err(msg) => {
-            eprintln!("{program}: {msg}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,34 +251,6 @@ mod tests {
     };
     use std::sync::Arc;
     use std::time::Instant;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn command_lines() {
-        let p = |v: &[&str]| parse_status_args(os(v), None);
-        assert_eq!(
-            p(&["--control", "/c"]),
-            Ok(Some((false, PathBuf::from("/c"))))
-        );
-        assert_eq!(
-            p(&["--json", "--control=/c"]),
-            Ok(Some((true, PathBuf::from("/c"))))
-        );
-        assert_eq!(
-            parse_status_args(os(&["--json"]), Some("/e".into())),
-            Ok(Some((true, PathBuf::from("/e"))))
-        );
-        assert_eq!(p(&["--help"]), Ok(None));
-        assert_eq!(p(&["--json"]), Err(StatusArgsError::NoSocket));
-        assert_eq!(p(&["--control"]), Err(StatusArgsError::MissingArgument));
-        assert_eq!(
-            p(&["--control=/c", "pipes"]),
-            Err(StatusArgsError::Illegal("pipes".into()))
-        );
-    }
 
     fn publish(publisher: &mut Publisher, ring: &KeyRing, counters: Option<PipeCounters>) {
         publisher.publish(

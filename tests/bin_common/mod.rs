@@ -1193,3 +1193,44 @@ pub fn silent_for(c: &mut Conn, wait: Duration) -> bool {
         Ok(_) => unreachable!("read into a 1-byte buffer"),
     }
 }
+
+/// Runs `promtool check metrics` (Debian's `prometheus`) on `text`: `None` (after SKIP) without promtool, else its
+/// exit status and output.
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    const PROMTOOL: &str = "/usr/bin/promtool";
+    if !have_tool(PROMTOOL, "prometheus (promtool)") {
+        return None;
+    }
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(_status) = child.try_wait().expect("wait promtool") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("promtool did not finish in 30 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("promtool output");
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), msg))
+}

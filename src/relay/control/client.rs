@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::super::status;
 use super::{CONTROL_ENV, MAX_ANSWER, RELOAD_TIMEOUT};
 
 /// The usage text of `spiperelay keys`, with its final newline.
@@ -18,6 +19,9 @@ usage: spiperelay keys [--control <socket>] [--pipe <name>] status
        spiperelay keys [--control <socket>] [--pipe <name>] rotate <new key file>
        spiperelay keys [--control <socket>] [--pipe <name>] set [--force] <key file>
 ";
+
+/// The usage text of `spiperelay status`, with its final newline.
+pub const STATUS_USAGE: &str = "usage: spiperelay status [--control <socket>] [--json]\n";
 
 /// The usage text of `spiperelay reload`, with its final newline.
 pub const RELOAD_USAGE: &str = "usage: spiperelay reload [--control <socket>]\n";
@@ -65,18 +69,28 @@ impl fmt::Display for ArgsError {
     }
 }
 
-/// The options every control client takes: `--control`, and with `pipe_option` `--pipe`.
-/// Returns the other words, the socket and the pipe; `Ok(None)` for `--help`.
+/// A yes/no option of one client: its spellings, and where to note it was given.
+type Flag<'a> = (&'static [&'static [u8]], &'a mut bool);
+
+/// `keys set`'s `--force`.
+const FORCE: &[&[u8]] = &[b"--force", b"-f"];
+
+/// `status`'s `--json`.
+const JSON: &[&[u8]] = &[b"--json"];
+
+/// The options every control client takes: `--control`, with `pipe_option` `--pipe`, and
+/// the client's own `flag` if any (`--force`, `--json`). Returns the other words, the socket
+/// and the pipe; `Ok(None)` for `--help`.
 #[allow(clippy::type_complexity)]
 fn parse_common(
     args: Vec<OsString>,
     env: Option<OsString>,
     pipe_option: bool,
-    force: Option<&mut bool>,
+    flag: Option<Flag<'_>>,
 ) -> Result<Option<(Vec<OsString>, PathBuf, Option<String>)>, ArgsError> {
     let mut control = env.filter(|e| !e.is_empty()).map(PathBuf::from);
     let mut pipe = None;
-    let mut force = force;
+    let mut flag = flag;
     let mut words: Vec<OsString> = Vec::new();
     let mut it = args.into_iter();
     let mut only_words = false;
@@ -86,8 +100,8 @@ fn parse_common(
             words.push(a);
         } else if b == b"--" {
             only_words = true;
-        } else if let (Some(f), true) = (force.as_deref_mut(), b == b"--force" || b == b"-f") {
-            *f = true;
+        } else if let Some((_, given)) = flag.as_mut().filter(|(names, _)| names.contains(&b)) {
+            **given = true;
         } else if b == b"--help" || b == b"-h" {
             return Ok(None);
         } else if b == b"--control" {
@@ -115,7 +129,8 @@ fn parse_common(
 
 fn parse_keys_args(args: Vec<OsString>, env: Option<OsString>) -> Result<KeysArgs, ArgsError> {
     let mut force = false;
-    let Some((words, control, pipe)) = parse_common(args, env, true, Some(&mut force))? else {
+    let Some((words, control, pipe)) = parse_common(args, env, true, Some((FORCE, &mut force)))?
+    else {
         return Ok(KeysArgs {
             cmd: KeysCommand::Help,
             control: PathBuf::new(),
@@ -267,6 +282,48 @@ pub fn reload_main(program: &str, args: Vec<OsString>) -> ExitCode {
     print_answer(program, request_with(&control, b"reload\n", RELOAD_TIMEOUT))
 }
 
+/// `spiperelay status [--control SOCKET] [--json]`: asks the daemon for its report
+/// ([`super::super::status`]) and prints it on standard output, exit 0; prints
+/// `<program>: <message>` on standard error and exits 1 when the daemon refuses, cannot be
+/// reached, or the command line is bad (then followed by [`STATUS_USAGE`]).
+pub fn status_main(program: &str, args: Vec<OsString>) -> ExitCode {
+    let mut json = false;
+    let parsed = parse_common(
+        args,
+        std::env::var_os(CONTROL_ENV),
+        false,
+        Some((JSON, &mut json)),
+    );
+    let control = match parsed {
+        Ok(None) => {
+            print!("{STATUS_USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Some((words, control, _))) if words.is_empty() => control,
+        Ok(Some((words, ..))) => {
+            eprintln!(
+                "{program}: status takes no operand, not {}",
+                words[0].to_string_lossy()
+            );
+            eprint!("{STATUS_USAGE}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            eprint!("{STATUS_USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut line = if json {
+        status::REQUEST_JSON
+    } else {
+        status::REQUEST_TEXT
+    }
+    .to_vec();
+    line.push(b'\n');
+    print_answer(program, request(&control, &line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +386,27 @@ mod tests {
         );
         assert_eq!(p(&["-x"]), Err(ArgsError::Illegal("-x".into())));
         assert_eq!(p(&["--help"]).map(|a| a.cmd), Ok(KeysCommand::Help));
+    }
+
+    #[test]
+    fn status_takes_the_socket_and_json() {
+        let mut json = false;
+        let got = parse_common(
+            os(&["--json", "--control=/c"]),
+            None,
+            false,
+            Some((JSON, &mut json)),
+        );
+        assert_eq!(got, Ok(Some((Vec::new(), PathBuf::from("/c"), None))));
+        assert!(json);
+        let mut json = false;
+        let got = parse_common(
+            os(&["--pipe", "x"]),
+            Some("/e".into()),
+            false,
+            Some((JSON, &mut json)),
+        );
+        assert_eq!(got, Err(ArgsError::Illegal("--pipe".into())));
     }
 
     #[test]

@@ -38,8 +38,7 @@ use super::keys::{KeyRing, KeyRingError};
 use super::metrics::Board;
 use super::status;
 
-pub(crate) use client::request;
-pub use client::{KEYS_USAGE, RELOAD_USAGE, keys_main, reload_main};
+pub use client::{KEYS_USAGE, RELOAD_USAGE, STATUS_USAGE, keys_main, reload_main, status_main};
 
 /// How long the daemon waits for a control client to send its request or take the answer,
 /// and how long the client waits for the answer.
