@@ -398,6 +398,13 @@ impl Uring {
         self.fds.len()
     }
 
+    /// Bytes of the receive buffer pool resident in memory now (`mincore`), `None` if the
+    /// kernel would not say: what [`Driver::release_idle_buffers`] can give back. For tests
+    /// and measurements.
+    pub fn recv_pool_resident(&self) -> Option<usize> {
+        self.bufs.resident_bytes()
+    }
+
     /// Number of operations whose completion has not been reaped yet, internal ones included
     /// (a socket's multishot receive counts from its first [`Driver::recv`] until it ends or
     /// the socket is closed, whether or not a receive is pending).
@@ -1073,6 +1080,25 @@ impl Driver for Uring {
 
     fn data(&self, buf: &RecvBuf) -> &[u8] {
         self.bufs.data(buf)
+    }
+
+    /// The pool is idle when no receive op is in flight (none can select a buffer: a
+    /// multishot receive's record lives until its final CQE is reaped) and no buffer is lent
+    /// (`BufRing::release_pages` checks that).
+    fn release_idle_buffers(&mut self) -> usize {
+        let receiving = self.ops.iter().any(|slot| {
+            matches!(
+                slot.op,
+                Some(Op {
+                    kind: OpKind::Recv { .. },
+                    ..
+                })
+            )
+        });
+        if receiving {
+            return 0;
+        }
+        self.bufs.release_pages()
     }
 
     fn recycle(&mut self, buf: RecvBuf) {
