@@ -23,13 +23,22 @@
 //! the verdict: `verdict: no leak detected (max |t| = ...)` or `verdict: LEAK LIKELY (...)`,
 //! and the exit status is 1 for a likely leak.
 //!
-//! `scripts/dudect-modexp.sh` runs it for both kernel sets.
+//! With `--control` as the first argument it times instead a deliberately leaky
+//! square-and-multiply (a multiplication only for the exponent's one bits) on the same
+//! arithmetic, which must be reported as a leak: the check that the harness can see one. With
+//! `--control-small` it times the real `shared_secret` plus one Montgomery squaring when the
+//! lowest bit of `priv` is set (class B: half the time), a leak of about a microsecond in a
+//! few hundred: what this machine's noise lets the harness see.
+//!
+//! `scripts/dudect-modexp.sh` runs it for both kernel sets and the control.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use spiperelay::proto::DH_PUBLIC_LEN;
-use spiperelay::proto::dh::internals::{Arith, public_from_private_with, shared_secret_with};
+use spiperelay::proto::dh::internals::{
+    Arith, MONT_TWO, public_from_private_with, shared_secret_with,
+};
 use spiperelay::proto::dh::{DH_PRIVATE_LEN, public_from_private};
 use spiperelay::proto::kernels::Kernels;
 
@@ -204,16 +213,52 @@ fn measure(
     (tests.unwrap_or_else(|| Tests::new(Vec::new())), done)
 }
 
-fn arg(i: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(i)
-        .map(|a| a.parse().expect("a number"))
-        .unwrap_or(default)
+/// Which positive control runs instead of the real exponentiations.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Control {
+    None,
+    Gross,
+    Small,
+}
+
+/// `2^x` with `x = 2^258 + private` by left-to-right square-and-multiply that multiplies only
+/// for one bits: NOT constant time, on purpose (the positive control).
+fn leaky_pow(arith: Arith, private: &[u8; DH_PRIVATE_LEN]) -> [u64; 32] {
+    let mut acc = MONT_TWO; // the top bit, 2^258
+    for bit in (0..8 * DH_PRIVATE_LEN + 2).rev() {
+        acc = arith.sqr(&acc);
+        let set = bit < 8 * DH_PRIVATE_LEN
+            && (private[DH_PRIVATE_LEN - 1 - bit / 8] >> (bit % 8)) & 1 == 1;
+        if set {
+            acc = arith.mul(&acc, &MONT_TWO);
+        }
+    }
+    acc
 }
 
 fn main() {
-    let samples = arg(1, 100_000) as usize;
-    let limit = Duration::from_secs(arg(2, 60));
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let control = match args.first().map(String::as_str) {
+        Some("--control") => Control::Gross,
+        Some("--control-small") => Control::Small,
+        _ => Control::None,
+    };
+    if control != Control::None {
+        args.remove(0);
+    }
+    let arg = |i: usize, default: u64| -> u64 {
+        args.get(i)
+            .map(|a| a.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    run(
+        control,
+        arg(0, 100_000) as usize,
+        Duration::from_secs(arg(1, 60)),
+    );
+}
+
+fn run(control: Control, samples: usize, limit: Duration) {
     let kernels = match std::env::var("SPIPERELAY_KERNELS") {
         Ok(v) => Kernels::parse(&v).expect("SPIPERELAY_KERNELS"),
         Err(_) => Kernels::Fast,
@@ -232,20 +277,40 @@ fn main() {
 
     let mut worst = 0.0f64;
     type Case<'a> = (&'a str, Box<dyn FnMut(&[u8; DH_PRIVATE_LEN]) + 'a>);
-    let cases: Vec<Case<'_>> = vec![
-        (
-            "shared_secret (peer^x, fixed window)",
+    let cases: Vec<Case<'_>> = match control {
+        Control::Gross => vec![(
+            "CONTROL: leaky square-and-multiply (must leak)",
             Box::new(|p| {
-                black_box(shared_secret_with(arith, &peer, p));
+                black_box(leaky_pow(arith, p));
             }),
-        ),
-        (
-            "public_from_private (2^x, fixed-base table)",
+        )],
+        Control::Small => vec![(
+            "CONTROL: shared_secret + 1 squaring when priv is odd",
             Box::new(|p| {
-                black_box(public_from_private_with(arith, p));
+                let out = black_box(shared_secret_with(arith, &peer, p));
+                if p[DH_PRIVATE_LEN - 1] & 1 == 1 {
+                    black_box(arith.sqr(&MONT_TWO));
+                }
+                black_box(out);
             }),
-        ),
-    ];
+        )],
+        Control::None => {
+            vec![
+                (
+                    "shared_secret (peer^x, fixed window)",
+                    Box::new(|p| {
+                        black_box(shared_secret_with(arith, &peer, p));
+                    }),
+                ),
+                (
+                    "public_from_private (2^x, fixed-base table)",
+                    Box::new(|p| {
+                        black_box(public_from_private_with(arith, p));
+                    }),
+                ),
+            ]
+        }
+    };
     for (name, f) in cases {
         let (tests, n) = measure(samples, limit, f);
         let (t, which) = tests.max_t();

@@ -7,15 +7,18 @@
 # usage: scripts/dudect-modexp.sh [SAMPLES] [SECONDS] [--no-build] [--kernels "fast reference"]
 #
 # SAMPLES (default 100000) measurements per exponentiation, each stopped after SECONDS
-# (default 60): at most 4 x SECONDS in all (two exponentiations, two kernel sets). Prints the
-# CPU, each run's lines and a verdict per kernel set; exits 1 if any run finds |t| > 4.5
-# (a leak is likely). A measurement, not a test: CI does not run it. Quietest on an idle
+# (default 50): at most 5 x SECONDS + 20 s in all (two exponentiations, two kernel sets, and
+# two positive controls: a leaky square-and-multiply, which must be found to leak, else the
+# harness is blind, and shared_secret plus one squaring for odd exponents, a ~1 µs leak whose
+# verdict shows what this machine's noise lets the check see; that one is reported, not
+# required). Prints the CPU, each run's lines and a verdict per
+# kernel set; exits 1 if any run finds |t| > 4.5 (a leak is likely) or the control is missed. A measurement, not a test: CI does not run it. Quietest on an idle
 # machine; other processes add noise (less power to find a difference), not a false leak,
 # since the classes are interleaved at random.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-samples=100000 seconds=60 build=1 kernels="fast reference" pos=()
+samples=100000 seconds=50 build=1 kernels="fast reference" pos=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-build) build=0 ;;
@@ -47,4 +50,20 @@ for k in $kernels; do
 		status=1
 	fi
 done
+echo "== small control (SPIPERELAY_KERNELS=fast, --control-small): a ~1 µs leak"
+if SPIPERELAY_KERNELS=fast "$bin" --control-small "$samples" "$seconds"; then
+	echo "small control: not detected at this sample count and noise"
+else
+	echo "small control: detected"
+fi
+echo "== control (SPIPERELAY_KERNELS=fast, --control)"
+control_samples=$((samples < 5000 ? samples : 5000))
+if out=$(SPIPERELAY_KERNELS=fast "$bin" --control "$control_samples" 20); then
+	echo "$out"
+	echo "control: the leaky exponentiation was NOT detected; the harness cannot be trusted"
+	status=1
+else
+	echo "$out"
+	echo "control: leak detected, as it must be"
+fi
 exit $status
