@@ -15,8 +15,8 @@
 //! - Sends are written with `MSG_NOSIGNAL` until complete, in the order they were requested; a
 //!   `shutdown_write` waits for the sends before it.
 //! - An armed accept accepts until `EAGAIN` (at most [`ACCEPT_BATCH`] per turn). Any error,
-//!   such as `EMFILE`, disarms it and is reported with `armed: false`, exactly as io_uring's
-//!   multishot accept does; the listener stays readable, so re-arming it accepts at once.
+//!   such as `EMFILE`, disarms it and is reported with `armed: false`, exactly as the io_uring
+//!   backend's accept does; the listener stays readable, so re-arming it accepts at once.
 //! - Timers and connect deadlines live in an ordered map; `epoll_wait`'s timeout is the time to
 //!   the next one (rounded up to a millisecond, so timers never fire early).
 //! - A connect that finds a Unix listener's backlog full (`EAGAIN`, where a blocking connect
@@ -663,7 +663,7 @@ impl Epoll {
                 }
                 libc::EINTR => {}
                 _ => {
-                    // Like io_uring's multishot accept, any error ends the accept. The listener
+                    // Like the io_uring backend's accept, any error ends the accept. The listener
                     // stays marked readable: the connection is still in the backlog.
                     if let Some(e) = self.fds.get_mut(h) {
                         e.accept = None;

@@ -306,7 +306,7 @@ impl Event {
 /// A completion-driven socket backend.
 ///
 /// All methods are non-blocking except [`Driver::wait`]. Every successful submission produces
-/// exactly one terminal event later (a multishot accept produces one per connection), unless
+/// exactly one terminal event later (an armed accept produces one per connection), unless
 /// the handle is closed first (see [`Event`]) or a timer is cancelled.
 pub trait Driver {
     /// Takes ownership of a socket (typically a listener from [`sys`]) and returns its handle.
