@@ -145,3 +145,19 @@ fn wait_for<D: TestDriver>(io: &mut D, round: u64, mut done: impl FnMut(&Event) 
         }
     }
 }
+
+/// [`AnyDriver`] passes the call on: a fresh io_uring driver (nothing received, nothing in
+/// flight) releases its whole pool, an epoll one nothing.
+#[test]
+fn any_driver_passes_the_release_on() {
+    use spiperelay::io::Driver;
+    use spiperelay::io::any::AnyDriver;
+    use spiperelay::io::epoll::Epoll;
+    use spiperelay::io::uring::Uring;
+    if spiperelay::io::uring::probe().is_ok() {
+        let mut any = AnyDriver::Uring(<Uring as TestDriver>::with_pool(BUFFERS, BUF_SIZE));
+        assert_eq!(any.release_idle_buffers(), POOL_BYTES);
+    }
+    let mut any = AnyDriver::Epoll(<Epoll as TestDriver>::with_pool(BUFFERS, BUF_SIZE));
+    assert_eq!(any.release_idle_buffers(), 0);
+}
