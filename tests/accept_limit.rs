@@ -216,3 +216,75 @@ fn bursts_past_the_connection_limit_with_two_loops_are_all_served_unix() {
         bursts_past_limit(backend, Fam::Unix, &TWO_LOOPS);
     }
 }
+
+/// Clients held open at once, exactly the `-n` of a `--threads 2` end.
+const HELD: usize = 4;
+
+/// `HELD` clients connect at the same moment to an end at `-n 4 --threads 2` (each loop's
+/// share: 2) and each must get its echo while all of them stay connected: one loop must not
+/// take more clients than its share and leave them waiting for its own connections to end
+/// while the other loop has room.
+fn held_clients_fill_both_loops(backend: &str) {
+    if !relay_is_ours() {
+        eprintln!("SKIP: --threads is a spiperelay option");
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rounds = env_usize("SPIPERELAY_ACCEPT_HELD_ROUNDS", 10);
+    let bin = backend_bin(backend);
+    let flags = ["--threads", "2", "-n", "4"];
+    let mut spec = ChainSpec::new("held", bin.clone(), bin);
+    spec.enc_flags = &flags;
+    let chain = spec.start();
+    let front = chain.front().clone();
+    for round in 0..rounds {
+        let start = Arc::new(Barrier::new(HELD));
+        let echoed = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<_> = (0..HELD)
+            .map(|i| {
+                let (front, start, echoed) = (front.clone(), start.clone(), echoed.clone());
+                thread::spawn(move || -> Result<(), String> {
+                    start.wait();
+                    let mut c = front.connect().map_err(|e| format!("client {i}: {e}"))?;
+                    c.set_read_timeout(Duration::from_secs(10))
+                        .map_err(|e| format!("client {i}: {e}"))?;
+                    c.write_all(&[i as u8])
+                        .map_err(|e| format!("client {i}: write: {e}"))?;
+                    let mut b = [0u8; 1];
+                    let got = c.read_exact(&mut b);
+                    echoed.fetch_add(1, Ordering::SeqCst);
+                    got.map_err(|e| format!("client {i}: no echo within 10 s: {e}"))?;
+                    // Hold the connection until every client has had its answer (bounded).
+                    let deadline = Instant::now() + Duration::from_secs(15);
+                    while echoed.load(Ordering::SeqCst) < HELD && Instant::now() < deadline {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let failures: Vec<String> = clients
+            .into_iter()
+            .filter_map(|c| match c.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("client panicked".into()),
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{backend}, round {round}: {failures:?}; {}",
+            adv_common::saved_logs(&chain, &format!("held-{backend}"))
+        );
+    }
+    eprintln!("{backend}: {rounds} rounds of {HELD} held clients through -n 4 --threads 2");
+}
+
+#[test]
+fn held_clients_at_the_limit_are_spread_over_both_loops() {
+    for backend in backends() {
+        held_clients_fill_both_loops(backend);
+    }
+}

@@ -18,7 +18,7 @@
 //!   delivered first). When `QUEUE_LIMIT` results wait unasked for, the multishot is
 //!   cancelled, so a socket the caller does not read cannot take the pool.
 //! - An accept is a one-shot `IORING_OP_POLL_ADD` for `POLLIN` on the listener, re-armed after
-//!   each batch of `accept4` calls (at most [`ACCEPT_BATCH`] per readiness, until `EAGAIN`), not
+//!   each `accept4` ([`ACCEPT_BATCH`] per readiness, so the caller sees each connection first), not
 //!   `IORING_OP_ACCEPT`: the kernel's accept waits on the listener as an *exclusive* waiter, so
 //!   with several rings accepting on duplicates of one listener (`--threads`) a cancelled
 //!   accept whose wait entry was not yet removed took a new client's wake-up and dropped it,
@@ -53,10 +53,13 @@ use super::{
     WaitError, sys,
 };
 
-/// Most connections accepted on one listener per readiness completion; the poll is then
-/// re-armed, and fires again at once if the backlog still holds clients, so that a flood of
-/// clients cannot starve the connections already open.
-pub const ACCEPT_BATCH: usize = 64;
+/// Most connections accepted on one listener per readiness completion: one. The poll is then
+/// re-armed, submitted with the next [`Driver::wait`] and fires again at once if the backlog
+/// still holds clients, so the caller sees each new connection before the next is taken: a
+/// relay at its connection limit stops accepting exactly at the limit instead of taking
+/// clients it must leave waiting, and with several event loops on one listener (`--threads`)
+/// the clients a full loop does not take stay in the backlog for a loop with room.
+pub const ACCEPT_BATCH: usize = 1;
 
 /// `user_data` of internal operations whose completions are discarded.
 const IGNORE: u64 = u64::MAX;
