@@ -1,5 +1,6 @@
-//! The relay with spiped's command line, as `spiperelay -e|-d` runs it (`relay::run`), plus a
-//! measurement hook: what [`release_free_heap`] gives back once a burst has ended.
+//! The relay with spiped's command line, as `spiperelay -e|-d` runs it (`relay::run` of the
+//! command line's config), plus a measurement hook: what [`release_free_heap`] gives back once
+//! a burst has ended.
 //!
 //! ```text
 //! SPIPERELAY_TRIM_TRIGGER=/tmp/x cargo run --release --example relay_trim -- -F -e -s ... -t ... -k KEY
@@ -94,7 +95,8 @@ fn main() -> ExitCode {
         let trigger = PathBuf::from(trigger);
         std::thread::spawn(move || serve_trims(trigger));
     }
-    match spiperelay::relay::run("relay_trim", &args) {
+    let source = spiperelay::relay::ConfigSource::CommandLine(args.to_full_config());
+    match spiperelay::relay::run("relay_trim", source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("relay_trim: {e}");

@@ -163,6 +163,12 @@ mode = "decrypt"
 source = "/run/spiperelay/default.sock"
 target = "/run/echo.sock"
 keys = ["/etc/spiperelay/spiperelay.key"]
+
+[pipe.extra]
+mode = "decrypt"
+source = "/run/spiperelay/extra.sock"
+target = "/run/echo.sock"
+keys = ["/etc/spiperelay/spiperelay.key"]
 TOML
 	exec_lines=''
 fi
@@ -181,7 +187,7 @@ show() { in_ct systemctl show -p "$1" --value spiperelay.service; }
 [ "$(show ActiveState)" = active ] || fail "not active after start: $(show ActiveState)"
 [ "$(show Type)" = notify ] || fail "Type is $(show Type)"
 status=$(show StatusText)
-grep -q 'pipe listening' <<<"$status" || fail "StatusText is '$status'"
+grep -Eq 'pipes? listening' <<<"$status" || fail "StatusText is '$status'"
 pid=$(show MainPID)
 uid=$(in_ct awk '/^Uid:/ {print $2}' "/proc/$pid/status")
 [ "$uid" = "$(in_ct id -u spiperelay)" ] || fail "main process runs as uid $uid"
@@ -201,6 +207,19 @@ sleep 5 # more than two watchdog intervals
 [ "$(show MainPID)" = "$pid" ] || fail "main PID changed"
 
 echo "== systemctl reload spiperelay" >&2
+if [ -z "$exec_lines" ]; then
+	# Two pipes in one process; the reload adds a third.
+	pipe_echo() { printf '%s' "$2" | in_ct spiperelay spipe -t "/run/spiperelay/$1.sock" -k /etc/spiperelay/spiperelay.key; }
+	[ "$(pipe_echo extra two-pipes)" = two-pipes ] || fail "no echo through the second pipe"
+	in_ct sh -c 'cat >> /etc/spiperelay/spiperelay.toml' <<'TOML'
+
+[pipe.third]
+mode = "decrypt"
+source = "/run/spiperelay/third.sock"
+target = "/run/echo.sock"
+keys = ["/etc/spiperelay/spiperelay.key"]
+TOML
+fi
 in_ct systemctl reload spiperelay.service || fail "reload failed"
 for _ in $(seq 1 50); do
 	in_ct journalctl --no-pager -u spiperelay | grep -q 'SIGHUP: reloaded' && break
@@ -212,6 +231,11 @@ for _ in $(seq 1 50); do [ "$(show ActiveState)" = active ] && break; sleep 0.1;
 [ "$(show MainPID)" = "$pid" ] || fail "reload changed the main PID"
 grep -q 'reloaded' <<<"$(show StatusText)" || fail "StatusText after reload: $(show StatusText)"
 [ "$(spipe after-reload)" = after-reload ] || fail "no echo after reload"
+if [ -z "$exec_lines" ]; then
+	[ "$(pipe_echo third added-by-reload)" = added-by-reload ] || fail "the pipe added by the reload does not serve"
+	[ "$(in_ct ls /proc/"$pid"/task | wc -l)" -lt 12 ] || fail "threads: $(in_ct ls /proc/"$pid"/task | wc -l)"
+	echo "== reload added a third pipe to the running process" >&2
+fi
 
 echo "== systemctl stop spiperelay, one connection held open (shutdown timeout 3 s)" >&2
 timeout 60 nsenter -t "$leader" -a sh -c 'sleep 30 | spiperelay spipe -t /run/spiperelay/default.sock -k /etc/spiperelay/spiperelay.key' >/dev/null 2>&1 &
@@ -233,16 +257,24 @@ in_ct journalctl --no-pager -u spiperelay | grep -q 'shutdown timeout of 3 s rea
 echo "== stopped in $took_ms ms, 1 connection cut at the deadline" >&2
 in_ct test ! -e /run/spiperelay/default.sock || fail "the relay left its socket behind"
 
-echo "== socket activation: spiperelay-pipe@default.socket" >&2
-in_ct systemctl start spiperelay-pipe@default.socket || fail "socket unit did not start"
+# With a config, every pipe gets its socket unit (a pipe without one is a startup error).
+sockets=spiperelay-pipe@default.socket
+[ -z "$exec_lines" ] && sockets="$sockets spiperelay-pipe@extra.socket spiperelay-pipe@third.socket"
+echo "== socket activation: $sockets" >&2
+# shellcheck disable=SC2086 # a list of unit names
+in_ct systemctl start $sockets || fail "socket units did not start"
 in_ct test -S /run/spiperelay/default.sock || fail "no socket from the socket unit"
 [ "$(spipe activated)" = activated ] || fail "no echo through the activated relay"
 [ "$(show ActiveState)" = active ] || fail "the connection did not start the service"
 in_ct journalctl --no-pager -u spiperelay | grep -q 'passed by systemd' ||
 	fail "the relay did not use the passed socket"
+if [ -z "$exec_lines" ]; then
+	[ "$(pipe_echo third activated-third)" = activated-third ] || fail "no echo through the third passed socket"
+fi
 in_ct systemctl stop spiperelay.service
 in_ct test -S /run/spiperelay/default.sock || fail "the relay unlinked systemd's socket"
-in_ct systemctl stop spiperelay-pipe@default.socket
+# shellcheck disable=SC2086
+in_ct systemctl stop $sockets
 
 echo "== spiperelay@second.service (an instance, its own runtime directory)" >&2
 in_ct mkdir -p /etc/systemd/system/spiperelay@second.service.d

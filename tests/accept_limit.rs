@@ -85,9 +85,12 @@ fn bursts_past_limit(backend: &str, fam: Fam, loops: &Threads) {
     spec.dec_flags = &flags;
     let chain = spec.start();
     let front = chain.front().clone();
+    // One exchange first: the event loops open their own descriptors (io_uring, eventfds)
+    // after the listening socket exists, so the count at rest is taken once they serve.
+    exchange_with(&front, b"warm-up", BURST_LIMIT).expect("warm-up exchange");
     if threads != "1" {
-        // The other loops open their rings just after the listener exists: count descriptors
-        // at rest only once they run.
+        // The exchange reached one loop: wait for the other's thread too, then let it open its
+        // descriptors.
         for pid in [chain.enc.pid(), chain.dec.pid()] {
             let up = bin_common::wait_until(Duration::from_secs(10), || loop_threads(pid) >= 1);
             assert!(up, "{backend}: pid {pid} has no second event loop");

@@ -21,17 +21,18 @@
 //! (a drop guard); every wait is bounded.
 
 mod bin_common;
+mod netns_common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bin_common::{Proc, TempDir, anon_inodes, args, relay_bin, under_ci, wait_until};
+use bin_common::{Proc, TempDir, anon_inodes, args, relay_bin, wait_until};
+use netns_common::{Net, cannot_make_namespaces};
 
 /// The `-e` end's options (command line).
 const E_USER_TIMEOUT_SECS: u64 = 3;
@@ -48,181 +49,28 @@ const SLACK: Duration = Duration::from_secs(10);
 const ADDR_A: &str = "169.254.77.1";
 const ADDR_B: &str = "169.254.77.2";
 const PORT: u16 = 7001;
-/// Bound on every `ip` command.
-const IP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The namespaces' name stem (see [`Net::create`]).
+const STEM: &str = "sprdp";
 
-/// Runs `ip ARGS` (bounded); returns stdout, or the error with stderr.
-fn ip(a: &[&str]) -> Result<String, String> {
-    let mut child = Command::new("ip")
-        .args(a)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("ip {}: {e}", a.join(" ")))?;
-    let deadline = Instant::now() + IP_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "ip {}: no answer within {IP_TIMEOUT:?}",
-                    a.join(" ")
-                ));
-            }
-        }
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("ip {}: {e}", a.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}: {}",
-            a.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+/// `ss -tno state established` inside namespace `ns`, for connections on [`PORT`].
+fn ss(net: &Net, ns: &str) -> String {
+    net.exec(
+        ns,
+        "ss",
+        &["-Htno", "state", "established", "sport", "=", ":7001"],
+    )
+    .unwrap_or_else(|e| e)
 }
 
-/// The two namespaces and the veth pair between them; deleted on drop (deleting a namespace
-/// deletes its end of the veth, and with it the other end).
-struct Net {
-    a: String,
-    b: String,
-    veth_a: String,
-}
-
-impl Net {
-    /// Creates the namespaces, the veth pair and the addresses. On error, what was created is
-    /// removed (by the drop of the partly built value).
-    /// `tag` (one letter) tells the networks of one test process apart.
-    fn create(tag: char) -> Result<Net, String> {
-        let id = std::process::id() % 100_000;
-        let net = Net {
-            a: format!("sprdp{id}{tag}a"),
-            b: format!("sprdp{id}{tag}b"),
-            veth_a: format!("sprdp{id}{tag}a0"),
-        };
-        let veth_b = format!("sprdp{id}{tag}b0");
-        // Left over from a run of the same pid that was killed: remove first.
-        let _ = ip(&["netns", "del", &net.a]);
-        let _ = ip(&["netns", "del", &net.b]);
-        ip(&["netns", "add", &net.a])?;
-        ip(&["netns", "add", &net.b])?;
-        ip(&[
-            "-n",
-            &net.a,
-            "link",
-            "add",
-            &net.veth_a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &veth_b,
-            "netns",
-            &net.b,
-        ])?;
-        ip(&[
-            "-n",
-            &net.a,
-            "addr",
-            "add",
-            &format!("{ADDR_A}/30"),
-            "dev",
-            &net.veth_a,
-        ])?;
-        ip(&[
-            "-n",
-            &net.b,
-            "addr",
-            "add",
-            &format!("{ADDR_B}/30"),
-            "dev",
-            &veth_b,
-        ])?;
-        for (ns, dev) in [(&net.a, &net.veth_a), (&net.b, &veth_b)] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        Ok(net)
-    }
-
-    fn set_link(&self, up: bool) -> Result<String, String> {
-        let state = if up { "up" } else { "down" };
-        ip(&["-n", &self.a, "link", "set", &self.veth_a, state])
-    }
-
-    /// `ss -tno state established` inside namespace `ns`, for connections on [`PORT`].
-    fn ss(&self, ns: &str) -> String {
-        ip(&[
-            "netns",
-            "exec",
-            ns,
-            "ss",
-            "-Htno",
-            "state",
-            "established",
-            "sport",
-            "=",
-            ":7001",
-        ])
-        .unwrap_or_else(|e| e)
-    }
-
-    /// Whether something in `ns` listens on TCP [`PORT`].
-    fn listening(&self, ns: &str) -> bool {
-        ip(&["netns", "exec", ns, "ss", "-Hltn", "sport", "=", ":7001"])
-            .is_ok_and(|out| !out.trim().is_empty())
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// Why namespaces cannot be made here, if they cannot.
-fn cannot_make_namespaces() -> Option<String> {
-    if !Path::new("/usr/sbin/ip").exists() && !Path::new("/usr/bin/ip").exists() {
-        return Some("ip (iproute2) not installed".into());
-    }
-    if !nix_is_root() {
-        return Some("not root: creating network namespaces needs CAP_SYS_ADMIN".into());
-    }
-    None
-}
-
-fn nix_is_root() -> bool {
-    // The effective uid from /proc (no unsafe, no extra dependency).
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
+/// Whether something in `ns` listens on TCP [`PORT`].
+fn listening(net: &Net, ns: &str) -> bool {
+    net.exec(ns, "ss", &["-Hltn", "sport", "=", ":7001"])
+        .is_ok_and(|out| !out.trim().is_empty())
 }
 
 /// SKIP with `why`, or fail under `CI=true`.
 fn skip(why: &str) {
-    assert!(
-        !under_ci(),
-        "CI=true and the dead-peer test cannot run: {why}"
-    );
-    eprintln!("SKIP: dead-peer network-namespace test: {why}");
+    netns_common::skip("dead-peer network-namespace test", why);
 }
 
 /// A Unix-socket sink in the test process: accepts connections one after another (bounded)
@@ -357,16 +205,16 @@ fn keepalive_timer(ss: &str) -> Option<Duration> {
     }
 }
 
-/// Spawns `relay ARGS` on io backend `backend` inside namespace `ns`: `ip netns exec` and
-/// `env` exec the relay, so the PID is the relay's and the drop of the [`Proc`] kills exactly
-/// it.
+/// Spawns `relay ARGS` on io backend `backend` inside namespace `ns`.
 fn spawn_in(dir: &TempDir, ns: &str, backend: &str, name: &str, relay_args: &[String]) -> Proc {
-    let mut a = vec!["netns".to_owned(), "exec".to_owned(), ns.to_owned()];
-    a.push("env".to_owned());
-    a.push(format!("SPIPERELAY_BACKEND={backend}"));
-    a.push(relay_bin().display().to_string());
-    a.extend(relay_args.iter().cloned());
-    Proc::spawn(dir, name, Path::new("ip"), &args(a)).expect("spawn relay in namespace")
+    netns_common::spawn_in(
+        dir,
+        ns,
+        name,
+        &[("SPIPERELAY_BACKEND", backend)],
+        &relay_bin(),
+        &args(relay_args),
+    )
 }
 
 #[test]
@@ -383,7 +231,7 @@ fn keepalive_and_user_timeout_drop_a_dead_peer_and_log_why() {
             eprintln!("SKIP io_uring: {e}");
             continue;
         }
-        let net = match Net::create(backend.chars().next().unwrap_or('x')) {
+        let net = match Net::create(STEM, backend.chars().next().unwrap_or('x'), ADDR_A, ADDR_B) {
             Ok(n) => n,
             Err(e) => {
                 skip(&format!("cannot create the namespaces: {e}"));
@@ -428,7 +276,7 @@ fn dead_peer_is_dropped(net: &Net, backend: &str) {
         &["--config".into(), config.display().to_string()],
     );
     assert!(
-        wait_until(Duration::from_secs(10), || net.listening(&net.b)
+        wait_until(Duration::from_secs(10), || listening(net, &net.b)
             || d.try_exit().is_some()),
         "-d never listened: {}",
         d.stderr()
@@ -475,12 +323,13 @@ fn dead_peer_is_dropped(net: &Net, backend: &str) {
         "[io_uring]"
     };
     for p in [&e, &d] {
-        let kinds = anon_inodes(p.pid());
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "{} runs on {kinds:?}, not {backend}",
-            p.name
-        );
+        // The listeners are bound before the event loops start: wait for the loop's instance.
+        let mut kinds = Vec::new();
+        let on_it = wait_until(Duration::from_secs(10), || {
+            kinds = anon_inodes(p.pid());
+            kinds.iter().any(|k| k == kind)
+        });
+        assert!(on_it, "{} runs on {kinds:?}, not {backend}", p.name);
     }
 
     let streamer = Streamer::start(&e_sock);
@@ -493,7 +342,7 @@ fn dead_peer_is_dropped(net: &Net, backend: &str) {
     );
     // The -d end's accepted socket carries the configured keep-alive timer (the kernel's would
     // show two hours).
-    let ss_d = net.ss(&net.b);
+    let ss_d = ss(net, &net.b);
     let timer = keepalive_timer(&ss_d);
     assert!(
         timer.is_some_and(|t| t <= Duration::from_secs(D_KEEPALIVE_IDLE)),

@@ -60,7 +60,15 @@ fn assert_backend(pid: u32, epoll: bool, what: &str) {
         eprintln!("{what}: backend forced by SPIPERELAY_BACKEND; not checking for io_uring");
         return;
     }
-    let kinds = anon_inodes(pid);
+    // The event loops open their driver just after the listening socket exists: wait for it
+    // (bounded).
+    let want = if epoll { "[eventpoll]" } else { "[io_uring]" };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut kinds = anon_inodes(pid);
+    while !kinds.iter().any(|x| x == want) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        kinds = anon_inodes(pid);
+    }
     let has = |k: &str| kinds.iter().any(|x| x == k);
     if epoll {
         assert!(

@@ -147,6 +147,7 @@ fn run<D: Driver>(io: D, x25519: bool) {
     let local = sys::local_addr(std::os::fd::AsFd::as_fd(&listener)).expect("local addr");
     let addr = local.as_socket().expect("tcp address");
     let cfg = PipeConfig {
+        name: "default".into(),
         mode: Mode::Decrypt,
         targets: vec![SockAddr::from(target)],
         keys: KeyRing::new(

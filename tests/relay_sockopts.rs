@@ -20,6 +20,7 @@ use spiperelay::relay::{PipeConfig, Relay};
 
 fn config(keepalive: bool) -> PipeConfig {
     PipeConfig {
+        name: "default".into(),
         mode: Mode::Decrypt,
         targets: vec![SockAddr::from(
             "127.0.0.1:9".parse::<std::net::SocketAddr>().expect("addr"),

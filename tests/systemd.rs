@@ -6,7 +6,9 @@
 //! - `--shutdown-timeout`: the `SIGTERM` drain ends at the deadline, cutting what is open;
 //! - socket activation through `systemd-socket-activate` (Debian package `systemd`): a passed
 //!   Unix or TCP socket is served instead of binding `-s`, is never unlinked, and a second
-//!   socket or a connected (`--accept`) one is a startup error naming them.
+//!   socket or a connected (`--accept`) one is a startup error naming them; with a
+//!   configuration file, each passed socket is matched to the pipe of its name, kept across
+//!   reloads, and a socket that names no pipe is a startup error naming both.
 //!
 //! Without `systemd-socket-activate` the activation tests say SKIP, except under `CI=true`.
 
@@ -594,4 +596,109 @@ fn drain_under_socket_activation_leaves_new_clients_queued_for_the_next_instance
     let st = d.wait_exit(Duration::from_secs(20)).expect("exit");
     assert!(st.success(), "{st}; {}", d.stderr());
     assert!(path.exists(), "the passed socket's path was unlinked");
+}
+
+/// A configuration of two decrypting pipes, `alpha` and `beta`, in front of `echo`; `timeout`
+/// varies between reloads.
+fn two_pipe_config(dir: &TempDir, key: &Path, echo: &Addr, timeout: u32) -> String {
+    let mut text = String::new();
+    for name in ["alpha", "beta"] {
+        text.push_str(&format!(
+            "[pipe.{name}]\nmode = \"decrypt\"\nsource = \"{}\"\ntarget = \"{}\"\n\
+             keys = [\"{}\"]\ntimeout = {timeout}\n\n",
+            dir.join(&format!("unused-{name}.sock")).display(),
+            echo.spiped(),
+            key.display()
+        ));
+    }
+    text
+}
+
+#[test]
+fn passed_sockets_are_matched_to_pipes_by_name_and_kept_across_reloads() {
+    if !have_tool(SOCKET_ACTIVATE, "systemd") {
+        return;
+    }
+    let dir = TempDir::new("actnamed");
+    let key = dir.key("k");
+    let echo = Echo::start(Fam::Unix, &dir, Reply::Stream);
+    let file = dir.join("pipes.toml");
+    fs::write(&file, two_pipe_config(&dir, &key, &echo.addr, 5)).expect("config");
+    let (a, b) = (
+        Addr::Unix(dir.sock_path("passed-a")),
+        Addr::Unix(dir.sock_path("passed-b")),
+    );
+    let config_args = vec![OsString::from("--config"), file.clone().into()];
+    // Passed in the other order than the file lists the pipes: names decide.
+    let mut d = Daemon::spawn(
+        &dir,
+        "named",
+        &mut activate(&[b.spiped(), a.spiped()], "beta:alpha", false, &config_args),
+    );
+    wake(&a);
+    let through = |listen: &Addr, what: &str| {
+        let enc = start_end(
+            &dir,
+            "enc",
+            &relay_bin(),
+            "-e",
+            Fam::Unix,
+            listen,
+            &key,
+            &[],
+        );
+        assert_echo(enc.addr(), what.as_bytes(), what);
+    };
+    through(&a, "alpha through its passed socket");
+    through(&b, "beta through its passed socket");
+    let log = d.stderr();
+    for (pipe, path) in [("alpha", &a), ("beta", &b)] {
+        assert!(
+            log.contains(&format!(
+                "pipe {pipe}: using the listening socket {pipe} passed by systemd ({})",
+                path.spiped()
+            )),
+            "{log}"
+        );
+    }
+    for name in ["alpha", "beta"] {
+        assert!(!dir.join(&format!("unused-{name}.sock")).exists());
+    }
+    // A reload that changes an option keeps both passed sockets.
+    fs::write(&file, two_pipe_config(&dir, &key, &echo.addr, 9)).expect("config");
+    d.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !d.stderr().contains("SIGHUP: reloaded") {
+        assert!(Instant::now() < deadline, "{}", d.stderr());
+        thread::sleep(Duration::from_millis(20));
+    }
+    through(&a, "alpha after the reload");
+    through(&b, "beta after the reload");
+    d.signal("-TERM");
+    let st = d.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert!(st.success(), "{st}; {}", d.stderr());
+    assert!(a.spiped().len() > 1 && Path::new(&a.spiped()).exists());
+
+    // A passed socket that names no pipe: a startup error naming it and the pipes.
+    let c = Addr::Unix(dir.sock_path("passed-c"));
+    let mut d = Daemon::spawn(
+        &dir,
+        "unmatched",
+        &mut activate(
+            &[a.spiped(), c.spiped()],
+            "alpha:gamma",
+            false,
+            &config_args,
+        ),
+    );
+    wake(&c);
+    let st = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("startup error exits");
+    let log = d.stderr();
+    assert_eq!(st.code(), Some(1), "{log}");
+    assert!(
+        log.contains("gamma") && log.contains("alpha") && log.contains("beta"),
+        "{log}"
+    );
 }

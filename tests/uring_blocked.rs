@@ -57,7 +57,15 @@ fn falls_back_to_epoll_where_io_uring_is_blocked() {
             line.starts_with("spiperelay: ") && line.contains("EPERM") && line.contains("seccomp"),
             "{name}: the fallback line must name the cause: {line:?}"
         );
-        let kinds = anon_inodes(p.pid());
+        // The event loop opens its driver just after the listener exists: wait (bounded).
+        let mut kinds = anon_inodes(p.pid());
+        for _ in 0..500 {
+            if kinds.iter().any(|k| k == "[eventpoll]") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            kinds = anon_inodes(p.pid());
+        }
         assert!(
             kinds.iter().any(|k| k == "[eventpoll]") && !kinds.iter().any(|k| k == "[io_uring]"),
             "{name}: not running on epoll: {kinds:?}"

@@ -11,11 +11,12 @@
 //! | `spiperelay keygen [--force] FILE` | writes a new key file |
 //! | `spiperelay keys ...` | asks a running daemon to rotate or set keys, or for their status |
 //! | `spiperelay status [--json]` | asks a running daemon for its pipes, connections and keys |
+//! | `spiperelay reload` | asks a running daemon to re-read its configuration |
 //! | `spiperelay --help`, `spiperelay help [COMMAND]` | the help (`spiperelay::cli::help`) |
 //! | `spiperelay COMMAND --help` | that command's help |
 //! | `spiperelay --version` | `spiperelay <version>` on standard output, exit 0 |
 //! | `spiperelay check-config FILE` | checks a configuration file, printing every error |
-//! | `spiperelay --config FILE` | the daemon, with its pipe from a configuration file |
+//! | `spiperelay --config FILE` | the daemon, with every pipe of a configuration file |
 //! | `spiperelay kernels` | prints which implementation of each primitive runs on this CPU |
 //! | `spiperelay ARGS` (anything else) | the daemon, spiped's command line |
 //!
@@ -47,6 +48,7 @@ const SUBCOMMANDS: &[&str] = &[
     "spipe",
     "keygen",
     "keys",
+    "reload",
     "status",
     "check-config",
     "kernels",
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
                 }
                 "kernels" => kernels_main(&program, &rest),
                 "status" => spiperelay::relay::status::status_main(&program, rest),
+                "reload" => spiperelay::relay::control::reload_main(&program, rest),
                 _ => spiperelay::relay::control::keys_main(&program, rest),
             }
         }
@@ -206,7 +209,8 @@ fn spiped_main(program: &str, args: Vec<OsString>, style: DropIn) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match spiperelay::relay::run(program, &args) {
+    let source = spiperelay::relay::ConfigSource::CommandLine(args.to_full_config());
+    match spiperelay::relay::run(program, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: {e}");

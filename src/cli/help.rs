@@ -137,7 +137,7 @@ pub const KEYGEN_OPTIONS: &[OptDoc] = &[OptDoc::own(
     "",
 )];
 
-/// `spiperelay keys`'s options (parsed in [`crate::relay::control`]).
+/// `spiperelay keys`'s options (parsed in [`crate::relay::control::client`]).
 pub const KEYS_OPTIONS: &[OptDoc] = &[
     OptDoc::own(
         "--control",
@@ -146,12 +146,26 @@ pub const KEYS_OPTIONS: &[OptDoc] = &[
         "$SPIPERELAY_CONTROL",
     ),
     OptDoc::own(
+        "--pipe",
+        "NAME",
+        "the pipe whose keys to show or change",
+        "the only pipe",
+    ),
+    OptDoc::own(
         "--force",
         "",
         "with set: drop keys even while connections still use them",
         "",
     ),
 ];
+
+/// `spiperelay reload`'s options (parsed in [`crate::relay::control::client`]).
+pub const RELOAD_OPTIONS: &[OptDoc] = &[OptDoc::own(
+    "--control",
+    "SOCKET",
+    "the daemon's --control socket",
+    "$SPIPERELAY_CONTROL",
+)];
 
 /// `spiperelay status`'s options (parsed in [`crate::relay::status`]).
 pub const STATUS_OPTIONS: &[OptDoc] = &[
@@ -208,9 +222,17 @@ pub const COMMANDS: &[CommandDoc] = &[
     },
     CommandDoc {
         name: "keys",
-        synopsis: &["keys [--control SOCKET] {status | rotate FILE | set [--force] FILE}"],
+        synopsis: &[
+            "keys [--control SOCKET] [--pipe NAME] {status | rotate FILE | set [--force] FILE}",
+        ],
         summary: "show or change a running daemon's keys through its control socket",
         options: KEYS_OPTIONS,
+    },
+    CommandDoc {
+        name: "reload",
+        synopsis: &["reload [--control SOCKET]"],
+        summary: "make a running daemon re-read its configuration (as SIGHUP) and print the outcome",
+        options: RELOAD_OPTIONS,
     },
     CommandDoc {
         name: "check-config",
@@ -261,9 +283,9 @@ pub const ENVIRONMENT: &[EnvDoc] = &[
     },
     EnvDoc {
         name: "SPIPERELAY_CONTROL",
-        help: "control socket for `spiperelay keys` and `status` without --control",
+        help: "control socket for `spiperelay keys`, `reload` and `status` without --control",
         default: "",
-        commands: &["keys", "status"],
+        commands: &["keys", "reload", "status"],
     },
     EnvDoc {
         name: "SPIPERELAY_KERNELS",

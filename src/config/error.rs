@@ -112,6 +112,8 @@ pub enum ErrorKind {
     /// A key file that cannot be used: missing, unreadable, a FIFO, a directory or another
     /// non-regular file. Holds the key-file reader's message.
     KeyFile(String),
+    /// A user or group that does not exist on this host. Holds the lookup's message.
+    NoAccount(String),
 }
 
 impl fmt::Display for ErrorKind {
@@ -158,6 +160,7 @@ impl fmt::Display for ErrorKind {
                 "{n} bad fields in this table; the rest of it was not checked"
             ),
             Self::KeyFile(m) => f.write_str(m),
+            Self::NoAccount(m) => f.write_str(m),
         }
     }
 }

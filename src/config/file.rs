@@ -60,6 +60,16 @@ pub trait KeyCheck {
     /// # Errors
     /// The reason in words: missing, unreadable, a FIFO, a directory, ...
     fn check(&mut self, path: &Path) -> Result<Vec<String>, String>;
+
+    /// Checks that the user (`group` false) or group (`group` true) named `name` (or
+    /// numbered) exists on this host. The default accepts every name: parsing without a host.
+    ///
+    /// # Errors
+    /// The reason in words, e.g. that no such user exists.
+    fn check_account(&mut self, name: &str, group: bool) -> Result<(), String> {
+        let _ = (name, group);
+        Ok(())
+    }
 }
 
 /// A [`KeyCheck`] that accepts every path without looking: for parsing without a file
@@ -546,8 +556,12 @@ impl Cx<'_, '_> {
             s.pidfile = self.abs_path(&p, "process.pidfile");
         }
         s.wait_for_dns = raw.wait_for_dns.is_some_and(|d| *d.get_ref());
-        let user = raw.user.and_then(|u| self.account(&u, "process.user"));
-        let group = raw.group.and_then(|g| self.account(&g, "process.group"));
+        let user = raw
+            .user
+            .and_then(|u| self.account(&u, "process.user", false));
+        let group = raw
+            .group
+            .and_then(|g| self.account(&g, "process.group", true));
         s.user = match (user, group) {
             (Some(user), Some(group)) => Some(UserGroup::UserAndGroup { user, group }),
             (Some(user), None) => Some(UserGroup::User(user)),
@@ -841,10 +855,10 @@ impl Cx<'_, '_> {
             }
         }
         if let Some(o) = &raw.socket_owner {
-            unix.owner = self.account(o, &f("socket_owner"));
+            unix.owner = self.account(o, &f("socket_owner"), false);
         }
         if let Some(g) = &raw.socket_group {
-            unix.group = self.account(g, &f("socket_group"));
+            unix.group = self.account(g, &f("socket_group"), true);
         }
         if source_unix == Some(false) {
             for (name, v) in [
@@ -1040,7 +1054,7 @@ impl Cx<'_, '_> {
     }
 
     /// A user or group name (or numeric id): non-empty, no `:`, no NUL, no whitespace.
-    fn account(&mut self, v: &Spanned<String>, field: &str) -> Option<String> {
+    fn account(&mut self, v: &Spanned<String>, field: &str, group: bool) -> Option<String> {
         let s = v.get_ref();
         if s.is_empty() || s.contains([':', '\0']) || s.chars().any(char::is_whitespace) {
             self.error(
@@ -1051,6 +1065,10 @@ impl Cx<'_, '_> {
                     expected: "a user or group name or number, without ':' or spaces",
                 },
             );
+            return None;
+        }
+        if let Err(m) = self.keys.check_account(s, group) {
+            self.error(v.span(), field.to_owned(), ErrorKind::NoAccount(m));
             return None;
         }
         Some(s.clone())

@@ -5,18 +5,14 @@
 //! the same form and do not change the exit status.
 //!
 //! `spiperelay --config FILE` ([`config_main`]) runs a file with the same checks and the same
-//! words. Until the daemon carries several pipes, it runs a file of one pipe through the
-//! command line's daemon ([`daemon_args`]), and refuses, naming the field, a file with more
-//! pipes or with a setting that daemon does not implement yet.
+//! words: every pipe in one process ([`super::supervisor`]).
 
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::SpipedArgs;
 use crate::config::file::{self, Checked, KeyCheck};
-use crate::config::{Config, LogTarget};
 
 use super::keyfile;
 
@@ -30,7 +26,8 @@ pub const CHECK_CONFIG_USAGE: &str = "usage: spiperelay check-config <config fil
 pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
 
 /// The [`KeyCheck`] of the daemon: [`keyfile::read_key_file`], the one key-file reader (a
-/// regular file, opened without blocking, read whole), with its warnings.
+/// regular file, opened without blocking, read whole), with its warnings; and the host's
+/// users and groups.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileKeyCheck;
 
@@ -39,6 +36,16 @@ impl KeyCheck for FileKeyCheck {
         keyfile::read_key_file(path)
             .map(|read| read.warnings.iter().map(ToString::to_string).collect())
             .map_err(|e| e.to_string())
+    }
+
+    /// Looks the account up as the daemon will ([`crate::os::user`]: names, then numbers).
+    fn check_account(&mut self, name: &str, group: bool) -> Result<(), String> {
+        let found = if group {
+            crate::os::user::lookup_group(name).map(drop)
+        } else {
+            crate::os::user::lookup_user(name).map(drop)
+        };
+        found.map_err(|e| e.to_string())
     }
 }
 
@@ -166,111 +173,9 @@ pub fn check_config_main(program: &str, args: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// Why a valid configuration cannot run yet: the running daemon carries one pipe and lacks
-/// some of the file's settings. Each names the field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NotYet {
-    /// The file has this many pipes, not one.
-    PipeCount(usize),
-    /// A setting this daemon does not implement yet. Holds the field (`pipe.NAME.FIELD` or
-    /// `process.FIELD`).
-    Setting(String),
-    /// `pidfile` without `daemonize = true` (the daemon writes one only when it detaches),
-    /// or `daemonize = true` without `pidfile`.
-    Pidfile,
-    /// `log = "syslog"` without `daemonize = true` (the daemon switches to syslog when it
-    /// detaches, as spiped does with `--syslog`).
-    SyslogInForeground,
-}
-
-impl std::fmt::Display for NotYet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::PipeCount(n) => write!(
-                f,
-                "pipe: {n} pipes defined; this version runs one pipe per process \
-                 (check-config accepts more)"
-            ),
-            Self::Setting(field) => write!(
-                f,
-                "{field}: not yet supported when running a configuration file \
-                 (check-config accepts it)"
-            ),
-            Self::Pidfile => f.write_str(
-                "process.pidfile: for now a pidfile is written exactly when daemonize = true: \
-                 set both or neither",
-            ),
-            Self::SyslogInForeground => {
-                f.write_str("process.log: for now \"syslog\" applies only with daemonize = true")
-            }
-        }
-    }
-}
-
-impl std::error::Error for NotYet {}
-
-/// The command-line settings that run `config` on today's one-pipe daemon: the inverse of
-/// [`SpipedArgs::to_config`] for a one-pipe configuration.
-///
-/// # Errors
-/// [`NotYet`] naming the first pipe count or setting the daemon cannot run yet: more or
-/// fewer than one pipe; `socket_mode`/`socket_owner`/`socket_group`,
-/// `metrics`, `audit_log`; a pidfile without
-/// daemonising or the reverse; syslog in the foreground.
-pub fn daemon_args(config: &Config) -> Result<SpipedArgs, NotYet> {
-    let [p] = config.pipes.as_slice() else {
-        return Err(NotYet::PipeCount(config.pipes.len()));
-    };
-    let s = &config.settings;
-    let pipe_field = |name: &str| NotYet::Setting(format!("pipe.{}.{name}", p.name));
-    if p.unix_socket.is_set() {
-        return Err(pipe_field("socket_mode/socket_owner/socket_group"));
-    }
-    for (set, name) in [
-        (s.metrics.is_some(), "metrics"),
-        (s.audit_log.is_some(), "audit_log"),
-    ] {
-        if set {
-            return Err(NotYet::Setting(format!("process.{name}")));
-        }
-    }
-    if s.daemonize != s.pidfile.is_some() {
-        return Err(NotYet::Pidfile);
-    }
-    if s.log == LogTarget::Syslog && !s.daemonize {
-        return Err(NotYet::SyslogInForeground);
-    }
-    Ok(SpipedArgs {
-        mode: p.mode,
-        source: p.source.clone(),
-        target: p.target.clone(),
-        keys: p.keys.clone(),
-        wait_for_dns: s.wait_for_dns,
-        foreground: !s.daemonize,
-        no_keepalive: !p.keepalive,
-        pfs: p.pfs,
-        max_connections: p.max_connections,
-        timeout: p.timeout,
-        // Unused in the foreground: the daemon writes a pidfile only when it detaches.
-        pidfile: s.pidfile.clone().unwrap_or_default(),
-        resolve_interval: p.resolve_interval,
-        bind: p.bind.clone(),
-        syslog: s.log == LogTarget::Syslog,
-        user: s.user.clone(),
-        control: s.control.clone(),
-        max_keys: p.max_keys,
-        x25519: p.x25519,
-        threads: s.thread_count(),
-        shutdown_timeout: s.shutdown_timeout,
-        source_tcp: p.source_tcp,
-        target_tcp: p.target_tcp,
-        handshake_limit: p.handshake_limit,
-    })
-}
-
 /// `spiperelay --config FILE` (`args` are all the words after the program name, starting
 /// with `--config`). Checks the file as `check-config` does and prints its errors the same
-/// way (exit 1); then runs it ([`daemon_args`], [`super::run`]) until a signal ends it.
+/// way (exit 1); then runs it ([`super::run`]) until a signal ends it.
 pub fn config_main(program: &str, args: Vec<OsString>) -> ExitCode {
     let mut words = args.into_iter();
     let first = words.next().unwrap_or_default();
@@ -306,14 +211,8 @@ pub fn config_main(program: &str, args: Vec<OsString>) -> ExitCode {
         eprintln!("{program}: {name}: not started");
         return ExitCode::FAILURE;
     };
-    let args = match daemon_args(&config) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{program}: {name}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match super::run(program, &args) {
+    let source = super::ConfigSource::File { path, config };
+    match super::run(program, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: {e}");
@@ -373,65 +272,6 @@ mod tests {
             .status()
             .unwrap();
         assert!(st.success());
-    }
-
-    #[test]
-    fn daemon_args_invert_to_config() {
-        use crate::cli::SpipedCommand;
-        for line in [
-            "-e -s [127.0.0.1]:1 -t h:2 -k /k -p /run/x.pid -n 0 -o 3 -R -f -j --syslog",
-            "-d -D -s /tmp/s.sock -t [::1]:80 -k /k -k /k2 -p /p -r 9 -b h:0 -u a:b \
-             --control /c --max-keys 3 --x25519 -g --threads 2 --user-timeout 4",
-            "-e -s [::1]:1 -t h:2 -k /k -p /p --keepalive 5,2,3 --user-timeout 0.5",
-        ] {
-            let Ok(SpipedCommand::Run(args)) = SpipedArgs::parse(line.split_whitespace()) else {
-                panic!("{line}");
-            };
-            assert_eq!(daemon_args(&args.to_full_config()), Ok(*args), "{line}");
-        }
-    }
-
-    #[test]
-    fn daemon_args_refuse_what_the_daemon_lacks() {
-        let base = "[pipe.a]\nmode = \"encrypt\"\nsource = \"/s\"\ntarget = \"h:1\"\n\
-                    keys = [\"/k\"]\n";
-        let run = |extra: &str| {
-            let text = if extra.starts_with('[') {
-                format!("{extra}\n{base}")
-            } else {
-                format!("{base}{extra}")
-            };
-            daemon_args(&file::parse(&text).unwrap())
-        };
-        let args = run("").unwrap();
-        assert!(args.foreground && !args.syslog);
-        for (extra, words) in [
-            ("socket_mode = \"0600\"", "pipe.a.socket_mode"),
-            ("[process]\nmetrics = \"/m.sock\"", "process.metrics"),
-            ("[process]\naudit_log = \"stderr\"", "process.audit_log"),
-            ("[process]\npidfile = \"/p\"", "process.pidfile"),
-            ("[process]\ndaemonize = true", "process.pidfile"),
-            ("[process]\nlog = \"syslog\"", "process.log"),
-            (
-                "[pipe.b]\nmode = \"encrypt\"\nsource = \"/s2\"\ntarget = \"h:1\"\nkeys = [\"/k\"]",
-                "2 pipes",
-            ),
-        ] {
-            let e = run(extra).unwrap_err().to_string();
-            assert!(e.contains(words), "{extra}: {e}");
-        }
-        let a = run("[process]\ndaemonize = true\npidfile = \"/p\"\nlog = \"syslog\"").unwrap();
-        let tcp = run("target_tcp = { keepalive_idle = 3, user_timeout = 2.5 }").unwrap();
-        assert_eq!(tcp.target_tcp.keepalive_idle, Some(3));
-        assert_eq!(
-            tcp.target_tcp.user_timeout,
-            Some(std::time::Duration::from_millis(2500))
-        );
-        assert_eq!(tcp.source_tcp, crate::config::TcpOptions::default());
-        let t = run("[process]\nshutdown_timeout = 3").unwrap();
-        assert_eq!(t.shutdown_timeout, Some(std::time::Duration::from_secs(3)));
-        assert!(!a.foreground && a.syslog);
-        assert_eq!(a.pidfile, PathBuf::from("/p"));
     }
 
     #[test]

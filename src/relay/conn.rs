@@ -1270,4 +1270,55 @@ mod kind_tests {
             );
         }
     }
+
+    /// Whether `r` can only happen while a handshake runs. Exhaustive on purpose: a new
+    /// variant must be placed here before it compiles.
+    fn handshake_phase(r: &DropReason) -> bool {
+        match r {
+            DropReason::Handshake(_)
+            | DropReason::HandshakeTimeout
+            | DropReason::HandshakeEof
+            | DropReason::HandshakeRejected
+            | DropReason::HandshakeEvicted { .. }
+            | DropReason::KeyRemoved => true,
+            DropReason::TargetConnect(_)
+            | DropReason::TargetSocket(_)
+            | DropReason::Recv(..)
+            | DropReason::Send(..)
+            | DropReason::BadStream(_)
+            | DropReason::Random(_)
+            | DropReason::Submit(_)
+            | DropReason::Internal(_) => false,
+        }
+    }
+
+    #[test]
+    fn every_kind_is_a_seeded_metrics_label() {
+        use crate::relay::metrics::{HANDSHAKE_FAILURE_REASONS, close_reasons};
+        let closed = close_reasons();
+        for r in samples() {
+            let k = r.kind();
+            assert!(
+                closed.contains(&k),
+                "{k} is not in metrics::close_reasons()"
+            );
+            if handshake_phase(&r) {
+                assert!(
+                    HANDSHAKE_FAILURE_REASONS.contains(&k),
+                    "{k} is not in metrics::HANDSHAKE_FAILURE_REASONS"
+                );
+            }
+        }
+        // And the other way: each handshake-failure label names a handshake-phase cause
+        // ("handshake_failed" is the catch-all of handshake errors no sample makes).
+        for l in HANDSHAKE_FAILURE_REASONS {
+            assert!(
+                l == "handshake_failed"
+                    || samples()
+                        .iter()
+                        .any(|r| handshake_phase(r) && r.kind() == l),
+                "{l} is not the label of a handshake-phase cause"
+            );
+        }
+    }
 }

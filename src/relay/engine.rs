@@ -10,12 +10,18 @@
 //! its [`RelayStats`]. A pipe's listener runs a repeating accept, stopped at the `-n` limit
 //! (clients then wait in the kernel backlog) and re-armed when a connection ends; re-armed
 //! after a back-off when it fails with `EMFILE`/`ENFILE` instead of exiting as spiped does.
+//!
+//! Metrics: each pipe keeps a [`PipeCounters`] and each connection a [`ConnMeter`], plain
+//! integers owned by this loop (no lock or atomic on the data path); [`RelayStats`] is read
+//! from the same counters. [`Relay::metrics_snapshot`] copies them for the scrape thread, and
+//! with [`Relay::set_audit`] every closed connection is written to the audit log as one line,
+//! flushed once per [`Relay::turn`].
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -28,9 +34,11 @@ use crate::os::random::fill_random;
 use crate::proto::NONCE_LEN;
 use crate::proto::handshake::{ExchangePolicy, KeyKind, KeyPair};
 
+use super::audit::{self, AuditLog, AuditRecord};
 use super::conn::{Action, Conn, Ctx, DropReason, Env, KeyPairError, PUMP_BUFFER, Side};
 use super::keys::KeyRing;
 use super::log::Logger;
+use super::metrics::{CLEAN, ConnMeter, LoopSnapshot, PipeCounters, PipeSample, PoolSample};
 use super::pool::{KeyPool, PoolStats};
 use super::slots::{Op, Slots, split, token};
 use super::tcp_opts;
@@ -111,6 +119,9 @@ trait RelayEnv: Env {
 
     /// What the key-pair pools have done, summed; `None` if there are none.
     fn pool_stats(&self) -> Option<PoolStats>;
+
+    /// One sample per key-pair pool, for the metrics.
+    fn pool_samples(&self) -> Vec<PoolSample>;
 }
 
 impl RelayEnv for OsEnv {
@@ -130,12 +141,38 @@ impl RelayEnv for OsEnv {
                 generated: a.generated + b.generated,
             })
     }
+
+    fn pool_samples(&self) -> Vec<PoolSample> {
+        self.pools
+            .iter()
+            .map(|pool| {
+                let stats = pool.stats();
+                PoolSample {
+                    kind: key_kind_label(pool.kind()),
+                    ready: pool.ready() as u64,
+                    pooled: stats.pooled,
+                    inline: stats.inline,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The `kind` label of a key-pair pool in the metrics.
+fn key_kind_label(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::X25519 => "x25519",
+        KeyKind::Group14 => "group14",
+    }
 }
 
 /// The settings of one pipe: what it does with each connection its listener accepts. Nothing
 /// here is a command-line type: the spiped command line is one way to build one.
 #[derive(Clone, Debug)]
 pub struct PipeConfig {
+    /// The pipe's name, in log lines (see [`PipeConfig::log_prefix`]), `spiperelay status`
+    /// and the metrics.
+    pub name: Arc<str>,
     /// `-e` (protocol client) or `-d` (protocol server).
     pub mode: Mode,
     /// The target's addresses, tried in order for each connection.
@@ -171,6 +208,12 @@ pub struct PipeConfig {
 }
 
 impl PipeConfig {
+    /// What the relay's log lines about this pipe start with: `pipe NAME: `, or nothing for
+    /// the spiped command line's one pipe ([`COMMAND_LINE_PIPE`]), whose lines stay spiped's.
+    pub fn log_prefix(&self) -> String {
+        super::log::pipe_prefix(&self.name)
+    }
+
     /// The TCP options of the socket on `side` of a connection of this pipe: `source_tcp`
     /// for the accepted side, `target_tcp` for the target side.
     pub fn tcp_options(&self, side: Side) -> &TcpOptions {
@@ -182,12 +225,14 @@ impl PipeConfig {
     }
 }
 
-/// Counters describing what a pipe (or a whole [`Relay`]) has done.
+/// Counters describing what a pipe (or a whole [`Relay`]) has done: a summary of the pipe's
+/// [`PipeCounters`] (the same counts, not a second count).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RelayStats {
     /// Connections accepted.
     pub accepted: u64,
-    /// Handshakes completed.
+    /// Handshakes completed (including those whose key was removed meanwhile, which are then
+    /// dropped).
     pub handshakes: u64,
     /// Connections that ended after both directions finished cleanly.
     pub clean_closes: u64,
@@ -269,7 +314,12 @@ struct Pipe {
     /// oldest first, as (slot, generation). Those that have left it are pruned when a new
     /// connection starts.
     pre_auth: VecDeque<(u32, u32)>,
-    stats: RelayStats,
+    /// What the pipe has done, for the metrics and [`Pipe::stats`].
+    counters: PipeCounters,
+    /// Connections open now (including ones waiting for a free slot).
+    active: usize,
+    /// Accept errors ([`RelayStats::accept_errors`]).
+    accept_errors: u64,
     /// `TCP_NODELAY` and `SO_KEEPALIVE` are set on the (TCP) listener, so accepted sockets
     /// inherit them and [`Action::SetSockOpts`] sets them on the target socket only.
     listener_opts: bool,
@@ -283,7 +333,22 @@ impl Pipe {
     fn at_limit(&self) -> bool {
         self.cfg
             .max_connections
-            .is_some_and(|max| self.stats.active >= max)
+            .is_some_and(|max| self.active >= max)
+    }
+
+    /// The pipe's [`RelayStats`], read from its counters.
+    fn stats(&self) -> RelayStats {
+        let c = &self.counters;
+        let clean = c.closed.get(CLEAN);
+        RelayStats {
+            accepted: c.accepted,
+            handshakes: c.handshake_duration.count(),
+            clean_closes: clean,
+            dropped: c.closed.total() - clean,
+            accept_errors: self.accept_errors,
+            limit_reached: c.limit_reached,
+            active: self.active,
+        }
     }
 
     fn mode_flag(&self) -> &'static str {
@@ -309,6 +374,10 @@ struct Entry {
     deadline: Option<TimerId>,
     /// Close operations still outstanding; `Some` once teardown started.
     closing: Option<u8>,
+    /// Phase times, bytes and key, for the metrics and the audit log.
+    meter: ConnMeter,
+    /// The client's address, for the audit log (looked up at accept only when it is on).
+    peer: Option<Box<str>>,
 }
 
 /// The relay event loop over one [`Driver`] and any number of pipes.
@@ -318,6 +387,9 @@ pub struct Relay<D: Driver> {
     pipes: Vec<Option<Pipe>>,
     /// Counters of pipes that are gone.
     retired: RelayStats,
+    /// The metrics counters of pipes that are gone, by name: added to those of a pipe of the
+    /// same name (one replaced by a reload), so that its counters never go back.
+    retired_counters: Vec<(Arc<str>, PipeCounters)>,
     conns: Slots<Entry>,
     env: Box<dyn RelayEnv>,
     log: Logger,
@@ -327,6 +399,8 @@ pub struct Relay<D: Driver> {
     actions: VecDeque<Action>,
     /// Parked connections given a free slot, to start once the current one's actions ran.
     to_start: Vec<u32>,
+    /// Where closed connections are recorded, if anywhere ([`Relay::set_audit`]).
+    audit: Option<AuditLog>,
     /// Every drop reason, in order (for the state-machine tests).
     #[cfg(test)]
     drops: Vec<DropReason>,
@@ -351,12 +425,19 @@ impl<D: Driver> Relay<D> {
         Ok(relay)
     }
 
+    /// A relay with no pipes yet ([`Relay::add_pipe`] adds them), drawing its randomness from
+    /// the operating system.
+    pub fn empty(io: D, log: Logger) -> Self {
+        Self::with_env(io, log, Box::new(OsEnv::new()))
+    }
+
     /// A relay with no pipes yet, drawing its randomness from `env`.
     fn with_env(io: D, log: Logger, env: Box<dyn RelayEnv>) -> Self {
         Relay {
             io,
             pipes: Vec::new(),
             retired: RelayStats::default(),
+            retired_counters: Vec::new(),
             conns: Slots::new(),
             env,
             log,
@@ -364,6 +445,7 @@ impl<D: Driver> Relay<D> {
             spare: Vec::new(),
             actions: VecDeque::new(),
             to_start: Vec::new(),
+            audit: None,
             #[cfg(test)]
             drops: Vec::new(),
         }
@@ -408,7 +490,9 @@ impl<D: Driver> Relay<D> {
             parked: VecDeque::new(),
             starved: Vec::new(),
             pre_auth: VecDeque::new(),
-            stats: RelayStats::default(),
+            counters: PipeCounters::default(),
+            active: 0,
+            accept_errors: 0,
             listener_opts,
             stopping: false,
             listener_closed: false,
@@ -484,14 +568,14 @@ impl<D: Driver> Relay<D> {
         self.pipes
             .get(id.0 as usize)
             .and_then(Option::as_ref)
-            .map(|p| p.stats)
+            .map(Pipe::stats)
     }
 
     /// What the relay has done so far, over all pipes (including those gone).
     pub fn stats(&self) -> RelayStats {
         let mut total = self.retired;
         for p in self.pipes.iter().flatten() {
-            total.add(&p.stats);
+            total.add(&p.stats());
         }
         total
     }
@@ -505,7 +589,61 @@ impl<D: Driver> Relay<D> {
 
     /// Connections open now, including those waiting for a free slot.
     pub fn active(&self) -> usize {
-        self.pipes.iter().flatten().map(|p| p.stats.active).sum()
+        self.pipes.iter().flatten().map(|p| p.active).sum()
+    }
+
+    /// A copy of this loop's metrics, for the scrape thread (hand it to a
+    /// [`Publisher`](super::metrics::Publisher)): one [`PipeSample`] per pipe still there
+    /// (name, mode, open connections, its [`PipeCounters`] and its key ring, whose per-key
+    /// table is read when scraped), in the order the pipes were added, and one [`PoolSample`]
+    /// per key-pair pool. A pipe that is gone ([`Relay::stop_pipe`]) is no longer listed,
+    /// but its counts are added to those of a pipe of the same name (the first listed), now or
+    /// added later: a pipe replaced under its name by a reload keeps counting from where the
+    /// old one was, so no counter ever goes back (which Prometheus would read as a restart).
+    /// Two pipes of one name (the old one still draining) are both listed; the scrape sums
+    /// them ([`sum_loops`](super::metrics::sum_loops)). Allocates and copies the counters:
+    /// call it at most every [`PUBLISH_INTERVAL`](super::metrics::PUBLISH_INTERVAL), never
+    /// per event. Never fails.
+    pub fn metrics_snapshot(&self) -> LoopSnapshot {
+        let mut pipes: Vec<PipeSample> = self
+            .pipes
+            .iter()
+            .flatten()
+            .map(|p| PipeSample {
+                name: Arc::clone(&p.cfg.name),
+                mode: p.cfg.mode,
+                active: p.active as u64,
+                counters: Some(p.counters.clone()),
+                keys: Some(p.cfg.keys.clone()),
+            })
+            .collect();
+        for (name, gone) in &self.retired_counters {
+            if let Some(c) = pipes
+                .iter_mut()
+                .find(|p| p.name == *name)
+                .and_then(|p| p.counters.as_mut())
+            {
+                c.merge(gone);
+            }
+        }
+        LoopSnapshot {
+            pipes,
+            pools: self.env.pool_samples(),
+        }
+    }
+
+    /// Records every connection that closes from now on in `log`, one [`AuditRecord`] each
+    /// (time, pipe, mode, client address, key fingerprint, bytes each way, duration, close
+    /// reason), replacing the log set before (whose buffered lines are written first). Lines
+    /// are buffered and written once at the end of each [`Relay::turn`]; a failed write is
+    /// logged as a warning and never stops the relay. With a log set, each accepted
+    /// connection costs one `getpeername` call for its address.
+    pub fn set_audit(&mut self, log: AuditLog) {
+        if let Some(mut old) = self.audit.replace(log)
+            && let Err(e) = old.flush()
+        {
+            self.log.warn(format_args!("{e}"));
+        }
     }
 
     /// Replaces the target addresses of every pipe for new connections (after re-resolution;
@@ -561,7 +699,17 @@ impl<D: Driver> Relay<D> {
             self.handle(now, ev);
         }
         self.events = events;
+        self.flush_audit();
         Ok(())
+    }
+
+    /// Writes the audit lines of the connections closed since the last call.
+    fn flush_audit(&mut self) {
+        if let Some(a) = &mut self.audit
+            && let Err(e) = a.flush()
+        {
+            self.log.warn(format_args!("{e}"));
+        }
     }
 
     /// Handles one driver event at time `now`.
@@ -581,6 +729,9 @@ impl<D: Driver> Relay<D> {
                 self.drive(slot, now, |c, cx| c.on_deadline(cx));
             }
             (Event::Connected { result, .. }, _) if live => {
+                if result.is_ok() {
+                    self.on_target_connected(slot, now);
+                }
                 self.drive(slot, now, |c, cx| c.on_connected(result, cx));
             }
             (Event::Received { buf, .. }, Some(Op::Recv(side))) if live => {
@@ -594,6 +745,9 @@ impl<D: Driver> Relay<D> {
                 self.drive(slot, now, |c, cx| c.on_recv_failed(side, error, cx));
             }
             (Event::Sent { buf, result, .. }, op) => {
+                if let (true, Some(Op::Send(side)), Ok(())) = (live, op, result) {
+                    self.count_sent(slot, side, buf.len());
+                }
                 self.keep_spare(buf);
                 if let (true, Some(Op::Send(side))) = (live, op) {
                     self.drive(slot, now, |c, cx| c.on_sent(side, result, cx));
@@ -614,6 +768,28 @@ impl<D: Driver> Relay<D> {
             _ => {}
         }
         self.start_parked(now);
+    }
+
+    /// Times the target connect of the connection in `slot` that just succeeded.
+    fn on_target_connected(&mut self, slot: u32, now: Instant) {
+        let Relay { conns, pipes, .. } = self;
+        if let Some(e) = conns.get_mut(slot)
+            && let Some(d) = e.meter.connect_finished(now)
+            && let Some(p) = pipe_mut(pipes, e.pipe)
+        {
+            p.counters.on_target_connected(d);
+        }
+    }
+
+    /// Counts `n` bytes sent on `side` of the connection in `slot`.
+    fn count_sent(&mut self, slot: u32, side: Side, n: usize) {
+        let Relay { conns, pipes, .. } = self;
+        if let Some(e) = conns.get_mut(slot) {
+            e.meter.on_sent(side.index(), n);
+            if let Some(p) = pipe_mut(pipes, e.pipe) {
+                p.counters.on_sent(side.index(), n);
+            }
+        }
     }
 
     /// The live (not closing) connection in `slot` at `generation`.
@@ -656,6 +832,7 @@ impl<D: Driver> Relay<D> {
     fn on_received(&mut self, slot: u32, side: Side, buf: RecvBuf, now: Instant) {
         let Relay {
             io,
+            pipes,
             conns,
             env,
             spare,
@@ -663,6 +840,11 @@ impl<D: Driver> Relay<D> {
             ..
         } = self;
         if let Some(entry) = conns.get_mut(slot) {
+            let data = io.data(&buf);
+            entry.meter.on_received(side.index(), data.len());
+            if let Some(p) = pipe_mut(pipes, entry.pipe) {
+                p.counters.on_received(side.index(), data.len());
+            }
             let mut cx = Ctx {
                 now,
                 cfg: &entry.cfg,
@@ -670,7 +852,7 @@ impl<D: Driver> Relay<D> {
                 spare,
                 out: actions,
             };
-            entry.conn.on_recv(side, io.data(&buf), &mut cx);
+            entry.conn.on_recv(side, data, &mut cx);
         }
         self.io.recycle(buf);
         self.run(slot, now);
@@ -691,6 +873,11 @@ impl<D: Driver> Relay<D> {
             }
             return;
         };
+        if let Action::ArmDeadline(_) = action {
+            // The one action a handshake's start queues (also when the handshake failed at
+            // once, so that failure counts as one).
+            entry.meter.handshake_started(now);
+        }
         let skip = match &action {
             Action::Close { .. } => entry.closing.is_some(),
             Action::CancelDeadline => false,
@@ -715,6 +902,7 @@ impl<D: Driver> Relay<D> {
                 let Some(addr) = entry.cfg.targets.get(index) else {
                     return;
                 };
+                entry.meter.connect_started(now);
                 match self
                     .io
                     .connect_from(addr, entry.cfg.bind.as_ref(), timeout, t)
@@ -799,8 +987,9 @@ impl<D: Driver> Relay<D> {
                     if let Err(e) = tcp_opts::apply(fd, entry.cfg.tcp_options(side))
                         && !tcp_opts::is_not_tcp(&e)
                     {
+                        let who = entry.cfg.log_prefix();
                         self.log.warn(format_args!(
-                            "cannot set the {side} socket's TCP options: {e}"
+                            "{who}cannot set the {side} socket's TCP options: {e}"
                         ));
                     }
                 }
@@ -811,12 +1000,19 @@ impl<D: Driver> Relay<D> {
                     .as_slice()
                     .get(index)
                     .and_then(|k| entry.cfg.keys.begin_use(k));
+                // Timed here, key or not: with the key gone the connection is dropped
+                // (`key_removed`) and counts as a failed handshake too.
+                let took = entry
+                    .meter
+                    .handshake_finished(now, claim.as_ref().map(|c| c.fingerprint()));
                 if let Some(p) = pipe_mut(&mut self.pipes, pipe) {
-                    p.stats.handshakes += 1;
+                    if let Some(d) = took {
+                        p.counters.on_handshake_done(d);
+                    }
                     if let Some(c) = &claim {
-                        let mode = p.mode_flag();
+                        let (who, mode) = (p.cfg.log_prefix(), p.mode_flag());
                         self.log.notice(format_args!(
-                            "connection established ({mode}) with key {}",
+                            "{who}connection established ({mode}) with key {}",
                             c.fingerprint()
                         ));
                     }
@@ -827,7 +1023,7 @@ impl<D: Driver> Relay<D> {
                     }
                 });
             }
-            Action::Close { reason, key } => self.teardown(slot, reason, key),
+            Action::Close { reason, key } => self.teardown(slot, reason, key, now),
         }
     }
 
@@ -850,10 +1046,10 @@ impl<D: Driver> Relay<D> {
             return;
         };
         if pipe.starved.is_empty() {
-            let active = pipe.stats.active;
+            let (active, who) = (pipe.active, pipe.cfg.log_prefix());
             if let SubmitError::Socket(e) = error {
                 self.log.warn(format_args!(
-                    "cannot create a socket for the target: {e}; pausing accepts and retrying \
+                    "{who}cannot create a socket for the target: {e}; pausing accepts and retrying \
                      (open connections: {active})"
                 ));
             }
@@ -911,6 +1107,7 @@ impl<D: Driver> Relay<D> {
         pipe.accept_epoch = pipe.accept_epoch.wrapping_add(1) & 0xff_ffff;
         let t = token(id.0, pipe.accept_epoch, Op::Accept);
         let listener = pipe.listener;
+        let who = pipe.cfg.log_prefix();
         match self.io.accept(listener, t) {
             Ok(()) => {
                 if let Some(pipe) = pipe_mut(&mut self.pipes, id) {
@@ -918,8 +1115,9 @@ impl<D: Driver> Relay<D> {
                 }
             }
             Err(e) => {
-                self.log
-                    .warn(format_args!("cannot accept connections: {e}; retrying"));
+                self.log.warn(format_args!(
+                    "{who}cannot accept connections: {e}; retrying"
+                ));
                 self.start_backoff(id);
             }
         }
@@ -936,6 +1134,7 @@ impl<D: Driver> Relay<D> {
             pipe.accept = AcceptState::BackingOff;
         }
         if !pipe.backoff_timer {
+            pipe.counters.on_accept_backoff();
             pipe.backoff_timer = true;
             let after = pipe.cfg.accept_backoff;
             self.io.timer(after, token(id.0, 0, Op::Backoff));
@@ -948,19 +1147,21 @@ impl<D: Driver> Relay<D> {
             let _ = self.io.close(client, token(u32::MAX, 0, Op::DiscardTarget));
             return;
         };
-        pipe.stats.accepted += 1;
-        pipe.stats.active += 1;
+        pipe.counters.on_accepted();
+        pipe.active += 1;
         let over = pipe
             .cfg
             .max_connections
-            .is_some_and(|max| pipe.stats.active > max);
+            .is_some_and(|max| pipe.active > max);
         if pipe.at_limit() && pipe.accept == AcceptState::Armed {
-            pipe.stats.limit_reached += 1;
+            pipe.counters.on_limit_reached();
             let max = pipe.cfg.max_connections.unwrap_or(0);
             self.io.cancel_accept(pipe.listener);
             pipe.accept = AcceptState::AtLimit;
+            let who = pipe.cfg.log_prefix();
             self.log.warn(format_args!(
-                "Maximum number of connections ({max}) reached; new clients wait until one closes"
+                "{who}Maximum number of connections ({max}) reached; new clients wait until one \
+                 closes"
             ));
         }
         let Some(pipe) = pipe_mut(&mut self.pipes, id) else {
@@ -969,6 +1170,14 @@ impl<D: Driver> Relay<D> {
         let cfg = Arc::clone(&pipe.cfg);
         let mut sock = [None, None];
         sock[Side::accepted(cfg.mode).index()] = Some(client);
+        let peer = match self.audit {
+            Some(_) => self
+                .io
+                .fd(client)
+                .and_then(audit::peer_of)
+                .map(String::into_boxed_str),
+            None => None,
+        };
         let slot = self.conns.insert(Entry {
             conn: Conn::new(cfg.mode, over),
             pipe: id,
@@ -976,6 +1185,8 @@ impl<D: Driver> Relay<D> {
             sock,
             deadline: None,
             closing: None,
+            meter: ConnMeter::new(now, SystemTime::now()),
+            peer,
         });
         if over {
             if let Some(pipe) = pipe_mut(&mut self.pipes, id) {
@@ -1038,6 +1249,7 @@ impl<D: Driver> Relay<D> {
             // The end of an accept we cancelled ourselves.
             return;
         }
+        let who = pipe.cfg.log_prefix();
         if error.0 == libc::ECANCELED && !armed {
             // Our accept ended although we did not cancel it (we cancel only when leaving
             // `Armed`, and re-arm under a new epoch): without a new accept the pipe would be
@@ -1045,22 +1257,22 @@ impl<D: Driver> Relay<D> {
             self.arm_accept(id);
             return;
         }
-        pipe.stats.accept_errors += 1;
+        pipe.accept_errors += 1;
         if armed {
             self.log
-                .warn(format_args!("accepting a connection failed: {error}"));
+                .warn(format_args!("{who}accepting a connection failed: {error}"));
             return;
         }
         let ms = pipe.cfg.accept_backoff.as_millis();
-        let active = pipe.stats.active;
+        let active = pipe.active;
         if error.is_resource_exhaustion() {
             self.log.warn(format_args!(
-                "accepting a connection failed: {error}; pausing accepts for {ms} ms \
+                "{who}accepting a connection failed: {error}; pausing accepts for {ms} ms \
                  (open connections: {active})"
             ));
         } else {
             self.log.warn(format_args!(
-                "accepting a connection failed: {error}; retrying in {ms} ms"
+                "{who}accepting a connection failed: {error}; retrying in {ms} ms"
             ));
         }
         self.start_backoff(id);
@@ -1097,13 +1309,15 @@ impl<D: Driver> Relay<D> {
 
     // ---- teardown ----
 
-    /// Closes both sockets of `slot`, logging `reason` if it is an error and handing the key
-    /// use back. The driver defers each close until nothing is in flight on that socket.
+    /// Closes both sockets of `slot`, logging `reason` if it is an error, counting the close
+    /// and recording it in the audit log, and handing the key use back. The driver defers each
+    /// close until nothing is in flight on that socket.
     fn teardown(
         &mut self,
         slot: u32,
         reason: Option<DropReason>,
         key: Option<super::keys::KeyUse>,
+        now: Instant,
     ) {
         let Some(entry) = self.conns.get_mut(slot) else {
             return;
@@ -1116,21 +1330,37 @@ impl<D: Driver> Relay<D> {
             self.io.cancel_timer(id);
         }
         if let Some(pipe) = pipe_mut(&mut self.pipes, pipe_id) {
-            let mode = pipe.mode_flag();
-            match reason {
-                Some(r) => {
-                    pipe.stats.dropped += 1;
-                    match &key {
-                        Some(u) => self.log.warn(format_args!(
-                            "connection dropped ({mode}): {r} (key {})",
-                            u.fingerprint()
-                        )),
-                        None => self
-                            .log
-                            .warn(format_args!("connection dropped ({mode}): {r}")),
-                    }
+            pipe.counters.on_closed(
+                reason.as_ref().map(DropReason::kind),
+                reason
+                    .as_ref()
+                    .is_some_and(|r| is_handshake_failure(r, &entry.meter)),
+            );
+            if let Some(log) = &mut self.audit {
+                let rec = AuditRecord::from_meter(
+                    &entry.meter,
+                    now,
+                    SystemTime::now(),
+                    &entry.cfg.name,
+                    entry.cfg.mode,
+                    entry.peer.as_deref(),
+                    reason.as_ref().map(|r| (r.kind(), r.to_string())),
+                );
+                if let Err(e) = log.record(&rec) {
+                    self.log.warn(format_args!("{e}"));
                 }
-                None => pipe.stats.clean_closes += 1,
+            }
+            if let Some(r) = reason {
+                let (who, mode) = (pipe.cfg.log_prefix(), pipe.mode_flag());
+                match &key {
+                    Some(u) => self.log.warn(format_args!(
+                        "{who}connection dropped ({mode}): {r} (key {})",
+                        u.fingerprint()
+                    )),
+                    None => self
+                        .log
+                        .warn(format_args!("{who}connection dropped ({mode}): {r}")),
+                }
             }
         }
         #[cfg(test)]
@@ -1184,7 +1414,7 @@ impl<D: Driver> Relay<D> {
         let Some(pipe) = pipe_mut(&mut self.pipes, id) else {
             return;
         };
-        pipe.stats.active -= 1;
+        pipe.active -= 1;
         if let Some(next) = pipe.parked.pop_front() {
             // A connection accepted beyond the limit takes the free slot.
             self.to_start.push(next);
@@ -1207,13 +1437,31 @@ impl<D: Driver> Relay<D> {
         let Some(pipe) = pipe_mut(&mut self.pipes, id) else {
             return;
         };
-        if pipe.stopping && pipe.listener_closed && pipe.stats.active == 0 {
-            let stats = pipe.stats;
+        if pipe.stopping && pipe.listener_closed && pipe.active == 0 {
+            let stats = pipe.stats();
             self.retired.add(&stats);
+            let counters = std::mem::take(&mut pipe.counters);
+            let name = Arc::clone(&pipe.cfg.name);
+            match self.retired_counters.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => c.merge(&counters),
+                None => self.retired_counters.push((name, counters)),
+            }
             if let Some(entry) = self.pipes.get_mut(id.0 as usize) {
                 *entry = None;
             }
         }
+    }
+}
+
+/// Whether a connection closed for `reason` counts as a failed handshake: its handshake had
+/// started and not finished (`meter`), or it was evicted by the handshake limit (with `-e`,
+/// possibly while still connecting to the target). A target that could not be reached while a
+/// `-d` handshake ran is the target's fault, not the handshake's.
+fn is_handshake_failure(reason: &DropReason, meter: &ConnMeter) -> bool {
+    match reason {
+        DropReason::TargetConnect(_) | DropReason::TargetSocket(_) => false,
+        DropReason::HandshakeEvicted { .. } => true,
+        _ => meter.in_handshake(),
     }
 }
 

@@ -301,6 +301,16 @@ pub fn read_reload_keys(
     })
 }
 
+/// Reads key files only (a pipe added by a configuration reload, which has no keys from
+/// startup): each source by [`read_key_file`]; a [`KeySource::Stdin`] gives no key.
+///
+/// # Errors
+/// As [`read_key_file`], naming the first source that failed; [`KeyFileError::NoSources`]
+/// when no key was read.
+pub fn read_files(sources: &[KeySource]) -> Result<(KeySet, Vec<KeyWarning>), KeyFileError> {
+    read_sources(sources, false, |_, _| Ok(None))
+}
+
 /// `sources` as a reload sees them: a path that is a FIFO or a character device now (read once
 /// at startup by [`read_startup_keys`]) becomes [`KeySource::Stdin`], a source whose startup
 /// key is kept. Only the file type is looked at (`stat`, which never blocks).

@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 use crate::os::syslog::Syslog;
 
+/// What a log line about pipe `name` starts with: `pipe NAME: `, or nothing for the spiped
+/// command line's one pipe ([`crate::config::COMMAND_LINE_PIPE`]), whose lines stay spiped's.
+pub fn pipe_prefix(name: &str) -> String {
+    if name == crate::config::COMMAND_LINE_PIPE {
+        String::new()
+    } else {
+        format!("pipe {name}: ")
+    }
+}
+
 /// Messages allowed in a burst before the limit applies.
 pub const BURST: u32 = 50;
 

@@ -17,6 +17,7 @@ use crate::relay::conn::LocalBug;
 use crate::relay::keys::RingMode;
 use crate::relay::log::Sink;
 
+mod metrics;
 mod tcp_opts;
 
 const KEY: &[u8] = b"engine state machine test key\n";
@@ -209,6 +210,15 @@ impl RelayEnv for TestEnv {
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
+
+    fn pool_samples(&self) -> Vec<PoolSample> {
+        vec![PoolSample {
+            kind: "group14",
+            ready: 3,
+            pooled: 2,
+            inline: 1,
+        }]
+    }
 }
 
 fn addr(port: u16) -> SockAddr {
@@ -221,6 +231,7 @@ fn config(mode: Mode) -> PipeConfig {
         Mode::Decrypt => RingMode::Decrypt,
     };
     PipeConfig {
+        name: "default".into(),
         mode,
         targets: vec![addr(1)],
         keys: KeyRing::new(KeySet::single(Key::from_key_file(KEY)), 4, ring_mode)
@@ -242,6 +253,10 @@ struct Sim {
     relay: Relay<Fake>,
     now: Instant,
     pipe: PipeId,
+    /// Bytes the test delivered on each handle ([`Sim::recv`]).
+    rx: HashMap<Handle, u64>,
+    /// Bytes of the sends the test completed on each handle ([`Sim::sent`]).
+    tx: HashMap<Handle, u64>,
 }
 
 impl Sim {
@@ -262,6 +277,8 @@ impl Sim {
             relay,
             now: Instant::now(),
             pipe,
+            rx: HashMap::new(),
+            tx: HashMap::new(),
         }
     }
 
@@ -320,6 +337,7 @@ impl Sim {
     /// Bytes arrive on `h`, whose receive must be armed.
     fn recv(&mut self, h: Handle, data: &[u8]) {
         let token = self.io().recvs.remove(&h).expect("no receive armed");
+        *self.rx.entry(h).or_default() += data.len() as u64;
         let io = self.io();
         io.next_buf += 1;
         let id = io.next_buf;
@@ -346,6 +364,7 @@ impl Sim {
             };
             let (_, buf, token) = io.sends.remove(i);
             out.extend_from_slice(&buf);
+            *self.tx.entry(h).or_default() += buf.len() as u64;
             self.deliver(Event::Sent {
                 token,
                 buf,

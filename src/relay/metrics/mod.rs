@@ -208,7 +208,9 @@ pub struct PipeCounters {
     /// ([`HANDSHAKE_FAILURE_REASONS`]); also counted in `closed`.
     pub handshake_failures: ReasonCounts,
     /// Durations of completed handshakes, from the handshake's start (after the target connect
-    /// with `-e`, at accept with `-d`) to its last byte sent and key claimed.
+    /// with `-e`, at accept with `-d`) to its last byte sent and key claimed. A handshake whose
+    /// key was removed from the ring meanwhile is timed too (the protocol exchange completed),
+    /// and its connection, dropped, is also a `key_removed` handshake failure.
     pub handshake_duration: Histogram,
     /// Durations of successful target connects, from the connect's submission to its
     /// completion (one per address tried that succeeded).
@@ -359,14 +361,17 @@ impl ConnMeter {
         }
     }
 
-    /// The handshake completed at `now` with the key named `fingerprint` (`None` if the key
-    /// was removed meanwhile): how long it took, `None` if no start was seen.
+    /// The handshake completed at `now` with the key named `fingerprint`: how long it took,
+    /// `None` if no start was seen. With `fingerprint` `None` (the key was removed from the
+    /// ring while the handshake ran, so the connection is dropped) the duration is still
+    /// returned but the connection stays [`ConnMeter::in_handshake`], so its close counts as a
+    /// failed handshake.
     pub fn handshake_finished(
         &mut self,
         now: Instant,
         fingerprint: Option<&str>,
     ) -> Option<Duration> {
-        self.handshake_done = true;
+        self.handshake_done = fingerprint.is_some();
         self.fingerprint = fingerprint.map(Box::from);
         self.handshake_started
             .map(|t| now.saturating_duration_since(t))

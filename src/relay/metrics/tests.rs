@@ -70,6 +70,15 @@ fn conn_meter_times_phases_and_counts_bytes() {
     assert_eq!(m.received(), [10, 30]);
     assert_eq!(m.sent(), [0, 50]);
     assert_eq!(m.age(t0 + Duration::from_secs(1)), Duration::from_secs(1));
+
+    // A handshake whose key was removed meanwhile is timed but not done: its close counts as
+    // a failed handshake.
+    let mut m = ConnMeter::new(t0, SystemTime::now());
+    m.handshake_started(t0);
+    let d = m.handshake_finished(t0 + Duration::from_millis(4), None);
+    assert_eq!(d, Some(Duration::from_millis(4)));
+    assert!(m.in_handshake());
+    assert_eq!(m.fingerprint(), None);
 }
 
 fn counters(accepted: u64, plain_in: usize) -> PipeCounters {
