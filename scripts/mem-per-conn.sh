@@ -3,7 +3,7 @@
 # connections stream at once, on each io backend, and what is given back after the burst.
 #
 # usage: scripts/mem-per-conn.sh [N] [--bytes B] [--no-build] [--backends "io_uring epoll"]
-#                                [--budget KIB] [--check]
+#                                [--budget KIB] [--check] [--trim]
 #
 # For each backend: an echo server on loopback (Python), a -d end in front of it, a -e end in
 # front of that (both "-n 0", SPIPERELAY_BACKEND forced), one warm-up connection, then N
@@ -11,7 +11,10 @@
 # writes (so every connection is streaming in both directions at the same time). Per end:
 # VmRSS before the burst, VmHWM (peak) during it, VmRSS 2 s after the last client closed.
 # "KiB/conn" is (peak - before) / N. With --check the script exits 1 if any end exceeds
-# --budget KiB per connection (default 64).
+# --budget KiB per connection (default 64). With --trim the ends run as the relay_trim example
+# (the same relay, built in release, with a measurement hook): after the "2 s after" reading
+# each end calls spiperelay::os::memory::release_free_heap (malloc_trim(0)) and its VmRSS is
+# read again, which shows what returning free heap after a burst gives back.
 # Environment: SPIPERELAY_BENCH_BIN replaces the relay binary (e.g. target/debug/spiperelay to
 # skip the release build). Loopback only; every wait is bounded; only processes this script
 # started are signalled, by PID.
@@ -19,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-n=256 bytes=$((1 << 20)) build=1 backends="io_uring epoll" budget=64 check=0
+n=256 bytes=$((1 << 20)) build=1 backends="io_uring epoll" budget=64 check=0 trim=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-build) build=0 ;;
@@ -27,7 +30,8 @@ while [ $# -gt 0 ]; do
 	--backends) backends=$2; shift ;;
 	--budget) budget=$2; shift ;;
 	--check) check=1 ;;
-	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+	--trim) trim=1 ;;
+	-h | --help) sed -n '2,21p' "$0"; exit 0 ;;
 	[0-9]*) n=$1 ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
@@ -36,8 +40,14 @@ done
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
 
-# shellcheck source=scripts/bench-relay-bin.sh
-. "$ROOT/scripts/bench-relay-bin.sh"
+if [ "$trim" = 1 ]; then
+	[ "$build" = 1 ] && cargo build --release --locked --example relay_trim
+	RELAY=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/relay_trim
+	[ -x "$RELAY" ] || { echo "no relay_trim example at $RELAY" >&2; exit 1; }
+else
+	# shellcheck source=scripts/bench-relay-bin.sh
+	. "$ROOT/scripts/bench-relay-bin.sh"
+fi
 
 DIR=$(mktemp -d /tmp/mem-per-conn.XXXXXX)
 PIDS=()
@@ -156,17 +166,36 @@ wait_listen() {
 	return 1
 }
 
+# Asks the relay_trim end whose trigger file is $1 to call malloc_trim(0); prints its VmRSS
+# after the call (KiB), or fails if it did not answer within 10 s.
+trim_rss() {
+	local i
+	rm -f "$1.done"
+	: >"$1"
+	for i in $(seq 1 100); do
+		if [ -s "$1.done" ]; then
+			awk '{ print $2 }' "$1.done"
+			awk -v f="$1" '{ printf "%s: malloc_trim %s -> %s KiB in %s us; receive pool resident %s KiB\n", f, $1, $2, $4, $5 }' \
+				"$1.done" >>"$DIR/trim-details"
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "no answer to the trim request $1" >&2
+	return 1
+}
+
 over=0
 run() {
 	local be=$1 sp dp ep srv dec enc
 	sp=$(free_port) dp=$(free_port) ep=$(free_port)
 	python3 "$DIR/stream.py" server "$sp" & srv=$!; PIDS+=("$srv")
 	wait_listen "$sp"
-	SPIPERELAY_BACKEND=$be "$RELAY" -F -d -n 0 -s "[127.0.0.1]:$dp" -t "[127.0.0.1]:$sp" \
-		-k "$DIR/key" 2>>"$DIR/$be.log" & dec=$!
+	SPIPERELAY_TRIM_TRIGGER=$DIR/trim-$be-d SPIPERELAY_BACKEND=$be \
+		"$RELAY" -F -d -n 0 -s "[127.0.0.1]:$dp" -t "[127.0.0.1]:$sp" -k "$DIR/key" 2>>"$DIR/$be.log" & dec=$!
 	PIDS+=("$dec")
-	SPIPERELAY_BACKEND=$be "$RELAY" -F -e -n 0 -s "[127.0.0.1]:$ep" -t "[127.0.0.1]:$dp" \
-		-k "$DIR/key" 2>>"$DIR/$be.log" & enc=$!
+	SPIPERELAY_TRIM_TRIGGER=$DIR/trim-$be-e SPIPERELAY_BACKEND=$be \
+		"$RELAY" -F -e -n 0 -s "[127.0.0.1]:$ep" -t "[127.0.0.1]:$dp" -k "$DIR/key" 2>>"$DIR/$be.log" & enc=$!
 	PIDS+=("$enc")
 	wait_listen "$dp"
 	wait_listen "$ep"
@@ -188,10 +217,14 @@ run() {
 	local eh dh
 	eh=$(field_kib "$enc" VmHWM) dh=$(field_kib "$dec" VmHWM)
 	sleep 2
-	local ea da
+	local ea da et=- dt=-
 	ea=$(field_kib "$enc" VmRSS) da=$(field_kib "$dec" VmRSS)
+	if [ "$trim" = 1 ]; then
+		et=$(trim_rss "$DIR/trim-$be-e") || et=-
+		dt=$(trim_rss "$DIR/trim-$be-d") || dt=-
+	fi
 	kill "$enc" "$dec" "$srv" 2>/dev/null || true
-	echo "$be $eb $eh $ea $db $dh $da $t0 $t1" >>"$DIR/results"
+	echo "$be $eb $eh $ea $et $db $dh $da $dt $t0 $t1" >>"$DIR/results"
 }
 
 for be in $backends; do
@@ -201,17 +234,21 @@ done
 
 printf '\n%d connections streaming %d bytes each way at once through an -e/-d pair (%s)\n\n' \
 	"$n" "$bytes" "$RELAY"
-printf '| backend | end | RSS before (KiB) | peak (KiB) | KiB/conn at peak | RSS 2 s after (KiB) | burst (s) |\n'
-printf '|---|---|---:|---:|---:|---:|---:|\n'
-while read -r be eb eh ea db dh da t0 t1; do
+printf '| backend | end | RSS before (KiB) | peak (KiB) | KiB/conn at peak | RSS 2 s after (KiB) | after malloc_trim (KiB) | burst (s) |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
+while read -r be eb eh ea et db dh da dt t0 t1; do
 	for end in e d; do
-		if [ $end = e ]; then b=$eb h=$eh a=$ea; else b=$db h=$dh a=$da; fi
+		if [ $end = e ]; then b=$eb h=$eh a=$ea t=$et; else b=$db h=$dh a=$da t=$dt; fi
 		per=$(awk -v b="$b" -v h="$h" -v n="$n" 'BEGIN { printf "%.1f", (h - b) / n }')
-		printf '| %s | -%s | %d | %d | %s | %d | %.1f |\n' "$be" "$end" "$b" "$h" "$per" "$a" \
-			"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+		printf '| %s | -%s | %d | %d | %s | %d | %s | %.1f |\n' "$be" "$end" "$b" "$h" "$per" "$a" \
+			"$t" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
 		if awk -v p="$per" -v m="$budget" 'BEGIN { exit !(p > m) }'; then over=1; fi
 	done
 done <"$DIR/results"
+if [ -s "$DIR/trim-details" ]; then
+	echo
+	sed "s|$DIR/trim-||" "$DIR/trim-details"
+fi
 if [ "$check" = 1 ] && [ "$over" = 1 ]; then
 	echo "over the budget of $budget KiB per connection" >&2
 	exit 1

@@ -111,6 +111,10 @@ impl Driver for AnyDriver {
         pass_on!(self, d => d.recycle(buf))
     }
 
+    fn release_idle_buffers(&mut self) -> usize {
+        pass_on!(self, d => d.release_idle_buffers())
+    }
+
     fn send(&mut self, handle: Handle, buf: Vec<u8>, token: Token) -> Result<(), SubmitError> {
         pass_on!(self, d => d.send(handle, buf, token))
     }

@@ -169,6 +169,51 @@ impl BufRing {
         }
     }
 
+    /// Returns the memory of every buffer to the kernel (`MADV_DONTNEED`): the pages the pool
+    /// touched at its busiest stop counting in the resident set, and are faulted in again,
+    /// zero-filled, when the kernel next writes a receive into them. The buffers stay in the
+    /// ring, registered; their contents are meaningless while they are in it anyway.
+    ///
+    /// Returns the bytes released, or 0 without doing anything if a buffer is lent (its data
+    /// is still to be read). The caller must know that no operation can select a buffer now
+    /// or while this runs (no receive with buffer selection in flight), as for `unregister`.
+    pub(crate) fn release_pages(&mut self) -> usize {
+        if self.lent.iter().any(|&l| l) {
+            return 0;
+        }
+        // SAFETY: ptr/len are the buffer mapping (page aligned, from mmap), which lives as long
+        // as `self`. No buffer is lent, so Rust holds no reference into it, and the caller
+        // guarantees that the kernel is not writing a receive into it; discarding the pages of
+        // an anonymous private mapping only makes them read back as zeros.
+        let r = unsafe {
+            libc::madvise(
+                self.bufs.ptr.as_ptr().cast(),
+                self.bufs.len,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if r == 0 { self.bufs.len } else { 0 }
+    }
+
+    /// How many bytes of the buffers are resident in memory now (`mincore`), or `None` if the
+    /// kernel would not say. For tests and measurements.
+    pub(crate) fn resident_bytes(&self) -> Option<usize> {
+        let page = page_size()?;
+        let pages = self.bufs.len.div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: ptr/len are the buffer mapping (page aligned, from mmap), alive as long as
+        // `self`; `vec` has one byte per page of it, as mincore writes. mincore reads no memory
+        // of the mapping.
+        let r = unsafe {
+            libc::mincore(
+                self.bufs.ptr.as_ptr().cast(),
+                self.bufs.len,
+                vec.as_mut_ptr(),
+            )
+        };
+        (r == 0).then(|| vec.iter().filter(|&&b| b & 1 != 0).count() * page)
+    }
+
     /// Marks buffer `id` as lent with `len` valid bytes, as reported by a completion.
     /// Returns `None` if `id` or `len` is out of range or the buffer was not in the ring.
     pub(crate) fn take(&mut self, id: u16, len: u32) -> Option<super::RecvBuf> {
@@ -239,4 +284,11 @@ impl fmt::Debug for BufRing {
             .field("bgid", &self.bgid)
             .finish_non_exhaustive()
     }
+}
+
+/// The system page size, `None` if `sysconf` fails.
+fn page_size() -> Option<usize> {
+    // SAFETY: sysconf takes an integer name and touches no memory of ours.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0)
 }

@@ -14,9 +14,10 @@
 //!   buffer is recycled, like a starved io_uring receive.
 //! - Sends are written with `MSG_NOSIGNAL` until complete, in the order they were requested; a
 //!   `shutdown_write` waits for the sends before it.
-//! - An armed accept accepts until `EAGAIN` (at most [`ACCEPT_BATCH`] per turn). Any error,
-//!   such as `EMFILE`, disarms it and is reported with `armed: false`, exactly as io_uring's
-//!   multishot accept does; the listener stays readable, so re-arming it accepts at once.
+//! - An armed accept accepts until `EAGAIN` (at most [`ACCEPT_BATCH`], one, per
+//!   [`Driver::wait`], so the caller sees each connection before the next). Any error,
+//!   such as `EMFILE`, disarms it and is reported with `armed: false`, exactly as the io_uring
+//!   backend's accept does; the listener stays readable, so re-arming it accepts at once.
 //! - Timers and connect deadlines live in an ordered map; `epoll_wait`'s timeout is the time to
 //!   the next one (rounded up to a millisecond, so timers never fire early).
 //! - A connect that finds a Unix listener's backlog full (`EAGAIN`, where a blocking connect
@@ -40,9 +41,13 @@ use super::{
     WaitError, sys,
 };
 
-/// Most connections accepted on one listener per [`Driver::wait`], so that a flood of clients
-/// cannot starve the connections already open.
-pub const ACCEPT_BATCH: usize = 64;
+/// Most connections accepted on one listener per [`Driver::wait`]: one, so that the caller
+/// sees each new connection before the next is taken. A relay at its connection limit then
+/// stops accepting exactly at the limit instead of taking clients it must leave waiting, and
+/// with several event loops on one listener (`--threads`) the clients a full loop does not take
+/// stay in the backlog for a loop with room. It also keeps a flood of clients from starving
+/// the connections already open.
+pub const ACCEPT_BATCH: usize = 1;
 
 /// Most receives completed per [`Driver::wait`]. The pool's free list is a stack, so this also
 /// bounds how many of its buffers are ever touched (resident) when many sockets are readable
@@ -185,6 +190,9 @@ struct FdEntry {
     /// In the `starved` queue.
     starved: bool,
     accept: Option<Token>,
+    /// The [`Driver::wait`] call (`Epoll::turn`) in which this listener last accepted, and how
+    /// many connections it accepted in it (at most [`ACCEPT_BATCH`] per call).
+    accepted: (u64, usize),
     connect: Option<ConnectOp>,
     recv: Option<Token>,
     sends: VecDeque<SendOp>,
@@ -221,6 +229,8 @@ pub struct Epoll {
     starved: VecDeque<Handle>,
     /// Receives this [`Driver::wait`] may still complete (see [`RECV_BATCH`]).
     recv_budget: usize,
+    /// Number of the current [`Driver::wait`] call (for [`ACCEPT_BATCH`]).
+    turn: u64,
     /// Sockets whose `close` was called, to be closed in the next wait.
     to_close: Vec<Handle>,
     timers: BTreeMap<(Instant, u64), TimerKind>,
@@ -303,6 +313,7 @@ impl Epoll {
             dirty: Vec::new(),
             starved: VecDeque::new(),
             recv_budget: RECV_BATCH,
+            turn: 0,
             to_close: Vec::new(),
             timers: BTreeMap::new(),
             timer_at: HashMap::new(),
@@ -363,6 +374,7 @@ impl Epoll {
             queued: false,
             starved: false,
             accept: None,
+            accepted: (0, 0),
             connect: None,
             recv: None,
             sends: VecDeque::new(),
@@ -634,7 +646,16 @@ impl Epoll {
     }
 
     fn run_accept(&mut self, h: Handle) {
-        for _ in 0..ACCEPT_BATCH {
+        // One pass per connection this call may still accept, and one to see `EAGAIN`.
+        for _ in 0..=ACCEPT_BATCH {
+            let turn = self.turn;
+            let used = match self.fds.get(h) {
+                Some(e) if e.accepted.0 == turn => e.accepted.1,
+                _ => 0,
+            };
+            if used >= ACCEPT_BATCH {
+                break;
+            }
             let Some((token, fd)) = self.readable_op(h, |e| e.accept) else {
                 return;
             };
@@ -651,6 +672,9 @@ impl Epoll {
             if r >= 0 {
                 // SAFETY: a successful accept4 returns a new descriptor that nothing else owns.
                 let conn_fd = unsafe { OwnedFd::from_raw_fd(r) };
+                if let Some(e) = self.fds.get_mut(h) {
+                    e.accepted = (turn, used + 1);
+                }
                 let conn = self.insert(conn_fd, true);
                 self.ready.push_back(Event::Accepted { token, conn });
                 continue;
@@ -663,7 +687,7 @@ impl Epoll {
                 }
                 libc::EINTR => {}
                 _ => {
-                    // Like io_uring's multishot accept, any error ends the accept. The listener
+                    // Like the io_uring backend's accept, any error ends the accept. The listener
                     // stays marked readable: the connection is still in the backlog.
                     if let Some(e) = self.fds.get_mut(h) {
                         e.accept = None;
@@ -677,7 +701,7 @@ impl Epoll {
                 }
             }
         }
-        // The batch is used up and the backlog may hold more: carry on next turn.
+        // This call's batch is used up and the backlog may hold more: carry on next turn.
         self.queue(h);
     }
 
@@ -1019,6 +1043,7 @@ impl Driver for Epoll {
     ) -> Result<usize, WaitError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         self.recv_budget = RECV_BATCH;
+        self.turn += 1;
         loop {
             self.finish_closes();
             self.run_dirty();

@@ -306,7 +306,7 @@ impl Event {
 /// A completion-driven socket backend.
 ///
 /// All methods are non-blocking except [`Driver::wait`]. Every successful submission produces
-/// exactly one terminal event later (a multishot accept produces one per connection), unless
+/// exactly one terminal event later (an armed accept produces one per connection), unless
 /// the handle is closed first (see [`Event`]) or a timer is cancelled.
 pub trait Driver {
     /// Takes ownership of a socket (typically a listener from [`sys`]) and returns its handle.
@@ -386,6 +386,15 @@ pub trait Driver {
     /// Cancels a timer. No [`Event::Timer`] is delivered for it afterwards, even if it had
     /// already expired. Cancelling an expired or unknown timer does nothing.
     fn cancel_timer(&mut self, id: TimerId);
+
+    /// Returns the memory of the receive buffer pool to the kernel if no receive is in flight
+    /// and no buffer is lent (e.g. once the last connection has closed after a burst), so the
+    /// pages a burst touched stop counting in the resident set; they are faulted in again when
+    /// the next receives need them. Returns the bytes released, 0 if the pool is in use or the
+    /// backend keeps no such pool. The default does nothing.
+    fn release_idle_buffers(&mut self) -> usize {
+        0
+    }
 
     /// Submits what is queued, waits until at least one event is ready or `timeout` passes
     /// (`None` = no limit), and appends the ready events to `events`. Returns how many were

@@ -17,10 +17,15 @@
 //!   only once a buffer is recycled; after EOF or an error not by itself (the result is
 //!   delivered first). When `QUEUE_LIMIT` results wait unasked for, the multishot is
 //!   cancelled, so a socket the caller does not read cannot take the pool.
-//! - Accepts are multishot; a listener has at most one live at a time. An accept requested
-//!   while the previous one is still ending (cancelled, final CQE not reaped) is submitted
-//!   when that CQE arrives: accepts poll as exclusive waiters, and a cancelled one still on
-//!   the listener's wait queue would take a new client's wake-up (see [`Driver::accept`]).
+//! - An accept is a one-shot `IORING_OP_POLL_ADD` for `POLLIN` on the listener, re-armed after
+//!   each `accept4` ([`ACCEPT_BATCH`] per readiness, so the caller sees each connection first), not
+//!   `IORING_OP_ACCEPT`: the kernel's accept waits on the listener as an *exclusive* waiter, so
+//!   with several rings accepting on duplicates of one listener (`--threads`) a cancelled
+//!   accept whose wait entry was not yet removed took a new client's wake-up and dropped it,
+//!   leaving the client in the backlog while another ring's accept slept. A poll wait is not
+//!   exclusive: every ring waiting on the listener is woken. A listener has at most one accept
+//!   live at a time; an accept requested while the previous one is still ending (cancelled,
+//!   final CQE not reaped) is submitted when that CQE arrives (see [`Driver::accept`]).
 //! - The ring is `SINGLE_ISSUER | DEFER_TASKRUN` (see `build_ring`): completions are
 //!   produced in one batch while the owning thread waits, not by interrupting it.
 //! - Internal operations whose results do not matter (cancels, timer removals) use the
@@ -35,7 +40,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
@@ -47,6 +52,14 @@ use super::{
     ConnectError, Driver, Errno, Event, Handle, RecvBuf, SockAddr, SubmitError, TimerId, Token,
     WaitError, sys,
 };
+
+/// Most connections accepted on one listener per readiness completion: one. The poll is then
+/// re-armed, submitted with the next [`Driver::wait`] and fires again at once if the backlog
+/// still holds clients, so the caller sees each new connection before the next is taken: a
+/// relay at its connection limit stops accepting exactly at the limit instead of taking
+/// clients it must leave waiting, and with several event loops on one listener (`--threads`)
+/// the clients a full loop does not take stay in the backlog for a loop with room.
+pub const ACCEPT_BATCH: usize = 1;
 
 /// `user_data` of internal operations whose completions are discarded.
 const IGNORE: u64 = u64::MAX;
@@ -154,7 +167,7 @@ fn setup_error(e: &std::io::Error) -> SetupError {
 
 /// The opcodes this backend submits, with the names used in error messages.
 const OPCODES: &[(u8, &str)] = &[
-    (opcode::AcceptMulti::CODE, "accept"),
+    (opcode::PollAdd::CODE, "poll"),
     (opcode::Connect::CODE, "connect"),
     (opcode::LinkTimeout::CODE, "linked timeouts"),
     (opcode::RecvMulti::CODE, "recv"),
@@ -197,7 +210,8 @@ struct FdEntry {
     closing: Option<Token>,
     /// A `shutdown_write` waiting for the sends in flight to finish.
     pending_shutdown: Option<Token>,
-    /// The `user_data` of the multishot accept on this (listening) fd, until its final CQE.
+    /// The `user_data` of the accept (its readiness poll) on this (listening) fd, until its
+    /// final CQE.
     accept: Option<u64>,
     /// The token of an accept requested while the previous one was still being cancelled: it
     /// is submitted only once that one's final CQE is reaped (see `Uring::complete_accept`).
@@ -222,7 +236,8 @@ impl Received {
 }
 
 enum OpKind {
-    /// A multishot accept on the listener `h`.
+    /// An accept on the listener `h`: a readiness poll, re-submitted under the same
+    /// `user_data` after each batch of accepts until it is cancelled or fails.
     Accept {
         h: Handle,
         /// A cancel was submitted for it ([`Driver::cancel_accept`]): when it ends it is not
@@ -384,6 +399,13 @@ impl Uring {
     /// Number of sockets currently owned (including those being closed).
     pub fn open_handles(&self) -> usize {
         self.fds.len()
+    }
+
+    /// Bytes of the receive buffer pool resident in memory now (`mincore`), `None` if the
+    /// kernel would not say: what [`Driver::release_idle_buffers`] can give back. For tests
+    /// and measurements.
+    pub fn recv_pool_resident(&self) -> Option<usize> {
+        self.bufs.resident_bytes()
     }
 
     /// Number of operations whose completion has not been reaped yet, internal ones included
@@ -554,12 +576,44 @@ impl Uring {
         self.ready.push_back(Event::ShutdownDone { token, result });
     }
 
+    /// Submits the readiness poll of the accept `ud` on the listener `fd`. Not exclusive: every
+    /// ring polling a duplicate of the listener is woken by a new client.
     fn submit_accept(&mut self, fd: RawFd, ud: u64) {
-        let sqe = opcode::AcceptMulti::new(Fd(fd))
-            .flags(libc::SOCK_CLOEXEC)
+        let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
             .build()
             .user_data(ud);
         self.push(sqe, None);
+    }
+
+    /// Accepts up to [`ACCEPT_BATCH`] clients waiting on the listener `h` (non-blocking),
+    /// each as an [`Event::Accepted`] with `token`. Stops early at `EAGAIN` (the backlog is
+    /// empty, perhaps emptied by another ring). A client that reset before it was accepted
+    /// (`ECONNABORTED`) is skipped.
+    ///
+    /// # Errors
+    /// The `accept4` error that ends the accept (such as `EMFILE`); the client stays in the
+    /// backlog.
+    fn accept_ready(&mut self, h: Handle, token: Token) -> Result<(), Errno> {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(e) = self.fds.get(h) else {
+                return Ok(());
+            };
+            // `accept` on Linux is accept4 with SOCK_CLOEXEC; the listener is non-blocking
+            // (set when the accept was armed).
+            let accepted = socket2::SockRef::from(&e.fd).accept();
+            match accepted {
+                Ok((sock, _)) => {
+                    let conn = self.adopt(OwnedFd::from(sock));
+                    self.ready.push_back(Event::Accepted { token, conn });
+                }
+                Err(err) => match err.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(()),
+                    Some(libc::EINTR | libc::ECONNABORTED) => {}
+                    _ => return Err(sys::errno_of(&err)),
+                },
+            }
+        }
+        Ok(())
     }
 
     // ---- completion ----
@@ -573,9 +627,7 @@ impl Uring {
         };
         let token = op.token;
         match op.kind {
-            OpKind::Accept { h, cancelled } => {
-                self.complete_accept(ud, token, h, cancelled, res, flags)
-            }
+            OpKind::Accept { h, cancelled } => self.complete_accept(ud, token, h, cancelled, res),
             OpKind::Connect { res: ref mut r, .. } => {
                 *r = Some(res);
                 self.finish_connect(ud);
@@ -643,49 +695,32 @@ impl Uring {
         self.dec_inflight(h);
     }
 
-    /// A CQE of the multishot accept `ud` on the listener `h`.
+    /// A CQE of the accept `ud` (its readiness poll) on the listener `h`.
     ///
-    /// An accepted descriptor always becomes an [`Event::Accepted`] (or is closed if the
-    /// listener is closing), even after a cancel: the kernel took it off the backlog, so the
-    /// caller must see it. Without `IORING_CQE_F_MORE` the accept has ended: after a success
-    /// (CQ overflow) it is re-armed unless it was cancelled; otherwise its end is reported as
-    /// [`Event::AcceptFailed`] (a cancelled one as `ECANCELED`), and an accept requested
-    /// meanwhile (`FdEntry::accept_next`) is submitted now that the old one is gone.
-    fn complete_accept(
-        &mut self,
-        ud: u64,
-        token: Token,
-        h: Handle,
-        cancelled: bool,
-        res: i32,
-        flags: u32,
-    ) {
-        let more = cqueue::more(flags);
+    /// Readiness of a live accept: the waiting clients are accepted ([`Uring::accept_ready`])
+    /// and the poll is re-submitted; an `accept4` error ends the accept and is reported as
+    /// [`Event::AcceptFailed`] with `armed: false`, as the epoll backend does. Readiness after
+    /// [`Driver::cancel_accept`] accepts nothing. Any other end (cancelled: `ECANCELED`; an
+    /// error of the poll itself) is reported as [`Event::AcceptFailed`] with `armed: false`,
+    /// and an accept requested meanwhile (`FdEntry::accept_next`) is submitted now that the
+    /// old one is gone. A closing listener gets no events.
+    fn complete_accept(&mut self, ud: u64, token: Token, h: Handle, cancelled: bool, res: i32) {
         let closing = self.is_closing(h);
-        if res >= 0 {
-            // SAFETY: a successful accept CQE carries a new descriptor that nothing else owns;
-            // wrapping it immediately makes it closed exactly once.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if closing {
-                drop(fd);
-            } else {
-                let conn = self.adopt(fd);
-                self.ready.push_back(Event::Accepted { token, conn });
+        if res >= 0 && !cancelled && !closing {
+            match self.accept_ready(h, token) {
+                Ok(()) => {
+                    if let Some(raw) = self.fds.get(h).map(|e| e.fd.as_raw_fd()) {
+                        self.submit_accept(raw, ud);
+                        return;
+                    }
+                }
+                Err(error) => self.ready.push_back(Event::AcceptFailed {
+                    token,
+                    error,
+                    armed: false,
+                }),
             }
-            if more {
-                return;
-            }
-            if !closing
-                && !cancelled
-                && let Some(e) = self.fds.get(h)
-            {
-                // The multishot ended without an error (e.g. CQ overflow): re-arm it.
-                let raw = e.fd.as_raw_fd();
-                self.submit_accept(raw, ud);
-                return;
-            }
-        }
-        if !closing && !more {
+        } else if !closing {
             let error = if res >= 0 {
                 Errno(libc::ECANCELED)
             } else {
@@ -696,15 +731,6 @@ impl Uring {
                 error,
                 armed: false,
             });
-        } else if !closing {
-            self.ready.push_back(Event::AcceptFailed {
-                token,
-                error: Errno(-res),
-                armed: true,
-            });
-        }
-        if more {
-            return;
         }
         self.free_op(ud);
         let next = match self.fds.get_mut(h) {
@@ -724,11 +750,22 @@ impl Uring {
         }
     }
 
-    /// Submits a new multishot accept on the listener `h` (open, not closing, none live).
+    /// Submits a new accept on the listener `h` (open, not closing, none live), first making
+    /// the listener non-blocking for [`Uring::accept_ready`]. If that fails the accept ends at
+    /// once with the error ([`Event::AcceptFailed`], `armed: false`).
     fn arm_accept(&mut self, h: Handle, token: Token) {
-        let Some(raw) = self.fds.get(h).map(|e| e.fd.as_raw_fd()) else {
+        let Some(e) = self.fds.get(h) else {
             return;
         };
+        let raw = e.fd.as_raw_fd();
+        if let Err(err) = socket2::SockRef::from(&e.fd).set_nonblocking(true) {
+            self.ready.push_back(Event::AcceptFailed {
+                token,
+                error: sys::errno_of(&err),
+                armed: false,
+            });
+            return;
+        }
         let ud = self.alloc_op(
             token,
             OpKind::Accept {
@@ -937,13 +974,11 @@ impl Driver for Uring {
         Some(e.fd.as_fd())
     }
 
-    /// Arms a multishot accept. If the previous accept on `listener` is still live (cancelled
-    /// but its final CQE not yet reaped), the new one is submitted only after that CQE: an
-    /// accept polls its listener as an *exclusive* waiter, so while a cancelled accept's wait
-    /// entry is still queued (its cancel completes in our task work, i.e. at the next wait) it
-    /// would take a new client's wake-up and end with `ECANCELED`, and the new accept would
-    /// sleep with clients in the backlog until the next one arrived. Submitted after the old
-    /// one has gone, the new accept first tries to accept at once, so it finds those clients.
+    /// Arms an accept (a readiness poll; module docs). If the previous accept on `listener` is
+    /// still live (cancelled but its final CQE not yet reaped), the new one is submitted only
+    /// after that CQE, so a listener never has two polls of ours at once and the old one's
+    /// last readiness cannot be mistaken for the new one's. Submitted, the new poll fires at
+    /// once if clients already wait in the backlog.
     fn accept(&mut self, listener: Handle, token: Token) -> Result<(), SubmitError> {
         self.usable(listener)?;
         let live = self.fds.get(listener).and_then(|e| e.accept);
@@ -1048,6 +1083,25 @@ impl Driver for Uring {
 
     fn data(&self, buf: &RecvBuf) -> &[u8] {
         self.bufs.data(buf)
+    }
+
+    /// The pool is idle when no receive op is in flight (none can select a buffer: a
+    /// multishot receive's record lives until its final CQE is reaped) and no buffer is lent
+    /// (`BufRing::release_pages` checks that).
+    fn release_idle_buffers(&mut self) -> usize {
+        let receiving = self.ops.iter().any(|slot| {
+            matches!(
+                slot.op,
+                Some(Op {
+                    kind: OpKind::Recv { .. },
+                    ..
+                })
+            )
+        });
+        if receiving {
+            return 0;
+        }
+        self.bufs.release_pages()
     }
 
     fn recycle(&mut self, buf: RecvBuf) {

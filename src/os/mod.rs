@@ -3,8 +3,8 @@
 //! Sockets, buffers and timers are the io layer's ([`crate::io`]); this module holds the
 //! process-wide concerns of a Unix daemon, each a thin, documented wrapper over the `nix`
 //! crate's safe calls (or `getrandom`'s), with hand-written `libc` only where no well-kept crate
-//! offers the call — a signal handler install, `fork`, `_exit`, `setpriority` and a seccomp
-//! filter — each such block with a `// SAFETY:` line.
+//! offers the call — a signal handler install, `fork`, `_exit`, `setpriority`, `malloc_trim`
+//! and a seccomp filter — each such block with a `// SAFETY:` line.
 //!
 //! Modules:
 //! - [`process`]: detaching from the terminal (`fork`, `setsid`) with a parent that waits for
@@ -13,6 +13,7 @@
 //! - [`signals`]: the counting `SIGTERM`/`SIGINT`/`SIGHUP` handlers and per-thread blocking.
 //! - [`thread`]: preparing a background thread (signals blocked, lower priority).
 //! - [`limits`]: the open-file limit (`RLIMIT_NOFILE`).
+//! - [`memory`]: returning free heap memory to the kernel after a burst (`malloc_trim`).
 //! - [`random`]: bytes from the kernel's cryptographically secure RNG.
 //! - [`seccomp`]: a filter that blocks `io_uring_setup`, for testing the epoll fallback.
 //! - [`syslog`]: the `/dev/log` datagram sink of `--syslog`.
@@ -21,6 +22,7 @@
 
 pub mod activation;
 pub mod limits;
+pub mod memory;
 pub mod notify;
 pub mod process;
 pub mod random;

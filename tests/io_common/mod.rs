@@ -32,6 +32,10 @@ pub trait TestDriver: Driver + Sized + 'static {
     fn open_handles(&self) -> usize;
     /// Operations whose event has not been produced yet.
     fn ops_in_flight(&self) -> usize;
+    /// Resident bytes of the receive pool, if the backend can release it.
+    fn pool_resident(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl TestDriver for Uring {
@@ -52,6 +56,9 @@ impl TestDriver for Uring {
     }
     fn ops_in_flight(&self) -> usize {
         Uring::ops_in_flight(self)
+    }
+    fn pool_resident(&self) -> Option<usize> {
+        Uring::recv_pool_resident(self)
     }
 }
 
