@@ -592,6 +592,21 @@ impl<D: Driver> Relay<D> {
         self.pipes.iter().flatten().map(|p| p.active).sum()
     }
 
+    /// Gives back the memory this relay keeps for busy times, when no connection is open
+    /// (after a burst): drops the spare pump buffers and asks the driver to release its idle
+    /// receive buffers ([`Driver::release_idle_buffers`], which keeps anything still in use).
+    /// Returns the bytes released; 0 while connections are open, when nothing was kept, or
+    /// when the driver keeps no such pool. Never fails; the memory is allocated (or faulted
+    /// in) again when traffic returns, so call it after a burst, not per connection.
+    pub fn release_idle_memory(&mut self) -> usize {
+        if self.active() > 0 {
+            return 0;
+        }
+        let spare: usize = self.spare.iter().map(Vec::capacity).sum();
+        self.spare = Vec::new();
+        spare + self.io.release_idle_buffers()
+    }
+
     /// A copy of this loop's metrics, for the scrape thread (hand it to a
     /// [`Publisher`](super::metrics::Publisher)): one [`PipeSample`] per pipe still there
     /// (name, mode, open connections, its [`PipeCounters`] and its key ring, whose per-key

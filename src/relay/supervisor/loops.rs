@@ -14,6 +14,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::io::any::AnyDriver;
+use crate::os::memory;
 use crate::os::signals::SignalCounts;
 
 use super::super::daemon::RunError;
@@ -23,6 +24,13 @@ use super::super::metrics::Board;
 /// How long a loop waits for io at most before it looks at signals and commands: the latency
 /// of a pipe change or a `SIGTERM` in a loop with nothing to do.
 pub(super) const TICK: Duration = Duration::from_millis(250);
+
+/// A loop gives memory back ([`Relay::release_idle_memory`], [`memory::release_free_heap`])
+/// when its last connection closes after it had at least this many open at once...
+pub(super) const RELEASE_AFTER_PEAK: usize = 64;
+
+/// ...and at most this often.
+pub(super) const RELEASE_EVERY: Duration = Duration::from_secs(10);
 
 /// A change of the pipes a loop carries, from the supervisor. `serial` names the pipe for the
 /// process's lifetime (a reload may rename it).
@@ -154,6 +162,8 @@ impl Loop {
         let mut publisher = common.board.publisher();
         let mut terms_seen = 0;
         let mut drain_started: Option<Instant> = None;
+        let mut peak = 0;
+        let mut released: Option<Instant> = None;
         loop {
             self.relay.turn(TICK).map_err(RunError::Wait)?;
             state.heartbeat.fetch_add(1, Relaxed);
@@ -164,8 +174,21 @@ impl Loop {
                     }
                 }
             }
-            state.active.store(self.relay.active(), Relaxed);
+            let active = self.relay.active();
+            state.active.store(active, Relaxed);
             let now = Instant::now();
+            peak = peak.max(active);
+            if active == 0
+                && peak >= RELEASE_AFTER_PEAK
+                && drain_started.is_none()
+                && released.is_none_or(|at| now.duration_since(at) >= RELEASE_EVERY)
+            {
+                // A burst has ended: the receive pool's pages, the spare buffers and the
+                // allocator's free heap go back to the kernel.
+                self.relay.release_idle_memory();
+                memory::release_free_heap();
+                (peak, released) = (0, Some(now));
+            }
             if publisher.due(now) {
                 publisher.publish(now, self.relay.metrics_snapshot());
             }
