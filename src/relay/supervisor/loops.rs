@@ -2,6 +2,10 @@
 //! every pipe, takes pipe changes from the supervisor ([`LoopCmd`]) between turns, publishes
 //! its status to the metrics board, and drains on `SIGTERM`.
 //!
+//! When a loop's last connection closes after a burst ([`RELEASE_AFTER_PEAK`] open at once),
+//! it gives memory back: its spare buffers, the io_uring receive pool's pages, the allocator's
+//! free heap (at most every [`RELEASE_EVERY`]).
+//!
 //! A loop reads signals itself (the counts are process-wide): on the first `SIGTERM` it stops
 //! accepting at once and exits when its last connection has ended or the shutdown timeout
 //! has passed; on `SIGINT`, a second `SIGTERM`, or another loop's failure it exits at once.
