@@ -21,10 +21,10 @@
 # median of each round's ratio.
 #
 # --idle: for threads = 1 and threads = 2, one process with 1 pipe and one with N pipes
-# (default 100; even pipes decrypt from a TCP port, odd pipes encrypt from a Unix socket; a
-# control socket as in dist/spiperelay.toml), no connection; once every listener is up and the
-# process's CPU time has stopped moving, Threads and VmRSS from /proc/PID/status and the
-# thread names.
+# (default 100; even pipes decrypt from a TCP port, odd pipes encrypt from a Unix socket), with
+# a control socket (as in dist/spiperelay.toml) and without, no connection; once every listener is up and the
+# process's CPU time has stopped moving, Threads and VmRSS from /proc/PID/status, the CPU
+# time used over the next 5 s (an idle relay should use none), and the thread names.
 #
 # Environment: SPIPERELAY_BENCH_BIN replaces the relay binary; BENCH_PIPES_PORT_BASE is the
 # first TCP port tried (default 26100; busy ports are skipped); BENCH_TIMEOUT bounds each
@@ -178,14 +178,17 @@ settle() {
 if [ "$idle" = 1 ]; then
 	echo "# idle pipes: $RELAY; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) cores"
 	echo
-	echo "| threads | pipes | Threads | VmRSS kB | thread names |"
-	echo "|---|---|---|---|---|"
+	echo "| control socket | threads | pipes | Threads | VmRSS kB | CPU s in 5 s idle | thread names (comm) |"
+	echo "|---|---|---|---|---|---|---|"
+	for ctl in yes no; do
 	for t in 1 2; do
 		for n in 1 "$pipes"; do
-			name=idle-t$t-n$n conf=$TMP/idle-t$t-n$n.toml listeners=()
+			name=idle-$ctl-t$t-n$n listeners=()
+			conf=$TMP/$name.toml
 			free_ports "$n"
 			{
-				printf '[process]\nthreads = %s\ncontrol = "%s"\n' "$t" "$TMP/$name-ctl.sock"
+				printf '[process]\nthreads = %s\n' "$t"
+				[ "$ctl" = no ] || printf 'control = "%s"\n' "$TMP/$name-ctl.sock"
 				for ((i = 0; i < n; i++)); do
 					if ((i % 2 == 0)); then
 						printf '\n[pipe.p%s]\nmode = "decrypt"\nsource = "[127.0.0.1]:%s"\n' "$i" "${PORTS[i]}"
@@ -202,13 +205,17 @@ if [ "$idle" = 1 ]; then
 			start_relay "$name" "$conf" "${listeners[@]}"
 			pid=$STARTED
 			settle "$pid"
+			c0=$(cpu_ticks "$pid")
+			sleep 5
+			cpu=$(awk -v t="$(($(cpu_ticks "$pid") - c0))" -v k="$CLK" 'BEGIN { printf "%.2f", t / k }')
 			th=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
 			rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
 			names=$(cat /proc/"$pid"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')
-			echo "| $t | $n | $th | $rss | $names |"
+			echo "| $ctl | $t | $n | $th | $rss | $cpu | $names |"
 			kill "$pid"
 			wait "$pid" 2>/dev/null || true
 		done
+	done
 	done
 	exit 0
 fi
