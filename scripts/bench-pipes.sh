@@ -181,41 +181,41 @@ if [ "$idle" = 1 ]; then
 	echo "| control socket | threads | pipes | Threads | VmRSS kB | CPU s in 5 s idle | thread names (comm) |"
 	echo "|---|---|---|---|---|---|---|"
 	for ctl in yes no; do
-	for t in 1 2; do
-		for n in 1 "$pipes"; do
-			name=idle-$ctl-t$t-n$n listeners=()
-			conf=$TMP/$name.toml
-			free_ports "$n"
-			{
-				printf '[process]\nthreads = %s\n' "$t"
-				[ "$ctl" = no ] || printf 'control = "%s"\n' "$TMP/$name-ctl.sock"
-				for ((i = 0; i < n; i++)); do
-					if ((i % 2 == 0)); then
-						printf '\n[pipe.p%s]\nmode = "decrypt"\nsource = "[127.0.0.1]:%s"\n' "$i" "${PORTS[i]}"
-						printf 'target = "%s"\n' "$TMP/redis.sock"
-						listeners+=("${PORTS[i]}")
-					else
-						printf '\n[pipe.p%s]\nmode = "encrypt"\nsource = "%s"\n' "$i" "$TMP/$name-$i.sock"
-						printf 'target = "[127.0.0.1]:%s"\n' "${PORTS[i]}"
-						listeners+=("$TMP/$name-$i.sock")
-					fi
-					printf 'keys = ["%s"]\n' "$TMP/key"
-				done
-			} >"$conf"
-			start_relay "$name" "$conf" "${listeners[@]}"
-			pid=$STARTED
-			settle "$pid"
-			c0=$(cpu_ticks "$pid")
-			sleep 5
-			cpu=$(awk -v t="$(($(cpu_ticks "$pid") - c0))" -v k="$CLK" 'BEGIN { printf "%.2f", t / k }')
-			th=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
-			rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
-			names=$(cat /proc/"$pid"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')
-			echo "| $ctl | $t | $n | $th | $rss | $cpu | $names |"
-			kill "$pid"
-			wait "$pid" 2>/dev/null || true
+		for t in 1 2; do
+			for n in 1 "$pipes"; do
+				name=idle-$ctl-t$t-n$n listeners=()
+				conf=$TMP/$name.toml
+				free_ports "$n"
+				{
+					printf '[process]\nthreads = %s\n' "$t"
+					[ "$ctl" = no ] || printf 'control = "%s"\n' "$TMP/$name-ctl.sock"
+					for ((i = 0; i < n; i++)); do
+						if ((i % 2 == 0)); then
+							printf '\n[pipe.p%s]\nmode = "decrypt"\nsource = "[127.0.0.1]:%s"\n' "$i" "${PORTS[i]}"
+							printf 'target = "%s"\n' "$TMP/redis.sock"
+							listeners+=("${PORTS[i]}")
+						else
+							printf '\n[pipe.p%s]\nmode = "encrypt"\nsource = "%s"\n' "$i" "$TMP/$name-$i.sock"
+							printf 'target = "[127.0.0.1]:%s"\n' "${PORTS[i]}"
+							listeners+=("$TMP/$name-$i.sock")
+						fi
+						printf 'keys = ["%s"]\n' "$TMP/key"
+					done
+				} >"$conf"
+				start_relay "$name" "$conf" "${listeners[@]}"
+				pid=$STARTED
+				settle "$pid"
+				c0=$(cpu_ticks "$pid")
+				sleep 5
+				cpu=$(awk -v t="$(($(cpu_ticks "$pid") - c0))" -v k="$CLK" 'BEGIN { printf "%.2f", t / k }')
+				th=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
+				rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+				names=$(cat /proc/"$pid"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s x%s", s, $2, $1; s = ", " }')
+				echo "| $ctl | $t | $n | $th | $rss | $cpu | $names |"
+				kill "$pid"
+				wait "$pid" 2>/dev/null || true
+			done
 		done
-	done
 	done
 	exit 0
 fi
