@@ -39,7 +39,7 @@ use super::conn::{Action, Conn, Ctx, DropReason, Env, KeyPairError, PUMP_BUFFER,
 use super::keys::KeyRing;
 use super::log::Logger;
 use super::metrics::{CLEAN, ConnMeter, LoopSnapshot, PipeCounters, PipeSample, PoolSample};
-use super::pool::{KeyPool, PoolStats};
+use super::pool::{KeyPool, PoolStats, SharedPools};
 use super::slots::{Op, Slots, split, token};
 use super::tcp_opts;
 
@@ -84,16 +84,20 @@ impl Nonces {
 }
 
 /// The relay's [`Env`]: nonces from the OS RNG and key pairs from one background
-/// [`KeyPool`] per kind, shared by every pipe that needs that kind.
+/// [`KeyPool`] per kind, shared by every pipe that needs that kind (and, through
+/// [`SharedPools`], by every event loop of the process).
 struct OsEnv {
     nonces: Nonces,
-    pools: Vec<KeyPool>,
+    shared: SharedPools,
+    /// The pools this relay has used so far (from `shared`), looked up without its lock.
+    pools: Vec<Arc<KeyPool>>,
 }
 
 impl OsEnv {
-    fn new() -> Self {
+    fn new(shared: SharedPools) -> Self {
         OsEnv {
             nonces: Nonces::new(),
+            shared,
             pools: Vec::new(),
         }
     }
@@ -127,14 +131,14 @@ trait RelayEnv: Env {
 impl RelayEnv for OsEnv {
     fn prepare(&mut self, kind: KeyKind) {
         if !self.pools.iter().any(|p| p.kind() == kind) {
-            self.pools.push(KeyPool::new(kind));
+            self.pools.push(self.shared.get_or_start(kind));
         }
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {
         self.pools
             .iter()
-            .map(KeyPool::stats)
+            .map(|p| p.stats())
             .reduce(|a, b| PoolStats {
                 pooled: a.pooled + b.pooled,
                 inline: a.inline + b.inline,
@@ -420,7 +424,7 @@ impl<D: Driver> Relay<D> {
     /// # Errors
     /// As [`Relay::add_pipe`].
     pub fn new(io: D, listener: OwnedFd, cfg: PipeConfig, log: Logger) -> Result<Self, RelayError> {
-        let mut relay = Self::with_env(io, log, Box::new(OsEnv::new()));
+        let mut relay = Self::empty(io, log);
         relay.add_pipe(listener, cfg)?;
         Ok(relay)
     }
@@ -428,7 +432,13 @@ impl<D: Driver> Relay<D> {
     /// A relay with no pipes yet ([`Relay::add_pipe`] adds them), drawing its randomness from
     /// the operating system.
     pub fn empty(io: D, log: Logger) -> Self {
-        Self::with_env(io, log, Box::new(OsEnv::new()))
+        Self::sharing_pools(io, log, SharedPools::default())
+    }
+
+    /// A relay with no pipes yet whose key-pair pools come from `pools`, which other relays
+    /// (the process's other event loops) share: one pool per kind per process.
+    pub fn sharing_pools(io: D, log: Logger, pools: SharedPools) -> Self {
+        Self::with_env(io, log, Box::new(OsEnv::new(pools)))
     }
 
     /// A relay with no pipes yet, drawing its randomness from `env`.

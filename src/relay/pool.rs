@@ -10,6 +10,9 @@
 //!
 //! This moves key generation off the connection's latency path, not off the CPU; the worker
 //! runs at a lower scheduling priority so the event loop wins when both want a core.
+//!
+//! A process has one pool per kind, whatever its pipes and event loops: [`SharedPools`] starts
+//! each kind's pool once and hands every event loop the same one.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -61,6 +64,25 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Vec<KeyPair>> {
         // A panic elsewhere cannot leave a Vec of pairs inconsistent; keep going.
         self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The key-pair pools of a process, one per [`KeyKind`], shared by every event loop (each
+/// holds a clone) and so by every pipe. Cloning shares; a pool lives while any holder does.
+#[derive(Clone, Debug, Default)]
+pub struct SharedPools(Arc<Mutex<Vec<Arc<KeyPool>>>>);
+
+impl SharedPools {
+    /// The pool of `kind`, started (with its worker thread) by the first caller that needs
+    /// it. Never fails: a pool whose worker cannot start computes pairs inline.
+    pub fn get_or_start(&self, kind: KeyKind) -> Arc<KeyPool> {
+        let mut pools = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = pools.iter().find(|p| p.kind() == kind) {
+            return Arc::clone(p);
+        }
+        let pool = Arc::new(KeyPool::new(kind));
+        pools.push(Arc::clone(&pool));
+        pool
     }
 }
 

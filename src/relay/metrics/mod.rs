@@ -528,12 +528,13 @@ pub struct ProcessSnapshot {
     pub reloads_failed: u64,
     /// Every pipe, in the order first seen.
     pub pipes: Vec<PipeTotals>,
-    /// Key-pair pools summed by kind over the loops.
+    /// The key-pair pools by kind (one per kind per process, shared by the loops).
     pub pools: Vec<PoolSample>,
 }
 
 /// Sums loop snapshots: pipes by name (counters, active connections; the key ring taken from
-/// the first loop that has one) and pools by kind. Key tables are not read here
+/// the first loop that has one). Pools are the process's, one per kind shared by every loop,
+/// so each kind is taken once: the sample that has handed out the most pairs (the latest). Key tables are not read here
 /// ([`Board::collect`] does).
 pub fn sum_loops<'a>(
     loops: impl IntoIterator<Item = &'a LoopSnapshot>,
@@ -575,11 +576,8 @@ pub fn sum_loops<'a>(
         }
         for pool in &snap.pools {
             match pools.iter_mut().find(|t| t.kind == pool.kind) {
-                Some(t) => {
-                    t.ready += pool.ready;
-                    t.pooled += pool.pooled;
-                    t.inline += pool.inline;
-                }
+                Some(t) if pool.pooled + pool.inline > t.pooled + t.inline => *t = *pool,
+                Some(_) => {}
                 None => pools.push(*pool),
             }
         }

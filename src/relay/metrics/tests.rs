@@ -107,7 +107,7 @@ fn sample(name: &str, active: u64, c: Option<PipeCounters>, ring: Option<KeyRing
 }
 
 #[test]
-fn loops_are_summed_by_pipe_name_and_pools_by_kind() {
+fn loops_are_summed_by_pipe_name_and_pools_taken_once_by_kind() {
     let a = LoopSnapshot {
         pipes: vec![
             sample("redis", 2, Some(counters(3, 100)), None),
@@ -144,12 +144,14 @@ fn loops_are_summed_by_pipe_name_and_pools_by_kind() {
     assert_eq!(c.limit_reached, 2);
     assert_eq!(c.accept_backoffs, 2);
     assert!(pipes[1].0.counters.is_none());
+    // The loops share the process's one pool per kind: it is taken once, at its latest
+    // sample (the most pairs handed out), not added up.
     assert_eq!(
         pools,
         vec![PoolSample {
             kind: "x25519",
-            ready: 17,
-            pooled: 7,
+            ready: 10,
+            pooled: 5,
             inline: 1
         }]
     );

@@ -57,6 +57,7 @@ use super::keys::KeyRing;
 use super::log::{Logger, Sink, pipe_prefix as who};
 use super::metrics::http::MetricsListener;
 use super::metrics::{Board, ProcessInfo, ring_mode};
+use super::pool::SharedPools;
 use loops::{Common, Loop, LoopCmd, LoopState};
 use pipe::{
     Running, bind_listener, in_pipe, metrics_addr, next_resolve, resolve_retrying, socket_ids,
@@ -336,13 +337,18 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
         for cmd in sup.start_commands() {
             let _ = sup.senders[cmd.0].send(cmd.1);
         }
+        // One key-pair pool per exchange kind for the whole process.
+        let pools = SharedPools::default();
         for (i, (rx, audit)) in receivers.into_iter().zip(loop_audits).enumerate() {
+            let pools = pools.clone();
             let (ready, common, state) = (ready_tx.clone(), &common, Arc::clone(&sup.states[i]));
             let log = sup.log.sibling();
             let spawned = std::thread::Builder::new()
                 .name(format!("relay-loop{i}"))
                 .spawn_scoped(scope, move || {
-                    event_loop(backend, forced, log, audit, &rx, &state, common, &ready)
+                    event_loop(
+                        backend, forced, log, audit, pools, &rx, &state, common, &ready,
+                    )
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -402,6 +408,7 @@ fn event_loop(
     forced: Option<Backend>,
     mut log: Logger,
     audit: Option<AuditLog>,
+    pools: SharedPools,
     cmds: &mpsc::Receiver<LoopCmd>,
     state: &LoopState,
     common: &Common<'_>,
@@ -410,7 +417,7 @@ fn event_loop(
     // Signals go to the supervisor, whose wait they interrupt; the counts are process-wide.
     let _ = signals::block_daemon_signals_in_thread();
     let started = daemon::new_driver(&mut log, backend, forced).and_then(|io: AnyDriver| {
-        let mut relay = Relay::empty(io, log);
+        let mut relay = Relay::sharing_pools(io, log, pools);
         if let Some(a) = audit {
             relay.set_audit(a);
         }
