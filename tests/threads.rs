@@ -57,7 +57,11 @@ fn assert_loops(p: &Proc, loops: usize) {
     assert_eq!(count(), loops, "{}: threads {names:?}", p.name);
     // One key-pair pool (and its worker thread) per exchange kind for the whole process.
     let pools = names.iter().filter(|n| *n == "spiperelay-keys").count();
-    assert!(pools <= 1, "{}: {pools} key-pair pool threads: {names:?}", p.name);
+    assert!(
+        pools <= 1,
+        "{}: {pools} key-pair pool threads: {names:?}",
+        p.name
+    );
 }
 
 /// Writes `msg` on `c` and requires it echoed within [`WAIT`].
