@@ -119,7 +119,9 @@ step() { # name, time bound in seconds, bench.py arguments...
 	local name=$1 bound=$2
 	shift 2
 	echo "== $name: bench.py $*" >&2
-	if ! timeout --signal=INT --kill-after=30 "$bound" python3 "$HARNESS" "$@" \
+	# bench.py takes ports upward from BENCH_PORT_BASE (below 32000); a base of its own for
+	# each step keeps it clear of another bench.py run on the same machine.
+	if ! BENCH_PORT_BASE=$((24100 + RANDOM % 7000)) timeout --signal=INT --kill-after=30 "$bound" python3 "$HARNESS" "$@" \
 		--json "$out/$name.json" >"$out/$name.md" 2>"$out/$name.log"; then
 		echo "bench-observability.sh: step $name failed; see $out/$name.log" >&2
 		rm -f "$out/$name.json"
