@@ -8,13 +8,14 @@
 # the machine.
 #
 # usage: scripts/bench-observability.sh [--rounds N] [--bytes N] [--requests N] [--no-ir]
-#                                       [--ir-reps N] [--out DIR] [--no-build]
+#                                       [--ir-only] [--ir-reps N] [--out DIR] [--no-build]
 #
 #   --rounds N    rounds of the wall-clock benchmark (default 7); each round runs every kind
 #                 once, "off" first in odd rounds and "on" first in even ones
 #   --bytes N     bytes per bulk transfer (default 1 GiB)
 #   --requests N  requests per redis-benchmark -c 50 -P 1 GET run (default 200000)
 #   --no-ir       skip the callgrind instruction counts
+#   --ir-only     only the callgrind instruction counts
 #   --ir-reps N   repetitions of each instruction count (default 3)
 #   --out DIR     where the JSON and logs go (default /tmp/spiperelay-obs-<date>)
 #   --no-build    use target/release/spiperelay as it is
@@ -29,17 +30,18 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-rounds=7 bytes=1073741824 requests=200000 ir=1 ir_reps=3 out="" build=1
+rounds=7 bytes=1073741824 requests=200000 ir=1 ir_reps=3 out="" build=1 wall=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) rounds=${2:?--rounds needs a number}; shift ;;
 	--bytes) bytes=${2:?--bytes needs a number}; shift ;;
 	--requests) requests=${2:?--requests needs a number}; shift ;;
 	--no-ir) ir=0 ;;
+	--ir-only) wall=0 ;;
 	--ir-reps) ir_reps=${2:?--ir-reps needs a number}; shift ;;
 	--out) out=${2:?--out needs a directory}; shift ;;
 	--no-build) build=0 ;;
-	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,28p' "$0"; exit 0 ;;
 	*) echo "bench-observability.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -93,6 +95,7 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
 # 1. Wall clock and CPU, bench.py, both settings in each round.
+wall_clock() {
 obs=$tmp/obs
 mkdir -p "$obs"
 export RELAY_BIN=$ROOT/scripts/relay-as-config.sh RELAY_NAME=spiperelay SPIPERELAY_BENCH_BIN=$RELAY
@@ -178,6 +181,8 @@ print("|---|---|---|---|---|---|---|")
 rows(bulk, ["bulk MB/s", "relay CPU s/GiB"])
 rows(redis, ["GET -P 1 req/s", "relay CPU µs/request"])
 EOF
+}
+[ "$wall" = 0 ] || wall_clock
 
 # ---------------------------------------------------------------------------------------------
 # 2. Instruction counts (valgrind callgrind on the -e end, epoll backend: valgrind does not know
@@ -185,7 +190,9 @@ EOF
 # the slope between a small and a large run, so start-up, handshakes and the audit lines of the
 # few connections cancel out. Metrics are on but not scraped during these runs (under valgrind
 # the run takes some 50 times longer, so a scrape a second would be counted 50 times over);
-# the cost of one scrape is measured on its own, as the slope between 0 and 40 scrapes.
+# the cost of one scrape is measured on its own, as the slope between 0 and 40 scrapes. The
+# audit log's cost is per connection (getpeername at accept, one line at close), so it shows in
+# the slope between 50 and 250 short connections (TCP clients, one at a time, no PFS).
 [ "$ir" = 1 ] || exit 0
 irtmp=$tmp/ir
 mkdir -p "$irtmp"
@@ -290,7 +297,41 @@ ir_scrapes() { # scrapes -> Ir of an idle -e end with metrics on, after that man
 	ir_of "$d/cg.out"
 }
 
-small_b=8388608 large_b=134217728 small_r=2000 large_r=12000
+ir_conns() { # setting, connections -> Ir of the -e end after that many short connections
+	local d p
+	d=$(mktemp -d "$irtmp/conns.XXXXXX")
+	p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	head -c 32 /dev/urandom >"$d/key"
+	chmod 600 "$d/key"
+	socat -u UNIX-LISTEN:"$d/sink",fork OPEN:/dev/null &
+	local sink=$!
+	pids+=("$sink")
+	conf "$d/dec.toml" decrypt "$d/mid.sock" "$d/sink" "$d/key" off "$d"
+	"$RELAY" --config "$d/dec.toml" 2>"$d/dec.log" &
+	local dec=$!
+	pids+=("$dec")
+	start_enc "$d" "$1" "[127.0.0.1]:$p" "$d/mid.sock"
+	wait_for test -S "$d/mid.sock" && wait_for listening "$p"
+	# One at a time: connect, send a byte, half-close, read to the end (bounded: 10 minutes).
+	timeout 600 python3 - "$p" "$2" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"x")
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(4096):
+        pass
+    s.close()
+PY
+	sleep 1
+	stop_pid "$enc"
+	stop_pid "$dec"
+	stop_pid "$sink"
+	ir_of "$d/cg.out"
+}
+
+small_b=8388608 large_b=134217728 small_r=2000 large_r=12000 small_c=50 large_c=250
 echo "== instruction counts, $ir_reps reps each, alternating off/on" >&2
 : >"$out/ir.txt"
 for r in $(seq "$ir_reps"); do
@@ -300,15 +341,17 @@ for r in $(seq "$ir_reps"); do
 		echo "bulk $s $r $a $b" | tee -a "$out/ir.txt" >&2
 		a=$(ir_redis "$s" $small_r) b=$(ir_redis "$s" $large_r)
 		echo "redis $s $r $a $b" | tee -a "$out/ir.txt" >&2
+		a=$(ir_conns "$s" $small_c) b=$(ir_conns "$s" $large_c)
+		echo "conns $s $r $a $b" | tee -a "$out/ir.txt" >&2
 	done
 	a=$(ir_scrapes 0) b=$(ir_scrapes 40)
 	echo "scrape on $r $a $b" | tee -a "$out/ir.txt" >&2
 done
-python3 - "$out/ir.txt" "$small_b" "$large_b" "$small_r" "$large_r" <<'EOF' | tee "$out/ir.md"
+python3 - "$out/ir.txt" "$small_b" "$large_b" "$small_r" "$large_r" "$small_c" "$large_c" <<'EOF' | tee "$out/ir.md"
 import statistics, sys
-path, sb, lb, sr, lr = sys.argv[1], *map(int, sys.argv[2:])
-per = {"bulk": (lb - sb) / 2**20, "redis": lr - sr, "scrape": 40}
-unit = {"bulk": "Ir/MiB", "redis": "Ir/request", "scrape": "Ir/scrape"}
+path, sb, lb, sr, lr, sc, lc = sys.argv[1], *map(int, sys.argv[2:])
+per = {"bulk": (lb - sb) / 2**20, "redis": lr - sr, "conns": lc - sc, "scrape": 40}
+unit = {"bulk": "Ir/MiB", "redis": "Ir/request", "conns": "Ir/connection", "scrape": "Ir/scrape"}
 v = {}
 for line in open(path):
     test, s, _, a, b = line.split()
@@ -316,7 +359,7 @@ for line in open(path):
         v.setdefault((test, s), []).append((int(b) - int(a)) / per[test])
 print("| test | off | on | on/off |")
 print("|---|---|---|---|")
-for test in ("bulk", "redis"):
+for test in ("bulk", "redis", "conns"):
     if (test, "off") in v and (test, "on") in v:
         a, b = statistics.median(v[(test, "off")]), statistics.median(v[(test, "on")])
         print(f"| {test} ({unit[test]}, -e end, median of {len(v[(test, 'off')])}) | {a:,.0f} | {b:,.0f} | {b / a:.5f} |")
