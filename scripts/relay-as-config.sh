@@ -21,6 +21,12 @@
 # other flag is an error (exit 2). Without -F the file says daemonize = true, as spiped's
 # default is.
 #
+# Two more flags, with no spiped equivalent, set the [process] table's observability options:
+#     --metrics ADDR     metrics = ADDR   (Prometheus GET /metrics; an address or socket path)
+#     --audit-log PATH   audit_log = PATH (one JSON line per closed connection, or "stderr")
+# In their values "%p" becomes the relay's process id, so that the two ends of one benchmark
+# chain, which get the same flags, listen and write on paths of their own.
+#
 # Environment: SPIPERELAY_BENCH_BIN is the relay binary (default target/release/spiperelay
 # beside this script).
 set -euo pipefail
@@ -66,7 +72,7 @@ while [ $# -gt 0 ]; do
 	-D) proc+=("wait_for_dns = true"); continue ;;
 	--x25519) pipe+=("x25519 = true"); continue ;;
 	-s | -t | -k | -n | -o | -r | -b | -p | --max-keys | --handshake-limit | --threads) ;;
-	--shutdown-timeout | --control) ;;
+	--shutdown-timeout | --control | --metrics | --audit-log) ;;
 	*) die "flag not handled with --as-config: $a" ;;
 	esac
 	[ $# -gt 0 ] || die "$a needs a value"
@@ -86,6 +92,8 @@ while [ $# -gt 0 ]; do
 	--threads) proc+=("threads = $(num "$a" "$v")") ;;
 	--shutdown-timeout) proc+=("shutdown_timeout = $(num "$a" "$v")") ;;
 	--control) proc+=("control = $(str "$v")") ;;
+	--metrics) proc+=("metrics = $(str "${v//%p/$$}")") ;;
+	--audit-log) proc+=("audit_log = $(str "${v//%p/$$}")") ;;
 	esac
 done
 [ -n "$mode" ] || die "one of -e and -d is needed"

@@ -139,45 +139,58 @@ impl<'a> AuditRecord<'a> {
         }
     }
 
-    /// The record as one line of JSON, with its newline.
+    /// The record as one line of JSON, with its newline (as [`AuditRecord::write_line`]).
     pub fn to_line(&self) -> String {
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        self.write_line(&mut line);
+        // serde_json writes UTF-8 only, and so do the field names.
+        String::from_utf8(line)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// Appends the record to `out` as one line of JSON, with its newline: the fields in the
+    /// documented order, each value encoded, and escaped, by serde_json straight into `out`
+    /// (no intermediate `serde_json::Value` or `String` per field, and no `core::fmt` for
+    /// the numbers: this runs once per closed connection, on the event loop).
+    pub fn write_line(&self, out: &mut Vec<u8>) {
         let (reason, error) = match &self.reason {
             None => ("clean", None),
             Some((kind, text)) => (*kind, Some(text.as_str())),
         };
-        // The object is put together here so the fields keep the documented order
-        // (serde_json's map sorts its keys); each value is encoded, and escaped, by serde_json.
-        let fields: [(&str, serde_json::Value); 12] = [
-            ("time", rfc3339_millis(self.time).into()),
-            ("pipe", self.pipe.into()),
-            ("mode", mode_label(self.mode).into()),
-            ("peer", self.peer.into()),
-            ("key", self.fingerprint.into()),
-            ("bytes_from_client", self.bytes_from_client.into()),
-            ("bytes_to_client", self.bytes_to_client.into()),
-            ("bytes_from_target", self.bytes_from_target.into()),
-            ("bytes_to_target", self.bytes_to_target.into()),
-            (
-                "duration_seconds",
-                // Millisecond resolution is what an audit needs; it keeps lines short.
-                ((self.duration.as_millis() as f64) / 1000.0).into(),
-            ),
-            ("reason", reason.into()),
-            ("error", error.into()),
-        ];
-        let mut line = String::with_capacity(320);
-        line.push('{');
-        for (i, (name, value)) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push('"');
-            line.push_str(name);
-            line.push_str("\":");
-            line.push_str(&value.to_string());
-        }
-        line.push_str("}\n");
-        line
+        let time = rfc3339_millis(self.time);
+        // Millisecond resolution is what an audit needs; it keeps lines short.
+        let duration = (self.duration.as_millis() as f64) / 1000.0;
+        field(out, b'{', "time", time.as_str());
+        field(out, b',', "pipe", self.pipe);
+        field(out, b',', "mode", mode_label(self.mode));
+        field(out, b',', "peer", &self.peer);
+        field(out, b',', "key", &self.fingerprint);
+        field(out, b',', "bytes_from_client", &self.bytes_from_client);
+        field(out, b',', "bytes_to_client", &self.bytes_to_client);
+        field(out, b',', "bytes_from_target", &self.bytes_from_target);
+        field(out, b',', "bytes_to_target", &self.bytes_to_target);
+        field(out, b',', "duration_seconds", &duration);
+        field(out, b',', "reason", reason);
+        field(out, b',', "error", &error);
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// The usual length of an audit line, to size its buffer.
+const LINE_CAPACITY: usize = 320;
+
+/// Appends `sep`, `"name":` and `value` encoded by serde_json to `out`.
+fn field<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, sep: u8, name: &str, value: &T) {
+    out.push(sep);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    // Writing into a Vec cannot fail, and strings, integers, floats (a non-finite one becomes
+    // null) and None always encode; if one ever did not, the field would read null.
+    let at = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(at);
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -296,7 +309,7 @@ impl AuditLog {
     /// # Errors
     /// As [`AuditLog::flush`] when it writes.
     pub fn record(&mut self, rec: &AuditRecord<'_>) -> Result<(), AuditError> {
-        self.buf.extend_from_slice(rec.to_line().as_bytes());
+        rec.write_line(&mut self.buf);
         if self.buf.len() >= FLUSH_AT {
             self.flush()
         } else {
@@ -410,6 +423,21 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&clean).expect("valid JSON");
         assert_eq!(v["reason"], "clean");
         assert!(v["error"].is_null() && v["peer"].is_null() && v["key"].is_null());
+    }
+
+    #[test]
+    fn write_line_appends_the_same_line() {
+        let a = record(Some("490c2daf81c55eba"));
+        let b = AuditRecord {
+            reason: None,
+            peer: None,
+            ..record(None)
+        };
+        let mut buf = b"earlier\n".to_vec();
+        a.write_line(&mut buf);
+        b.write_line(&mut buf);
+        let want = format!("earlier\n{}{}", a.to_line(), b.to_line());
+        assert_eq!(String::from_utf8(buf).expect("UTF-8"), want);
     }
 
     #[test]
