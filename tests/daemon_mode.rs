@@ -670,3 +670,36 @@ fn syslog_after_daemonising() {
     );
     assert!(msg.contains("handshake failed"), "{msg:?}");
 }
+
+/// `-D` in the foreground (`-F -D`): a target name that does not resolve yet is looked up again
+/// every second instead of being a startup error (spiped's "wait for DNS").
+#[test]
+fn wait_for_dns_retries_in_the_foreground_too() {
+    let dir = TempDir::new("dns-fg");
+    let key = dir.key("k");
+    let src = dir.sock_path("s");
+    let a = args([
+        OsString::from("-F"),
+        "-D".into(),
+        "-d".into(),
+        "-s".into(),
+        src.clone().into(),
+        "-t".into(),
+        "name-that-does-not-resolve.invalid:1".into(),
+        "-k".into(),
+        key.into(),
+    ]);
+    let mut p =
+        bin_common::Proc::spawn(&dir, "relay", &bin_common::relay_bin(), &a).expect("spawn");
+    thread::sleep(Duration::from_millis(2500));
+    assert!(
+        p.try_exit().is_none(),
+        "-F -D exited instead of retrying the lookup: {}",
+        p.stderr()
+    );
+    assert!(!src.exists(), "listening before the target resolved");
+    // Without -D the same command line is a startup error at once.
+    let a: Vec<OsString> = a.into_iter().filter(|w| w != "-D").collect();
+    let out = run(&a);
+    assert_exit(&out, 1, "-F without -D, unresolvable target");
+}

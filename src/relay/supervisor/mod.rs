@@ -153,8 +153,10 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
     }
     let mut backend = None;
     let mut detached = None;
-    let retry = settings.wait_for_dns && settings.daemonize;
-    if retry {
+    // -D: lookups are retried every second until they succeed (in the foreground too); when
+    // daemonising, the process detaches before them.
+    let detach_early = settings.wait_for_dns && settings.daemonize;
+    if detach_early {
         backend = Some(daemon::pick_backend(program, forced)?);
         let d = process::daemonize().map_err(StartupError::Daemonize)?;
         if let Some(p) = &settings.pidfile {
@@ -171,9 +173,9 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
         let sources = if inherited.contains_key(&spec.name) {
             Vec::new()
         } else {
-            resolve_retrying(&spec.source, retry).map_err(named)?
+            resolve_retrying(&spec.source, settings.wait_for_dns).map_err(named)?
         };
-        let targets = resolve_retrying(&spec.target, retry).map_err(named)?;
+        let targets = resolve_retrying(&spec.target, settings.wait_for_dns).map_err(named)?;
         let bind = match &spec.bind {
             Some(b) => Some(
                 daemon::first_address(b, daemon::resolve_bind(b).map_err(named)?).map_err(named)?,
@@ -227,12 +229,12 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
             loops: 0,
         });
     }
-    if settings.daemonize && !retry {
+    if settings.daemonize && !detach_early {
         // Until `ready`, the parent waits and our stderr is still the caller's: an error from
         // here on is printed by the binary and makes the parent exit 1.
         detached = Some(process::daemonize().map_err(StartupError::Daemonize)?);
     }
-    if let (Some(p), false) = (&settings.pidfile, retry) {
+    if let (Some(p), false) = (&settings.pidfile, detach_early) {
         daemon::write_pidfile(p)?;
     }
     // The audit log, opened while the process may still write where it is configured.
