@@ -689,8 +689,7 @@ fn wait_for_dns_retries_in_the_foreground_too() {
         "-k".into(),
         key.into(),
     ]);
-    let mut p =
-        bin_common::Proc::spawn(&dir, "relay", &bin_common::relay_bin(), &a).expect("spawn");
+    let mut p = bin_common::Proc::spawn(&dir, "relay", &relay_bin(), &a).expect("spawn");
     thread::sleep(Duration::from_millis(2500));
     assert!(
         p.try_exit().is_none(),
