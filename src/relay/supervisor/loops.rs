@@ -7,8 +7,9 @@
 //! free heap (at most every [`RELEASE_EVERY`]).
 //!
 //! A loop reads signals itself (the counts are process-wide): on the first `SIGTERM` it stops
-//! accepting at once and exits when its last connection has ended or the shutdown timeout
-//! has passed; on `SIGINT`, a second `SIGTERM`, or another loop's failure it exits at once.
+//! accepting at once and exits when its last connection has ended, or when the supervisor
+//! says the shutdown timeout has passed ([`Common::cut`]); on `SIGINT`, a second `SIGTERM`, or
+//! another loop's failure it exits at once.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -80,8 +81,12 @@ pub(super) struct Common<'a> {
     pub signals: &'a SignalCounts,
     /// Set when a loop failed or `SIGINT` ended the process: every loop exits at once.
     pub failed: AtomicBool,
-    /// How long a loop drains after `SIGTERM` before it closes what is left; `None` waits.
+    /// How long the drain after `SIGTERM` may last before what is left is closed; `None`
+    /// waits. The supervisor keeps the time (and logs what it cuts).
     pub drain_limit: Option<Duration>,
+    /// Set by the supervisor when the drain's deadline has passed: every loop closes what it
+    /// still has and exits.
+    pub cut: AtomicBool,
     /// Where each loop publishes its status.
     pub board: Arc<Board>,
 }
@@ -197,7 +202,10 @@ impl Loop {
                 publisher.publish(now, self.relay.metrics_snapshot());
             }
             let signals = common.signals;
-            if signals.int.load(Relaxed) > 0 || common.failed.load(Relaxed) {
+            if signals.int.load(Relaxed) > 0
+                || common.failed.load(Relaxed)
+                || common.cut.load(Relaxed)
+            {
                 return Ok(());
             }
             let terms = signals.term.load(Relaxed);
@@ -210,11 +218,6 @@ impl Loop {
                 self.relay.stop_accepting();
             }
             if terms_seen > 0 && self.relay.active() == 0 {
-                return Ok(());
-            }
-            if let (Some(start), Some(limit)) = (drain_started, common.drain_limit)
-                && start.elapsed() >= limit
-            {
                 return Ok(());
             }
         }

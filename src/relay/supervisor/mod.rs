@@ -308,6 +308,7 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
         signals,
         failed: AtomicBool::new(false),
         drain_limit: settings.shutdown_timeout,
+        cut: AtomicBool::new(false),
         board: Arc::clone(&board),
     };
     let threads = settings.thread_count();

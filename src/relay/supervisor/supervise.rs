@@ -147,6 +147,8 @@ impl Supervisor {
                      still open",
                     limit.as_secs_f64()
                 ));
+                // The loops close what they still have and exit.
+                common.cut.store(true, Relaxed);
             }
             if finished {
                 return;
