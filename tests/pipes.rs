@@ -148,16 +148,6 @@ fn round_trip(addr: &Addr, msg: &[u8]) -> Result<(), String> {
     echo_on(&mut c, msg)
 }
 
-fn thread_names(pid: u32) -> Vec<String> {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| fs::read_to_string(e.path().join("comm")).ok())
-        .map(|s| s.trim().to_owned())
-        .collect()
-}
-
 fn hup(p: &Proc) {
     let st = Command::new("kill")
         .args(["-HUP", &p.pid().to_string()])
@@ -174,11 +164,11 @@ fn two_pipes_in_one_process_relay_and_name_themselves() {
     let front = Addr::Unix(s.sock("front"));
     round_trip(&front, b"through two pipes of one process").expect("round trip");
     // One process: the supervisor and one event loop, whatever the number of pipes.
-    let loops = thread_names(p.pid())
+    let loops = bin_common::thread_names(p.pid())
         .into_iter()
         .filter(|n| n.starts_with("relay-loop"))
         .count();
-    assert_eq!(loops, 1, "{:?}", thread_names(p.pid()));
+    assert_eq!(loops, 1, "{:?}", bin_common::thread_names(p.pid()));
     // socket_mode applied to the Unix listener.
     let mode = fs::metadata(s.sock("front"))
         .expect("stat")

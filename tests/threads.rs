@@ -30,30 +30,19 @@ fn skip_unless_ours() -> bool {
     true
 }
 
-/// The names of `pid`'s threads.
-fn thread_names(pid: u32) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .map(|s| s.trim().to_owned())
-        .collect()
-}
-
 /// Requires `loops` event-loop threads besides the main one, the supervisor (they start just
 /// after the listening socket exists, so this waits for them, bounded). Distinct names are
 /// counted: a thread a loop is just spawning briefly carries its name too.
 fn assert_loops(p: &Proc, loops: usize) {
     let count = || {
-        thread_names(p.pid())
+        bin_common::thread_names(p.pid())
             .into_iter()
             .filter(|n| n.starts_with("relay-loop"))
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     };
     wait_for(|| count() == loops);
-    let names = thread_names(p.pid());
+    let names = bin_common::thread_names(p.pid());
     assert_eq!(count(), loops, "{}: threads {names:?}", p.name);
     // One key-pair pool (and its worker thread) per exchange kind for the whole process.
     let pools = names.iter().filter(|n| *n == "spiperelay-keys").count();

@@ -274,18 +274,6 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// The address as the user wrote it, for messages.
-fn spec_text(spec: &SockAddrSpec) -> String {
-    match spec {
-        SockAddrSpec::Unix(p) => p.display().to_string(),
-        SockAddrSpec::Inet(a) => match a {
-            std::net::SocketAddr::V4(v4) => format!("[{}]:{}", v4.ip(), v4.port()),
-            std::net::SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
-        },
-        SockAddrSpec::Host { host, port } => format!("{host}:{port}"),
-    }
-}
-
 /// Resolves a socket address the way spiped's `sock_resolve` does: a Unix path as is, an IP
 /// literal as is, `host:port` through the system resolver (numeric ports).
 ///
@@ -298,7 +286,7 @@ pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, StartupError> {
             SockAddr::unix(path)
                 .map(|a| vec![a])
                 .map_err(|error| StartupError::Resolve {
-                    addr: spec_text(spec),
+                    addr: spec.to_string(),
                     error,
                 })
         }
@@ -308,7 +296,7 @@ pub fn resolve(spec: &SockAddrSpec) -> Result<Vec<SockAddr>, StartupError> {
                 Ok(p) if p > 0 => p,
                 _ => {
                     return Err(StartupError::Resolve {
-                        addr: spec_text(spec),
+                        addr: spec.to_string(),
                         error: std::io::Error::new(
                             std::io::ErrorKind::InvalidInput,
                             format!("invalid port number: {port}"),
@@ -326,13 +314,13 @@ fn lookup_host(spec: &SockAddrSpec, host: &str, port: u16) -> Result<Vec<SockAdd
     let addrs: Vec<SockAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|error| StartupError::Resolve {
-            addr: spec_text(spec),
+            addr: spec.to_string(),
             error,
         })?
         .map(SockAddr::from)
         .collect();
     if addrs.is_empty() {
-        return Err(StartupError::NoAddress(spec_text(spec)));
+        return Err(StartupError::NoAddress(spec.to_string()));
     }
     Ok(addrs)
 }
@@ -373,7 +361,7 @@ pub fn bind(
     if let Some(path) = addr.as_pathname() {
         let (fd, reclaimed) = sys::listen_unix_reclaiming(path, access).map_err(|error| {
             StartupError::ListenUnix {
-                addr: spec_text(spec),
+                addr: spec.to_string(),
                 error,
             }
         })?;
@@ -388,12 +376,12 @@ pub fn bind(
     match addr.as_socket() {
         Some(sa) => {
             let fd = sys::listen_tcp(sa).map_err(|error| StartupError::Listen {
-                addr: spec_text(spec),
+                addr: spec.to_string(),
                 error,
             })?;
             Ok((fd, UnixPathGuard(None)))
         }
-        None => Err(StartupError::NoAddress(spec_text(spec))),
+        None => Err(StartupError::NoAddress(spec.to_string())),
     }
 }
 
@@ -414,7 +402,7 @@ pub fn first_address(spec: &SockAddrSpec, addrs: Vec<SockAddr>) -> Result<SockAd
     addrs
         .into_iter()
         .next()
-        .ok_or_else(|| StartupError::NoAddress(spec_text(spec)))
+        .ok_or_else(|| StartupError::NoAddress(spec.to_string()))
 }
 
 /// The uid and gid a `-u` argument names: `user` gives the user and its primary group,

@@ -1234,3 +1234,14 @@ pub fn promtool_check(text: &str) -> Option<(bool, String)> {
     );
     Some((out.status.success(), msg))
 }
+
+/// The names of `pid`'s threads.
+pub fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_to_string(e.path().join("comm")).ok())
+        .map(|s| s.trim().to_owned())
+        .collect()
+}

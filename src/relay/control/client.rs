@@ -258,28 +258,10 @@ pub fn keys_main(program: &str, args: Vec<OsString>) -> ExitCode {
 /// configuration (as `SIGHUP` does) and waits for the outcome. Prints what changed and exits
 /// 0, or prints why nothing did (every error with its place) and exits 1.
 pub fn reload_main(program: &str, args: Vec<OsString>) -> ExitCode {
-    let parsed = parse_common(args, std::env::var_os(CONTROL_ENV), false, None);
-    let control = match parsed {
-        Ok(None) => {
-            print!("{RELOAD_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Some((words, control, _))) if words.is_empty() => control,
-        Ok(Some((words, ..))) => {
-            eprintln!(
-                "{program}: reload takes no operand, not {}",
-                words[0].to_string_lossy()
-            );
-            eprint!("{RELOAD_USAGE}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("{program}: {e}");
-            eprint!("{RELOAD_USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
-    print_answer(program, request_with(&control, b"reload\n", RELOAD_TIMEOUT))
+    match socket_only(program, "reload", RELOAD_USAGE, args, None) {
+        Ok(control) => print_answer(program, request_with(&control, b"reload\n", RELOAD_TIMEOUT)),
+        Err(code) => code,
+    }
 }
 
 /// `spiperelay status [--control SOCKET] [--json]`: asks the daemon for its report
@@ -288,31 +270,15 @@ pub fn reload_main(program: &str, args: Vec<OsString>) -> ExitCode {
 /// reached, or the command line is bad (then followed by [`STATUS_USAGE`]).
 pub fn status_main(program: &str, args: Vec<OsString>) -> ExitCode {
     let mut json = false;
-    let parsed = parse_common(
+    let control = match socket_only(
+        program,
+        "status",
+        STATUS_USAGE,
         args,
-        std::env::var_os(CONTROL_ENV),
-        false,
         Some((JSON, &mut json)),
-    );
-    let control = match parsed {
-        Ok(None) => {
-            print!("{STATUS_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Some((words, control, _))) if words.is_empty() => control,
-        Ok(Some((words, ..))) => {
-            eprintln!(
-                "{program}: status takes no operand, not {}",
-                words[0].to_string_lossy()
-            );
-            eprint!("{STATUS_USAGE}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("{program}: {e}");
-            eprint!("{STATUS_USAGE}");
-            return ExitCode::FAILURE;
-        }
+    ) {
+        Ok(control) => control,
+        Err(code) => return code,
     };
     let mut line = if json {
         status::REQUEST_JSON
@@ -322,6 +288,35 @@ pub fn status_main(program: &str, args: Vec<OsString>) -> ExitCode {
     .to_vec();
     line.push(b'\n');
     print_answer(program, request(&control, &line))
+}
+
+/// The command line of a client that takes no operand (`reload`, `status`): the control
+/// socket, or the exit status after printing `usage` (for `--help`) or the error and `usage`
+/// (for a bad command line) as `<program>: <message>`.
+fn socket_only(
+    program: &str,
+    command: &str,
+    usage: &str,
+    args: Vec<OsString>,
+    flag: Option<Flag<'_>>,
+) -> Result<PathBuf, ExitCode> {
+    let fail = |msg: String| {
+        eprintln!("{program}: {msg}");
+        eprint!("{usage}");
+        ExitCode::FAILURE
+    };
+    match parse_common(args, std::env::var_os(CONTROL_ENV), false, flag) {
+        Ok(None) => {
+            print!("{usage}");
+            Err(ExitCode::SUCCESS)
+        }
+        Ok(Some((words, control, _))) if words.is_empty() => Ok(control),
+        Ok(Some((words, ..))) => Err(fail(format!(
+            "{command} takes no operand, not {}",
+            words[0].to_string_lossy()
+        ))),
+        Err(e) => Err(fail(e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -81,11 +81,8 @@ pub(super) struct Common<'a> {
     pub signals: &'a SignalCounts,
     /// Set when a loop failed or `SIGINT` ended the process: every loop exits at once.
     pub failed: AtomicBool,
-    /// How long the drain after `SIGTERM` may last before what is left is closed; `None`
-    /// waits. The supervisor keeps the time (and logs what it cuts).
-    pub drain_limit: Option<Duration>,
-    /// Set by the supervisor when the drain's deadline has passed: every loop closes what it
-    /// still has and exits.
+    /// Set by the supervisor when the drain's deadline (`shutdown_timeout`) has passed: every
+    /// loop closes what it still has and exits.
     pub cut: AtomicBool,
     /// Where each loop publishes its status.
     pub board: Arc<Board>,

@@ -307,7 +307,6 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
     let common = Common {
         signals,
         failed: AtomicBool::new(false),
-        drain_limit: settings.shutdown_timeout,
         cut: AtomicBool::new(false),
         board: Arc::clone(&board),
     };
@@ -326,6 +325,7 @@ pub fn run(program: &str, source: ConfigSource) -> Result<(), DaemonError> {
         log,
         hups_seen: 0,
         audit_reopen: audit.as_ref().map(AuditLog::reopen_handle),
+        drain_limit: settings.shutdown_timeout,
     };
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel();

@@ -46,6 +46,9 @@ pub(super) struct Supervisor {
     pub(super) hups_seen: usize,
     /// Asks every loop's audit writer to reopen its file (logrotate), on every reload.
     pub(super) audit_reopen: Option<ReopenHandle>,
+    /// How long the drain after `SIGTERM` may last before what is left is cut (`None`:
+    /// until the last connection ends); the supervisor keeps this time for every loop.
+    pub(super) drain_limit: Option<Duration>,
 }
 
 impl Supervisor {
@@ -125,7 +128,7 @@ impl Supervisor {
                     }
                     drain = Some(Instant::now());
                     if terms == 1 && live > 0 {
-                        let limit = common
+                        let limit = self
                             .drain_limit
                             .map(|l| format!(" or in {} s", l.as_secs_f64()))
                             .unwrap_or_default();
@@ -137,7 +140,7 @@ impl Supervisor {
                 }
                 terms_seen = terms;
             }
-            if let (Some(start), Some(limit), false) = (drain, common.drain_limit, cut_logged)
+            if let (Some(start), Some(limit), false) = (drain, self.drain_limit, cut_logged)
                 && start.elapsed() >= limit
             {
                 cut_logged = true;
@@ -356,6 +359,7 @@ impl Supervisor {
 
     /// Applies a prepared plan; returns the summary for the log and systemd.
     fn commit(&mut self, plan: Plan, prepared: Vec<Prepared>) -> String {
+        let counts = plan.summary();
         let threads = self.senders.len();
         let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running)
             .into_iter()
@@ -477,7 +481,7 @@ impl Supervisor {
                 .collect::<Vec<_>>()
                 .join("; ");
         }
-        let mut summary = plan_summary(&plan.removed, &self.running, &key_lines);
+        let mut summary = counts;
         for (name, msg) in key_lines {
             let _ = write!(summary, "; pipe {name}: {msg}");
         }
@@ -518,16 +522,6 @@ fn all_turned(now: &[u64], before: &[u64], finished: &[bool]) -> bool {
         .zip(before)
         .zip(finished)
         .all(|((now, before), done)| now != before || *done)
-}
-
-/// The counts of a committed plan, for the summary line.
-fn plan_summary(removed: &[usize], running: &[Running], keys: &[(String, String)]) -> String {
-    format!(
-        "{} pipes running, {} removed, {} with keys re-read",
-        running.len(),
-        removed.len(),
-        keys.len()
-    )
 }
 
 /// What [`Supervisor::prepare`] made ready for one change.
